@@ -1,0 +1,1 @@
+"""The `evstore` command line (click). Run `evstore --help` or `python -m cli --help`."""

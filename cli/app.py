@@ -1,0 +1,124 @@
+"""The `evstore` command: a thin click layer over the library.
+
+Heavy modules (pydantic, sqlite set-up, rich) load inside the commands that need them,
+so `evstore --version` and `--help` start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from cli.context import AppContext
+from cli.logs import configure_logging
+
+WRITE = ("init", "import", "append")
+READ = ("show", "log")
+MAINTAIN = ("project", "replay")
+
+
+class EvstoreGroup(click.Group):
+    """Turns every failure into one line on stderr and the documented exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*WRITE, *READ, *MAINTAIN, *sorted(set(self.commands) - {*WRITE, *READ, *MAINTAIN})]
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        for title, names in (("Write", WRITE), ("Read", READ), ("Maintain", MAINTAIN)):
+            rows = [
+                (name, self.commands[name].get_short_help_str(limit=70))
+                for name in names
+                if name in self.commands
+            ]
+            if rows:
+                with formatter.section(f"{title} commands"):
+                    formatter.write_dl(rows)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: C901 - one branch per error kind
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "evstore"
+            _fail(f"{exc.format_message()} (see `{command} --help`)", 2)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            _fail("interrupted", 130)
+        except BrokenPipeError:
+            sys.exit(0)  # `evstore log | head` is not an error
+        except Exception as exc:  # noqa: BLE001 - the last line of defence prints one line
+            from eventstore.errors import EvstoreError  # noqa: PLC0415 - error path only
+
+            if isinstance(exc, EvstoreError):
+                _fail(str(exc), exc.exit_code)
+            import structlog  # noqa: PLC0415
+
+            structlog.get_logger("evstore.cli").exception("unexpected_error")
+            _fail(f"unexpected {type(exc).__name__}: {exc} (please report it)", 1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"evstore: error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=EvstoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="evstore", prog_name="evstore")
+@click.option(
+    "--db",
+    envvar="EVSTORE_DB",
+    type=click.Path(dir_okay=False),
+    help="Journal file. Default: .evstore/journal.db in this directory or the nearest parent.",
+)
+@click.option(
+    "--durability",
+    type=click.Choice(["full", "normal"]),
+    default="full",
+    show_default=True,
+    help="full: every acknowledged append survives power loss. normal: faster, "
+    "survives a crash of evstore but not of the machine.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["console", "json"]),
+    default="console",
+    show_default=True,
+    help="Logs on stderr: console for people, json (one object per line) for machines.",
+)
+@click.option("-v", "--verbose", count=True, help="More logs (-v info, -vv debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Errors only.")
+@click.pass_context
+def app(  # noqa: PLR0913 - global options
+    ctx: click.Context,
+    db: str | None,
+    durability: str,
+    log_format: str,
+    verbose: int,
+    quiet: bool,  # noqa: FBT001 - click flag
+) -> None:
+    """evstore: every status update is an event in a journal; every file is a projection.
+
+    \b
+    Example:
+      evstore init
+      evstore import plan/001/tasks.json --session 001
+      evstore append --session 001 P1.M1.T1.S1 Complete
+      evstore project
+    """
+    configure_logging(log_format=log_format, verbosity=-1 if quiet else verbose)
+    ctx.obj = AppContext(db=db, durability=durability)
+    ctx.call_on_close(ctx.obj.close)
+
+
+def main() -> None:
+    app.main(prog_name="evstore")
+
+
+# Each module registers its commands on `app`.
+from cli import maintain, read, write  # noqa: E402, F401

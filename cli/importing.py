@@ -1,0 +1,63 @@
+"""`evstore import`: read a file, decide what it is, append what it changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from eventstore.errors import InvalidInputError
+from eventstore.events import SessionCreated
+from eventstore.store import Store
+from projections.imports import (
+    diff_backlogs,
+    import_event,
+    parse_backlog,
+    read_recovery_file,
+)
+
+
+def import_file(store: Store, path: Path, session: str, export_dir: str | None) -> dict[str, Any]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    source = str(path)
+    recovery = read_recovery_file(data, source=source)
+    if recovery is not None:
+        parsed, session_path = recovery
+        default_dir = Path(session_path) if session_path else path.parent
+    else:
+        parsed = parse_backlog(data, source=source)
+        default_dir = path.parent
+    warnings = [
+        f"{source}: item {item_id} has status {status!r}, outside the vocabulary; kept as is"
+        for item_id, status in parsed.unknown_statuses.items()
+    ]
+    seed = import_event(parsed, source=source)
+
+    if store.has_session(session):
+        version = store.journal.stream_version(session)
+        current = store.state(session, "tasks").doc
+        events = [seed] if current is None else diff_backlogs(current, parsed.doc, fallback=seed)
+        if export_dir is not None:
+            warnings.append(f"--export-dir ignored: session {session} already exports to "
+                            f"{store.export_dir(session)}")
+        if not events:
+            return _outcome(store, session, None, 0, warnings)
+        result = store.append(session, events, expected_version=version)
+    else:
+        created = SessionCreated(export_dir=store.normalize_export_dir(export_dir or default_dir))
+        result = store.append(session, [created, seed], expected_version=0)
+    return _outcome(store, session, result, result.count, warnings)
+
+
+def _outcome(store: Store, session: str, result: Any, count: int, warnings: list[str]) -> dict[str, Any]:
+    return {
+        "session": session,
+        "events": count,
+        "first_seq": result.first_seq if result else None,
+        "last_seq": result.last_seq if result else None,
+        "version": result.last_version if result else store.journal.stream_version(session),
+        "export_dir": str(store.export_dir(session)),
+        "warnings": warnings,
+    }

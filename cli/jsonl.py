@@ -1,0 +1,59 @@
+"""`append --jsonl`: one event per line, validated before anything is appended."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from eventstore.errors import InvalidInputError
+from eventstore.events import Event, ItemUpdated, parse_event, validate_status
+
+# Keys of `evstore log --json` lines that describe where an event was, not what it is.
+_ENVELOPE = ("seq", "stream", "version", "meta", "recorded_at", "schema_version")
+
+
+def read_jsonl(data: bytes, *, source: str) -> tuple[list[Event], list[str | None]]:
+    events: list[Event] = []
+    ids: list[str | None] = []
+    for number, raw in enumerate(data.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        where = f"{source}:{number}"
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInputError(f"{where}: not valid JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise InvalidInputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        event_id = obj.pop("event_id", None)
+        if event_id is not None and not isinstance(event_id, str):
+            raise InvalidInputError(f"{where}: event_id must be a string")
+        event = parse_event(_payload(obj, where), where=where)
+        if isinstance(event, ItemUpdated) and "status" in event.changes:
+            _checked_status(event.changes["status"], where)
+        events.append(event)
+        ids.append(event_id)
+    if not events:
+        raise InvalidInputError(f"{source}: no events (only blank lines)")
+    return events, ids
+
+
+def _payload(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    if "type" in obj:
+        if isinstance(obj.get("data"), dict):
+            return {"type": obj["type"], **obj["data"]}
+        return {k: v for k, v in obj.items() if k not in _ENVELOPE}
+    if "item_id" in obj and "status" in obj:
+        _checked_status(obj["status"], where)
+        return {"type": "ItemStatusChanged", **obj}
+    raise InvalidInputError(
+        f'{where}: needs a "type", or "item_id" and "status" for a status change'
+    )
+
+
+def _checked_status(status: Any, where: str) -> None:
+    try:
+        validate_status(status)
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"{where}: {exc}") from None

@@ -1,0 +1,111 @@
+"""Commands that write projections: project, replay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.app import app
+from cli.context import AppContext
+from cli.output import emit_json
+from cli.write import _session_id
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def _retries(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int:
+    from eventstore.retry import DEFAULT_RETRIES, parse_retries  # noqa: PLC0415
+
+    return DEFAULT_RETRIES if value is None else parse_retries(value)
+
+
+@app.command()
+@click.option("--session", "-s", callback=_session_id, help="Only this session (default: all).")
+@click.option(
+    "--flush-retries",
+    envvar="EVSTORE_FLUSH_RETRIES",
+    callback=_retries,
+    metavar="N",
+    help="Retries after the first attempt for transient write errors (EBUSY, EAGAIN, EIO, "
+    "ENFILE), 0-10. Default 3; env EVSTORE_FLUSH_RETRIES.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@pass_app
+def project(obj: AppContext, session: str | None, flush_retries: int, *, as_json: bool) -> None:
+    """Bring every projected file (tasks.json, ...) up to the journal head.
+
+    Incremental: only events since the last export are folded, and a file whose bytes
+    would not change is not rewritten. Exit 4 when a file cannot be written (the journal
+    is intact; run it again once the cause is fixed).
+
+    \b
+    Example:
+      evstore project --flush-retries 3
+    """
+    results = obj.store(flush_retries=flush_retries).project(session)
+    _report(results, as_json=as_json)
+
+
+@app.command()
+@click.option("--session", "-s", callback=_session_id, help="Only this session (default: all).")
+@click.option("--until", metavar="SEQ|TIME", help="Stop at this seq, or at the last event recorded at or before this ISO 8601 time. Needs --out.")
+@click.option("--out", type=click.Path(file_okay=False), help="Write here instead of the export dirs (DIR/<session>/ for all sessions, DIR/ for one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@pass_app
+def replay(obj: AppContext, session: str | None, until: str | None, out: str | None, *, as_json: bool) -> None:
+    """Rebuild files from the journal alone, ignoring checkpoints.
+
+    Replaces the legacy tasks.json.failed recovery: whatever was acknowledged is in the
+    journal, and this writes it out again. With --until, an earlier state into --out.
+
+    \b
+    Example:
+      evstore replay
+      evstore replay --session 001 --until 2026-01-13T12:00:00Z --out /tmp/then
+    """
+    store = obj.store()
+    until_seq = _parse_until(store, until) if until is not None else None
+    _report(store.replay(session, until=until_seq, out=out), as_json=as_json)
+
+
+def _parse_until(store: Any, value: str) -> int:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from eventstore.errors import InvalidInputError  # noqa: PLC0415
+
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInputError(
+            f"invalid --until value {value!r}: expected a seq number or an ISO 8601 time"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(store.journal.seq_at(moment))
+
+
+def _report(results: list[Any], *, as_json: bool) -> None:
+    if as_json:
+        emit_json(
+            [
+                {
+                    "session": r.session,
+                    "projection": r.projection,
+                    "path": str(r.path),
+                    "seq": r.seq,
+                    "action": r.action,
+                    "events_applied": r.events_applied,
+                    "bytes": r.bytes,
+                }
+                for r in results
+            ]
+        )
+        return
+    if not results:
+        click.echo("no sessions")
+    for r in results:
+        click.echo(f"{r.session}: {r.path} {r.action} (seq {r.seq}, +{r.events_applied} event(s))")

@@ -1,0 +1,131 @@
+"""Commands that only read: show, log."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import click
+
+from cli.app import app
+from cli.context import AppContext
+from cli.output import emit_json
+from cli.write import _session_id
+
+pass_app = click.make_pass_decorator(AppContext)
+
+STATUS_STYLE = {
+    "Complete": "green",
+    "Implementing": "cyan",
+    "Researching": "blue",
+    "Retrying": "yellow",
+    "Failed": "bold red",
+    "Obsolete": "dim",
+    "Planned": "white",
+    "Ready": "magenta",
+}
+
+
+@app.command()
+@click.option("--session", "-s", callback=_session_id, help="Only this session (default: all).")
+@click.option("--depth", type=click.IntRange(1, 4), default=4, show_default=True, help="Levels to show: 1 phases ... 4 subtasks.")
+@click.option("--json", "as_json", is_flag=True, help="Print status counts as JSON.")
+@pass_app
+def show(obj: AppContext, session: str | None, depth: int, *, as_json: bool) -> None:
+    """Show the backlog as a tree with coloured statuses and counts.
+
+    \b
+    Example:
+      evstore show --session 001 --depth 2
+    """
+    store = obj.store()
+    sessions = [session] if session else store.sessions()
+    summaries = []
+    trees = []
+    for name in sessions:
+        doc = store.state(name, "tasks").doc
+        counts = _counts(doc)
+        summaries.append({"session": name, "items": sum(counts.values()), "counts": dict(counts),
+                          "version": store.journal.stream_version(name)})
+        trees.append((name, doc, counts))
+    if as_json:
+        emit_json(summaries)
+        return
+    from rich.console import Console  # noqa: PLC0415 - only people need rich
+    from rich.tree import Tree  # noqa: PLC0415
+
+    console = Console()
+    if not trees:
+        console.print("no sessions: `evstore import FILE --session S` to start one")
+    for name, doc, counts in trees:
+        summary = " · ".join(f"[{STATUS_STYLE.get(s, 'white')}]{s} {n}[/]" for s, n in counts.most_common())
+        tree = Tree(f"[bold]{name}[/]  {sum(counts.values())} items  {summary}")
+        if doc is not None:
+            _grow(tree, doc["backlog"], depth)
+        console.print(tree)
+
+
+def _counts(doc: dict[str, Any] | None) -> Counter[str]:
+    from projections.backlog import BacklogState  # noqa: PLC0415
+
+    if doc is None:
+        return Counter()
+    return Counter(str(item.get("status")) for item, _, _ in BacklogState(doc).index.values())
+
+
+def _grow(node: Any, items: list[dict[str, Any]], depth: int) -> None:
+    from rich.markup import escape  # noqa: PLC0415
+
+    from projections.backlog import children_of  # noqa: PLC0415
+
+    for item in items:
+        status = str(item.get("status"))
+        kids = children_of(item) or []
+        done = sum(1 for k in kids if k.get("status") == "Complete")
+        tally = f" [dim]({done}/{len(kids)} complete)[/]" if kids else ""
+        branch = node.add(
+            f"[{STATUS_STYLE.get(status, 'white')}]{escape(status):<12}[/] "
+            f"[bold]{escape(str(item.get('id')))}[/] {escape(str(item.get('title', '')))}{tally}"
+        )
+        if depth > 1:
+            _grow(branch, kids, depth - 1)
+
+
+@app.command()
+@click.option("--session", "-s", callback=_session_id, help="Only this session (default: all).")
+@click.option("--since", type=click.IntRange(min=0), default=0, help="Only events with seq greater than this.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many events.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: seq, stream, version, type, data, meta, recorded_at, event_id.")
+@pass_app
+def log(obj: AppContext, session: str | None, since: int, limit: int | None, *, as_json: bool) -> None:
+    """List journal events in seq order.
+
+    \b
+    Example:
+      evstore log --since 120 --json | jq .type
+    """
+    import orjson  # noqa: PLC0415
+
+    store = obj.store()
+    for event in store.journal.read(session, after=since, limit=limit):
+        if as_json:
+            click.echo(orjson.dumps(event.as_dict()).decode())
+        else:
+            click.echo(
+                f"{event.seq:>6}  {event.recorded_at}  {event.stream} v{event.version}  "
+                f"{event.type}  {_summary(event.type, event.data)}"
+            )
+
+
+def _summary(event_type: str, data: dict[str, Any]) -> str:
+    if event_type == "ItemStatusChanged":
+        return f"{data['item_id']} → {data['status']}"
+    if event_type == "BacklogImported":
+        return f"{data.get('source')} ({len(data['backlog'].get('backlog', []))} phases)"
+    if event_type in ("ItemUpdated", "ItemRemoved"):
+        return str(data["item_id"])
+    if event_type == "ItemAdded":
+        return f"{data['item'].get('id')} under {data.get('parent_id')}"
+    if event_type == "SessionCreated":
+        return f"export dir {data['export_dir']}"
+    return ", ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, (dict, list)))[:120]

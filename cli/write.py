@@ -1,0 +1,166 @@
+"""Commands that append to the journal: init, import, append."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from cli.app import app
+from cli.context import AppContext
+from cli.output import emit_json
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def _session_id(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    from eventstore.events import validate_session_id  # noqa: PLC0415
+
+    return validate_session_id(value)
+
+
+session_option = click.option(
+    "--session", "-s", "session", required=True, callback=_session_id,
+    help="Session id (the PRP session, e.g. 001_14b9dc2a33c7).",
+)
+
+
+@app.command()
+@pass_app
+def init(obj: AppContext) -> None:
+    """Create the journal (.evstore/journal.db here, or --db).
+
+    \b
+    Example:
+      evstore init
+    """
+    from eventstore.locate import default_journal  # noqa: PLC0415
+
+    path = Path(obj.db) if obj.db else default_journal(Path.cwd())
+    existed = path.exists()
+    store = obj.store(create=True)
+    verb = "Reinitialized existing" if existed else "Initialized empty"
+    click.echo(f"{verb} evstore journal in {store.journal.path.resolve()}")
+
+
+@app.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=False))
+@session_option
+@click.option(
+    "--export-dir",
+    type=click.Path(file_okay=False),
+    help="Where this session's files are written (default: FILE's directory). "
+    "Relative paths resolve against the project root.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_app
+def import_(obj: AppContext, file: str, session: str, export_dir: str | None, *, as_json: bool) -> None:
+    """Import a tasks.json (or a legacy tasks.json.failed) into a session.
+
+    A new session is seeded with the whole document. Into an existing session, only the
+    differences are appended (status changes, edits, added or removed items), so a file
+    edited by hand, or the pending updates of a legacy recovery file, join the history.
+
+    \b
+    Example:
+      evstore import plan/001_14b9dc2a33c7/tasks.json --session 001_14b9dc2a33c7
+      evstore import plan/001/tasks.json.failed --session 001
+    """
+    from cli.importing import import_file  # noqa: PLC0415
+
+    store = obj.store()
+    outcome = import_file(store, Path(file), session, export_dir)
+    if as_json:
+        emit_json(outcome)
+        return
+    for warning in outcome["warnings"]:
+        click.echo(f"evstore: warning: {warning}", err=True)
+    if outcome["events"] == 0:
+        click.echo(f"{file}: no changes to session {session}")
+    else:
+        click.echo(
+            f"imported {file} into session {session}: {outcome['events']} event(s), "
+            f"seq {outcome['first_seq']}..{outcome['last_seq']}, export dir {outcome['export_dir']}"
+        )
+
+
+@app.command()
+@click.argument("item", required=False)
+@click.argument("status", required=False)
+@session_option
+@click.option("--jsonl", type=click.File("rb"), help="Append one event per line of FILE (- for stdin), all or nothing.")
+@click.option("--reason", help="Why the status changed (kept in the event).")
+@click.option("--event-id", help="Idempotency key: an append with an id already present writes nothing.")
+@click.option("--expected-version", type=click.IntRange(min=0), help="Refuse (exit 3) unless the session is at this version.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_app
+def append(  # noqa: PLR0913 - one option per knob of an append
+    obj: AppContext,
+    item: str | None,
+    status: str | None,
+    session: str,
+    jsonl: IO[bytes] | None,
+    reason: str | None,
+    event_id: str | None,
+    expected_version: int | None,
+    *,
+    as_json: bool,
+) -> None:
+    """Append a status change (ITEM STATUS), or many events with --jsonl.
+
+    With --jsonl each line is an event object with a "type" (fields at the top level, or
+    under "data" as `evstore log --json` prints them), or the shorthand
+    {"item_id": ..., "status": ...}. Blank lines are skipped; one bad line refuses the
+    whole batch, naming its line number.
+
+    \b
+    Example:
+      evstore append --session 001 P1.M1.T1.S1 Complete
+      evstore append --session 001 --jsonl updates.jsonl
+    """
+    from eventstore.events import ItemStatusChanged, validate_status  # noqa: PLC0415
+    from eventstore.session import FlushStats  # noqa: PLC0415
+
+    if jsonl is not None:
+        if item is not None or status is not None:
+            raise click.UsageError("give ITEM STATUS or --jsonl, not both")
+        from cli.jsonl import read_jsonl  # noqa: PLC0415
+
+        name = "<stdin>" if jsonl is sys.stdin.buffer or getattr(jsonl, "name", "-") == "-" else jsonl.name
+        events, ids = read_jsonl(jsonl.read(), source=str(name))
+        if event_id is not None:
+            raise click.UsageError("--event-id goes with ITEM STATUS; put event_id on each JSONL line")
+    else:
+        if item is None or status is None:
+            raise click.UsageError("missing ITEM STATUS (or --jsonl FILE)")
+        validate_status(status)
+        events = [ItemStatusChanged(item_id=item, status=status, reason=reason)]  # type: ignore[arg-type]
+        ids = [event_id]
+    result = obj.store().append(session, events, expected_version=expected_version, event_ids=ids)
+    stats = FlushStats.of(len(events), result)
+    payload: dict[str, Any] = {
+        "session": session,
+        "first_seq": result.first_seq,
+        "last_seq": result.last_seq,
+        "version": result.last_version,
+        "duplicate": result.duplicate,
+        "items_written": 0 if result.duplicate else stats.items_written,
+        "write_ops_saved": 0 if result.duplicate else stats.write_ops_saved,
+        "efficiency": stats.efficiency,
+    }
+    if as_json:
+        emit_json(payload)
+    elif result.duplicate:
+        click.echo(f"already appended (seq {result.first_seq}..{result.last_seq}): nothing written")
+    elif jsonl is not None:
+        click.echo(
+            f"appended {stats.items_written} event(s) to {session} in one transaction "
+            f"(seq {result.first_seq}..{result.last_seq}, version {result.last_version}); "
+            f"write_ops_saved={stats.write_ops_saved} efficiency={stats.efficiency}"
+        )
+    else:
+        click.echo(f"{session} {item} → {status} (seq {result.last_seq}, version {result.last_version})")

@@ -1,0 +1,82 @@
+"""evstore's core: an append-only event journal and the runner that exports projections.
+
+Domain-agnostic where it can be: it never imports the `projections` package (the folds)
+or the `cli` package; callers hand it the projections to run.
+
+Names load on first use (PEP 562), so `import eventstore.errors` or a CLI's `--version`
+does not pay for pydantic and SQLite set-up it will not use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "AppendResult": "eventstore.journal",
+    "ConcurrencyError": "eventstore.errors",
+    "Event": "eventstore.events",
+    "EvstoreError": "eventstore.errors",
+    "ExportError": "eventstore.errors",
+    "ExportResult": "eventstore.runner",
+    "FlushStats": "eventstore.session",
+    "InvalidInputError": "eventstore.errors",
+    "Journal": "eventstore.journal",
+    "JournalBusyError": "eventstore.errors",
+    "JournalCorruptError": "eventstore.errors",
+    "JournalError": "eventstore.errors",
+    "JournalNotFoundError": "eventstore.errors",
+    "JournalSchemaError": "eventstore.errors",
+    "JournalWriteError": "eventstore.errors",
+    "Projection": "eventstore.projection",
+    "ProjectionError": "eventstore.errors",
+    "RetryPolicy": "eventstore.retry",
+    "STATUSES": "eventstore.events",
+    "SQLiteJournal": "eventstore.journal",
+    "Session": "eventstore.session",
+    "Store": "eventstore.store",
+    "StoredEvent": "eventstore.journal",
+    "UnknownSessionError": "eventstore.errors",
+    "parse_event": "eventstore.events",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'eventstore' has no attribute {name!r}")
+    attr = "SQLiteJournal" if name == "Journal" else name
+    value = getattr(import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from eventstore.errors import (
+        ConcurrencyError,
+        EvstoreError,
+        ExportError,
+        InvalidInputError,
+        JournalBusyError,
+        JournalCorruptError,
+        JournalError,
+        JournalNotFoundError,
+        JournalSchemaError,
+        JournalWriteError,
+        ProjectionError,
+        UnknownSessionError,
+    )
+    from eventstore.events import STATUSES, Event, parse_event
+    from eventstore.journal import AppendResult, SQLiteJournal, StoredEvent
+    from eventstore.journal import SQLiteJournal as Journal
+    from eventstore.projection import Projection
+    from eventstore.retry import RetryPolicy
+    from eventstore.runner import ExportResult
+    from eventstore.session import FlushStats, Session
+    from eventstore.store import Store

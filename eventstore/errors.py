@@ -1,0 +1,75 @@
+"""One root for every error evstore raises; each carries the CLI exit code it maps to.
+
+Exit codes (DESIGN §11): 0 ok, 1 unexpected, 2 usage or invalid input, 3 conflict,
+4 export failed (journal intact), 5 journal unavailable or corrupt, 6 fix-task limit.
+"""
+
+from __future__ import annotations
+
+
+class EvstoreError(Exception):
+    """Root of evstore's errors. `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class InvalidInputError(EvstoreError, ValueError):
+    """Input refused before anything was written: bad JSON, unknown item, bad status..."""
+
+    exit_code = 2
+
+
+class InvalidSessionIdError(InvalidInputError):
+    """A session id outside `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`."""
+
+
+class UnknownSessionError(InvalidInputError, LookupError):
+    """The journal holds no session of that id."""
+
+
+class JournalError(EvstoreError):
+    """The journal could not be used: unavailable, corrupt, too new, busy."""
+
+    exit_code = 5
+
+
+class JournalNotFoundError(JournalError, FileNotFoundError):
+    """No journal where one was looked for (run `evstore init`)."""
+
+
+class JournalCorruptError(JournalError):
+    """The file is not an SQLite database, or fails its integrity check."""
+
+
+class JournalSchemaError(JournalError):
+    """The journal was written by a newer evstore than this one."""
+
+
+class JournalBusyError(JournalError, TimeoutError):
+    """Other writers held the journal for longer than the busy timeout and its retries."""
+
+
+class JournalWriteError(JournalError):
+    """SQLite could not write: disk full, I/O error, read-only file."""
+
+
+class ConcurrencyError(JournalError):
+    """`expected_version` did not match the stream's version: someone appended first."""
+
+    exit_code = 3
+
+
+class ProjectionError(EvstoreError):
+    """A projection could not fold or render the journal."""
+
+
+class ExportError(ProjectionError):
+    """Writing a projected file failed after its retries; the journal is intact."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, path: str, errno_code: int | None, attempts: int) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno_code = errno_code
+        self.attempts = attempts

@@ -1,0 +1,322 @@
+"""The event catalog (DESIGN §4): frozen pydantic models discriminated by a stable `type`.
+
+An event's `type` is a literal string stored in the journal, never an import path, so
+renaming a module never breaks an old journal. Each type has a `schema_version`; an older
+payload read back is upcast by the functions registered with `register_upcaster`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from eventstore.errors import InvalidInputError, InvalidSessionIdError
+
+STATUSES: tuple[str, ...] = (
+    "Planned",
+    "Researching",
+    "Implementing",
+    "Retrying",
+    "Complete",
+    "Failed",
+    "Obsolete",
+    # Not in the PRP pipeline's StatusEnum, but real tasks.json files carry it.
+    "Ready",
+)
+Status = Literal[
+    "Planned", "Researching", "Implementing", "Retrying", "Complete", "Failed", "Obsolete", "Ready"
+]
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def validate_session_id(session: str) -> str:
+    """Return `session` if it is a safe session id, else raise InvalidSessionIdError.
+
+    Session ids become directory names, so anything that could escape a directory
+    (`..`, `/`, control characters) is refused before any file is touched.
+    """
+    if not isinstance(session, str) or not _SESSION_ID.fullmatch(session):
+        shown = repr(session)
+        raise InvalidSessionIdError(
+            f"invalid session id {shown}: use 1-128 characters from A-Z a-z 0-9 . _ - "
+            "starting with a letter or digit"
+        )
+    return session
+
+
+def validate_status(status: str) -> str:
+    if status not in STATUSES:
+        raise InvalidInputError(
+            f"invalid status {status!r}: expected one of {', '.join(STATUSES)}"
+        )
+    return status
+
+
+class Event(BaseModel):
+    """Base of every event. Subclasses set `type` (a Literal) and may bump `schema_version`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    schema_version: ClassVar[int] = 1
+
+
+def _type(name: str) -> Any:
+    # Excluded from dumps: the journal keeps `type` in its own column, not in `data`.
+    return Field(default=name, exclude=True)
+
+
+# --- Backlog ---------------------------------------------------------------------------
+
+
+class SessionCreated(Event):
+    type: Literal["SessionCreated"] = _type("SessionCreated")
+    export_dir: str
+
+
+class BacklogImported(Event):
+    """The whole backlog document, the seed (or re-seed) of a session."""
+
+    type: Literal["BacklogImported"] = _type("BacklogImported")
+    backlog: dict[str, Any]
+    source: str
+    sha256: str
+
+    @field_validator("backlog")
+    @classmethod
+    def _is_backlog(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(value.get("backlog"), list):
+            raise ValueError('a backlog document needs a top-level "backlog" array')
+        return value
+
+
+class ItemAdded(Event):
+    """`item` may carry its children (a whole subtree); no `after_id` puts it first."""
+
+    type: Literal["ItemAdded"] = _type("ItemAdded")
+    item: dict[str, Any]
+    parent_id: str | None
+    after_id: str | None = None
+
+    @field_validator("item")
+    @classmethod
+    def _has_identity(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(value.get("id"), str) or not isinstance(value.get("type"), str):
+            raise ValueError('an item needs string "id" and "type" fields')
+        return value
+
+
+class ItemStatusChanged(Event):
+    type: Literal["ItemStatusChanged"] = _type("ItemStatusChanged")
+    item_id: str
+    status: Status
+    reason: str | None = None
+
+
+PROTECTED_FIELDS = frozenset({"id", "type", "milestones", "tasks", "subtasks"})
+
+
+class ItemUpdated(Event):
+    """Sets fields (unknown ones allowed) and drops `removed`; never id, type or children."""
+
+    type: Literal["ItemUpdated"] = _type("ItemUpdated")
+    item_id: str
+    changes: dict[str, Any] = Field(default_factory=dict)
+    removed: list[str] = Field(default_factory=list)
+
+    @field_validator("changes", "removed")
+    @classmethod
+    def _not_protected(cls, value: Any) -> Any:
+        touched = PROTECTED_FIELDS.intersection(value)
+        if touched:
+            raise ValueError(f"cannot change {', '.join(sorted(touched))} with ItemUpdated")
+        return value
+
+
+class ItemRemoved(Event):
+    type: Literal["ItemRemoved"] = _type("ItemRemoved")
+    item_id: str
+
+
+# --- Batch runs (DESIGN §8) --------------------------------------------------------------
+
+
+class BatchStarted(Event):
+    type: Literal["BatchStarted"] = _type("BatchStarted")
+    batch_id: str
+    pid: int
+    host: str
+    parallel: int = Field(ge=1)
+    queued_items: list[str]
+
+
+class BatchResumed(Event):
+    type: Literal["BatchResumed"] = _type("BatchResumed")
+    batch_id: str
+    pid: int
+    host: str
+
+
+class BatchItemStarted(Event):
+    type: Literal["BatchItemStarted"] = _type("BatchItemStarted")
+    batch_id: str
+    item: str
+
+
+class BatchItemCompleted(Event):
+    type: Literal["BatchItemCompleted"] = _type("BatchItemCompleted")
+    batch_id: str
+    item: str
+
+
+class BatchItemFailed(Event):
+    type: Literal["BatchItemFailed"] = _type("BatchItemFailed")
+    batch_id: str
+    item: str
+    error: str
+
+
+class BatchItemSkipped(Event):
+    type: Literal["BatchItemSkipped"] = _type("BatchItemSkipped")
+    batch_id: str
+    item: str
+    reason: str
+
+
+class BatchHealingAttempted(Event):
+    type: Literal["BatchHealingAttempted"] = _type("BatchHealingAttempted")
+    batch_id: str
+
+
+class BatchFinished(Event):
+    type: Literal["BatchFinished"] = _type("BatchFinished")
+    batch_id: str
+
+
+class BatchAbandoned(Event):
+    type: Literal["BatchAbandoned"] = _type("BatchAbandoned")
+    batch_id: str
+    reason: str
+
+
+# --- Fix-task recovery (DESIGN §9) -------------------------------------------------------
+
+
+class TaskFailed(Event):
+    type: Literal["TaskFailed"] = _type("TaskFailed")
+    item_id: str
+    error: str
+
+
+class FixTaskCreated(Event):
+    type: Literal["FixTaskCreated"] = _type("FixTaskCreated")
+    original_id: str
+    fix_id: str
+    attempt: int = Field(ge=1)
+    error: str
+
+
+class FixLimitReached(Event):
+    type: Literal["FixLimitReached"] = _type("FixLimitReached")
+    original_id: str
+    attempts: int
+    last_error: str
+
+
+# --- Errors (DESIGN §10) -----------------------------------------------------------------
+
+
+class ErrorRecorded(Event):
+    type: Literal["ErrorRecorded"] = _type("ErrorRecorded")
+    component: str
+    operation: str
+    errno: str | None = None
+    error_type: str
+    severity: str
+    recoverability: str
+    category: str
+    retryable: bool
+    message: str
+    retry_count: int = 0
+    recovery_strategy: str | None = None
+    recovery_success: bool = False
+    resolution_time_ms: float | None = None
+
+
+AnyEvent = Annotated[
+    SessionCreated
+    | BacklogImported
+    | ItemAdded
+    | ItemStatusChanged
+    | ItemUpdated
+    | ItemRemoved
+    | BatchStarted
+    | BatchResumed
+    | BatchItemStarted
+    | BatchItemCompleted
+    | BatchItemFailed
+    | BatchItemSkipped
+    | BatchHealingAttempted
+    | BatchFinished
+    | BatchAbandoned
+    | TaskFailed
+    | FixTaskCreated
+    | FixLimitReached
+    | ErrorRecorded,
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.model_fields["type"].default: cls
+    for cls in Event.__subclasses__()
+}
+
+_ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+_UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def register_upcaster(event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register a function turning a `from_version` payload of `event_type` into the next."""
+
+    def decorate(fn: Upcaster) -> Upcaster:
+        _UPCASTERS[(event_type, from_version)] = fn
+        return fn
+
+    return decorate
+
+
+def upcast(event_type: str, schema_version: int, data: dict[str, Any]) -> dict[str, Any]:
+    """Bring a stored payload up to the current schema of its type."""
+    cls = EVENT_TYPES.get(event_type)
+    current = cls.schema_version if cls else schema_version
+    while schema_version < current:
+        step = _UPCASTERS.get((event_type, schema_version))
+        if step is None:
+            msg = f"no upcaster for {event_type} schema_version {schema_version}"
+            raise InvalidInputError(msg)
+        data = step(data)
+        schema_version += 1
+    return data
+
+
+def parse_event(payload: dict[str, Any], *, where: str = "event") -> Event:
+    """Validate a `{"type": ..., **fields}` mapping into its event model.
+
+    Raises InvalidInputError naming `where` and the first problem, in one line.
+    """
+    try:
+        return _ADAPTER.validate_python(payload)
+    except PydanticValidationError as exc:
+        raise InvalidInputError(f"{where}: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: PydanticValidationError) -> str:
+    first = exc.errors(include_url=False)[0]
+    loc = ".".join(str(part) for part in first["loc"])
+    extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{loc or 'value'}: {first['msg']}{extra}"

@@ -1,0 +1,594 @@
+"""The SQLite journal (DESIGN §3): append-only events with a gap-free global `seq`.
+
+The hot path is the standard `sqlite3` module on one connection in autocommit mode, with
+explicit `BEGIN IMMEDIATE` transactions: an append takes the write lock before it reads
+the stream's version, so the version check and the insert cannot interleave with
+another writer's, in this process or another.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+import structlog
+
+from eventstore import schema
+from eventstore.errors import (
+    ConcurrencyError,
+    InvalidInputError,
+    JournalBusyError,
+    JournalCorruptError,
+    JournalError,
+    JournalNotFoundError,
+    JournalSchemaError,
+    JournalWriteError,
+)
+from eventstore.events import EVENT_TYPES, Event, parse_event, upcast
+from eventstore.retry import RetryPolicy
+
+log = structlog.get_logger("evstore.journal")
+
+Durability = Literal["full", "normal"]
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_CURRENT_SCHEMA = {name: cls.schema_version for name, cls in EVENT_TYPES.items()}
+_BUSY_NAMES = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_BUSY_SNAPSHOT"})
+_CORRUPT_NAMES = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """UTC ISO 8601 with microseconds and `Z`: sorts as text in time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class StoredEvent:
+    """An event as the journal holds it. `data` is the decoded payload (upcast to current)."""
+
+    __slots__ = (
+        "_meta",
+        "data",
+        "event_id",
+        "recorded_at",
+        "schema_version",
+        "seq",
+        "stream",
+        "type",
+        "version",
+    )
+
+    def __init__(  # noqa: PLR0913 - one argument per journal column
+        self,
+        seq: int,
+        stream: str,
+        version: int,
+        type: str,  # noqa: A002 - the journal's column name
+        data: dict[str, Any],
+        meta: bytes | str | dict[str, Any],
+        recorded_at: str,
+        event_id: str,
+        schema_version: int,
+    ) -> None:
+        self.seq = seq
+        self.stream = stream
+        self.version = version
+        self.type = type
+        self.data = data
+        self._meta = meta
+        self.recorded_at = recorded_at
+        self.event_id = event_id
+        self.schema_version = schema_version
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        # Decoded on demand: replay folds never look at it, and it is a third of the row.
+        if not isinstance(self._meta, dict):
+            self._meta = orjson.loads(self._meta)
+        return self._meta
+
+    def model(self) -> Event:
+        return parse_event({"type": self.type, **self.data}, where=f"event seq {self.seq}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "stream": self.stream,
+            "version": self.version,
+            "type": self.type,
+            "data": self.data,
+            "meta": self.meta,
+            "recorded_at": self.recorded_at,
+            "event_id": self.event_id,
+        }
+
+    def __repr__(self) -> str:
+        return f"StoredEvent(seq={self.seq}, stream={self.stream!r}, type={self.type!r})"
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    stream: str
+    first_seq: int
+    last_seq: int
+    last_version: int
+    count: int
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    projection: str
+    stream: str
+    seq: int
+    state: bytes
+    exported_sha256: str | None
+    exported_at: str | None
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    stream: str
+    events: int
+    version: int
+    last_seq: int
+    last_recorded_at: str
+
+
+def translate(exc: sqlite3.Error, path: Path) -> JournalError:
+    """Map an sqlite3 error to evstore's tree by SQLite's result code, never its message."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name in _BUSY_NAMES or (not name and "locked" in str(exc)):
+        return JournalBusyError(f"journal {path} is busy: another writer holds it ({exc})")
+    if name in _CORRUPT_NAMES:
+        return JournalCorruptError(
+            f"journal {path} is not a valid SQLite database ({exc}): restore it from a backup"
+        )
+    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")):
+        return JournalWriteError(
+            f"journal {path} cannot be written ({name}: {exc}): free space or fix permissions"
+        )
+    return JournalError(f"journal {path}: {name or type(exc).__name__}: {exc}")
+
+
+class SQLiteJournal:
+    """One SQLite file in WAL mode. Thread-safe: one connection behind a lock."""
+
+    backend = "sqlite"
+
+    def __init__(  # noqa: PLR0913 - every knob is keyword-only and has a default
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        durability: Durability = "full",
+        busy_timeout_ms: int = 5000,
+        busy_retry: RetryPolicy | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        tool: str = "evstore-lib",
+    ) -> None:
+        self.path = Path(path)
+        self.durability = durability
+        self._clock = clock
+        self._busy_retry = busy_retry or RetryPolicy(retries=5)
+        self._lock = threading.RLock()
+        self._meta_base = {"host": socket.gethostname(), "user": _user(), "tool": tool}
+        self._conn = self._connect(create=create, busy_timeout_ms=busy_timeout_ms)
+
+    # --- opening ----------------------------------------------------------------------
+
+    def _connect(self, *, create: bool, busy_timeout_ms: int) -> sqlite3.Connection:
+        _check_header(self.path, create=create)
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=busy_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+        try:
+            # Read the version before anything that could write: a journal from a newer
+            # evstore must be refused untouched.
+            found = conn.execute("PRAGMA user_version").fetchone()[0]
+            latest = schema.latest_version(self.backend)
+            if found > latest:
+                raise JournalSchemaError(
+                    f"journal {self.path} has schema version {found}, newer than this "
+                    f"evstore supports ({latest}): upgrade evstore"
+                )
+            if found == 0 and _has_foreign_tables(conn):
+                raise JournalCorruptError(
+                    f"{self.path} is an SQLite database but not an evstore journal: "
+                    "pass --db with a journal path, or run `evstore init` elsewhere"
+                )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.durability.upper()}")
+            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            if found < latest:
+                self._migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise translate(exc, self.path) from exc
+        except JournalError:
+            conn.close()
+            raise
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated while we waited for the write lock.
+            found = conn.execute("PRAGMA user_version").fetchone()[0]
+            for version, statements in schema.migrations(self.backend):
+                if version <= found:
+                    continue
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={version}")
+                log.info("journal_migrated", path=str(self.path), to_version=version)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SQLiteJournal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- transactions -----------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from exc
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise translate(exc, self.path) from exc
+                raise
+
+    def _with_busy_retry(self, fn: Callable[[], Any]) -> Any:
+        def on_retry(attempt: int, delay_s: float, exc: BaseException) -> None:
+            log.warning(
+                "journal_busy_retry",
+                attempt=attempt,
+                max_attempts=self._busy_retry.max_attempts,
+                delay_ms=round(delay_s * 1000, 1),
+                errno="SQLITE_BUSY",
+                error=str(exc),
+                path=str(self.path),
+            )
+
+        return self._busy_retry.call(
+            fn, retryable=lambda exc: isinstance(exc, JournalBusyError), on_retry=on_retry
+        )
+
+    # --- append -----------------------------------------------------------------------
+
+    def append(  # noqa: PLR0913 - keyword-only options of one operation
+        self,
+        stream: str,
+        events: Sequence[Event],
+        *,
+        expected_version: int | None = None,
+        event_ids: Sequence[str | None] | None = None,
+        correlation_id: str | None = None,
+        check: Callable[[int, list[StoredEvent]], None] | None = None,
+    ) -> AppendResult:
+        """Append `events` to `stream` in one transaction: all of them or none.
+
+        `expected_version` is the stream's version the caller last saw (0: new stream);
+        a mismatch raises ConcurrencyError. `event_ids` are idempotency keys: an append
+        whose ids are all present already returns the original result and writes
+        nothing. `check(head_seq, pending)` runs inside the transaction, after the
+        version check, and may refuse the events by raising.
+        """
+        if not events:
+            raise InvalidInputError(f"nothing to append to session {stream!r}")
+        ids = list(event_ids) if event_ids is not None else [None] * len(events)
+        if len(ids) != len(events):
+            raise InvalidInputError("event_ids must have one entry per event")
+        given = [event_id for event_id in ids if event_id is not None]
+        if len(set(given)) != len(given):
+            raise InvalidInputError("event_ids repeat within one append")
+        payloads = [
+            (event.model_fields["type"].default, orjson.dumps(event.model_dump(mode="json")))
+            for event in events
+        ]
+        ids = [event_id or str(uuid.uuid4()) for event_id in ids]
+        meta = {"pid": os.getpid(), **self._meta_base}
+        if correlation_id is not None:
+            meta["correlation_id"] = correlation_id
+        meta_json = orjson.dumps(meta).decode()
+
+        def attempt() -> AppendResult:
+            with self._write() as conn:
+                if given:
+                    original = self._existing(conn, stream, given, len(events))
+                    if original is not None:
+                        return original
+                version = conn.execute(
+                    "SELECT coalesce(max(version), 0) FROM events WHERE stream = ?", (stream,)
+                ).fetchone()[0]
+                if expected_version is not None and version != expected_version:
+                    raise ConcurrencyError(
+                        f"session {stream!r} is at version {version}, "
+                        f"expected {expected_version}: re-read and retry"
+                    )
+                head = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+                recorded_at = format_time(self._clock())
+                rows = [
+                    (
+                        stream,
+                        version + offset,
+                        event_type,
+                        data.decode(),
+                        meta_json,
+                        recorded_at,
+                        event_id,
+                        _CURRENT_SCHEMA[event_type],
+                    )
+                    for offset, ((event_type, data), event_id) in enumerate(
+                        zip(payloads, ids, strict=True), start=1
+                    )
+                ]
+                if check is not None:
+                    pending = [
+                        StoredEvent(head + i, stream, row[1], row[2], orjson.loads(row[3]),
+                                    meta, recorded_at, row[6], row[7])
+                        for i, row in enumerate(rows, start=1)
+                    ]
+                    check(head, pending)
+                conn.executemany(
+                    "INSERT INTO events (stream, version, type, data, meta, recorded_at,"
+                    " event_id, schema_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                return AppendResult(
+                    stream=stream,
+                    first_seq=head + 1,
+                    last_seq=head + len(rows),
+                    last_version=version + len(rows),
+                    count=len(rows),
+                )
+
+        result: AppendResult = self._with_busy_retry(attempt)
+        log.debug(
+            "events_appended",
+            stream=stream,
+            count=result.count,
+            position=result.last_seq,
+            duplicate=result.duplicate,
+        )
+        return result
+
+    @staticmethod
+    def _existing(
+        conn: sqlite3.Connection, stream: str, given: list[str], count: int
+    ) -> AppendResult | None:
+        marks = ",".join("?" * len(given))
+        found = conn.execute(
+            f"SELECT seq, stream, version FROM events WHERE event_id IN ({marks})"  # noqa: S608
+            " ORDER BY seq",
+            given,
+        ).fetchall()
+        if not found:
+            return None
+        if len(found) != len(given) or len(given) != count or {r[1] for r in found} != {stream}:
+            raise ConcurrencyError(
+                f"event ids already used by another append ({len(found)} of {len(given)} "
+                f"present): use fresh ids for new events in session {stream!r}"
+            )
+        return AppendResult(
+            stream=stream,
+            first_seq=found[0][0],
+            last_seq=found[-1][0],
+            last_version=found[-1][2],
+            count=len(found),
+            duplicate=True,
+        )
+
+    # --- reading ----------------------------------------------------------------------
+
+    def read(
+        self,
+        stream: str | None = None,
+        *,
+        after: int = 0,
+        until: int | None = None,
+        limit: int | None = None,
+        types: Sequence[str] | None = None,
+    ) -> Iterator[StoredEvent]:
+        """Events with `after < seq <= until`, in `seq` order, of one stream or all."""
+        clauses = ["seq > ?"]
+        params: list[Any] = [after]
+        if stream is not None:
+            clauses.append("stream = ?")
+            params.append(stream)
+        if until is not None:
+            clauses.append("seq <= ?")
+            params.append(until)
+        if types:
+            clauses.append(f"type IN ({','.join('?' * len(types))})")
+            params.extend(types)
+        sql = (
+            "SELECT seq, stream, version, type, data, meta, recorded_at, event_id,"
+            f" schema_version FROM events WHERE {' AND '.join(clauses)} ORDER BY seq"  # noqa: S608
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        loads = orjson.loads
+        current = _CURRENT_SCHEMA
+        with self._lock:
+            try:
+                rows = self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from exc
+        for seq, stream_, version, type_, data, meta, recorded_at, event_id, sv in rows:
+            payload = loads(data)
+            if sv < current.get(type_, sv):
+                payload = upcast(type_, sv, payload)
+            yield StoredEvent(seq, stream_, version, type_, payload, meta, recorded_at,
+                              event_id, sv)
+
+    def head(self) -> int:
+        return int(self._scalar("SELECT coalesce(max(seq), 0) FROM events"))
+
+    def stream_version(self, stream: str) -> int:
+        return int(
+            self._scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream = ?", stream)
+        )
+
+    def seq_at(self, moment: datetime) -> int:
+        """The last `seq` recorded at or before `moment` (0 if none)."""
+        return int(
+            self._scalar(
+                "SELECT coalesce(max(seq), 0) FROM events WHERE recorded_at <= ?",
+                format_time(moment),
+            )
+        )
+
+    def streams(self) -> list[StreamInfo]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT stream, count(*), max(version), max(seq), max(recorded_at)"
+                " FROM events GROUP BY stream ORDER BY min(seq)"
+            ).fetchall()
+        return [StreamInfo(*row) for row in rows]
+
+    def last_of_type(self, stream: str, event_type: str) -> StoredEvent | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT seq FROM events WHERE stream = ? AND type = ? ORDER BY seq DESC LIMIT 1",
+                (stream, event_type),
+            ).fetchone()
+        if row is None:
+            return None
+        return next(self.read(after=row[0] - 1, until=row[0]))
+
+    def _scalar(self, sql: str, *params: Any) -> Any:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchone()[0]
+            except sqlite3.Error as exc:
+                raise translate(exc, self.path) from exc
+
+    # --- checkpoints ------------------------------------------------------------------
+
+    def checkpoint(self, projection: str, stream: str) -> Checkpoint | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT projection, stream, seq, state, exported_sha256, exported_at"
+                " FROM checkpoints WHERE projection = ? AND stream = ?",
+                (projection, stream),
+            ).fetchone()
+        return Checkpoint(*row) if row else None
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        def attempt() -> None:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO checkpoints (projection, stream, seq, state, exported_sha256,"
+                    " exported_at) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (projection, stream) DO UPDATE SET seq = excluded.seq,"
+                    " state = excluded.state, exported_sha256 = excluded.exported_sha256,"
+                    " exported_at = excluded.exported_at",
+                    (
+                        checkpoint.projection,
+                        checkpoint.stream,
+                        checkpoint.seq,
+                        checkpoint.state,
+                        checkpoint.exported_sha256,
+                        checkpoint.exported_at,
+                    ),
+                )
+
+        self._with_busy_retry(attempt)
+
+    def now(self) -> str:
+        return format_time(self._clock())
+
+    # --- inspection (sqlite-utils on the same connection) -----------------------------
+
+    def integrity_check(self) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute("PRAGMA integrity_check").fetchall()
+        return [row[0] for row in rows if row[0] != "ok"]
+
+    def table_counts(self) -> dict[str, int]:
+        import sqlite_utils  # noqa: PLC0415 - inspection only; keeps the append path lean
+
+        with self._lock:
+            db = sqlite_utils.Database(self._conn)
+            return {name: db[name].count for name in db.table_names()}
+
+
+def _check_header(path: Path, *, create: bool) -> None:
+    # sqlite3.connect opens anything; read the header ourselves so a file that is not a
+    # journal is refused before SQLite could touch it.
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        if create:
+            return
+        raise JournalNotFoundError(
+            f"no journal at {path}: run `evstore init` in the project root, or pass --db"
+        ) from None
+    except IsADirectoryError:
+        raise JournalCorruptError(f"journal path {path} is a directory, not a file") from None
+    except PermissionError as exc:
+        raise JournalWriteError(f"journal {path} cannot be read: {exc.strerror}") from None
+    if header and header != _SQLITE_HEADER:
+        raise JournalCorruptError(
+            f"{path} is not an SQLite database: pass --db with an evstore journal"
+        )
+
+
+def _has_foreign_tables(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    ).fetchone()
+    return bool(row[0])
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())

@@ -1,0 +1,41 @@
+"""The small protocol the runner drives: name, file name, initial state, fold, render.
+
+The core never imports the folds themselves (they live in the `projections` package);
+anything with these members can be run, checkpointed and exported.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from eventstore.events import Event
+    from eventstore.journal import StoredEvent
+
+
+@runtime_checkable
+class Projection(Protocol):
+    """A pure fold of one session's events into a document, and that document's bytes.
+
+    `fold` may update `state` in place and return it: the runner owns every state it
+    passes in, and copying a large backlog per event would make replay quadratic.
+    `render` returns None when the file should not exist (the runner then removes a
+    file it exported earlier, and never touches one it did not write).
+    `validate` raises InvalidInputError for an event that makes no sense in `state`
+    (an unknown item, say), before it is appended.
+    """
+
+    name: str
+    file_name: str
+
+    def initial(self) -> Any: ...
+
+    def fold(self, state: Any, event: StoredEvent) -> Any: ...
+
+    def render(self, state: Any) -> bytes | None: ...
+
+    def dump_state(self, state: Any) -> bytes: ...
+
+    def load_state(self, data: bytes) -> Any: ...
+
+    def validate(self, state: Any, event: Event, stream: str) -> None: ...

@@ -1,0 +1,86 @@
+"""Exponential backoff with jitter for transient failures, on tenacity (DESIGN §6).
+
+The sleep and the random source are injectable so tests record delays instead of waiting.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from eventstore.errors import InvalidInputError
+
+T = TypeVar("T")
+
+MAX_RETRIES = 10
+DEFAULT_RETRIES = 3
+
+
+def parse_retries(value: object, *, name: str = "--flush-retries") -> int:
+    """Accept an int (or its decimal text) from 0 to 10; refuse anything else by name."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.lstrip("+").isdigit():
+        raise InvalidInputError(
+            f"invalid {name} value {value!r}: expected a whole number from 0 to {MAX_RETRIES}"
+        )
+    retries = int(text)
+    if not 0 <= retries <= MAX_RETRIES:
+        raise InvalidInputError(
+            f"invalid {name} value {value!r}: expected a whole number from 0 to {MAX_RETRIES}"
+        )
+    return retries
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """`retries` retries after the first attempt: retries + 1 attempts in all."""
+
+    retries: int = DEFAULT_RETRIES
+    base_s: float = 0.1
+    factor: float = 2.0
+    cap_s: float = 2.0
+    jitter: float = 0.1
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    uniform: Callable[[float, float], float] = field(default=random.uniform, repr=False)
+
+    @property
+    def max_attempts(self) -> int:
+        return self.retries + 1
+
+    def delay_s(self, failed_attempt: int) -> float:
+        """Delay after the `failed_attempt`-th failure: 0.1, 0.2, 0.4 ... capped, ±jitter."""
+        raw = min(self.cap_s, self.base_s * self.factor ** (failed_attempt - 1))
+        return raw * (1.0 + self.uniform(-self.jitter, self.jitter))
+
+    def call(
+        self,
+        fn: Callable[[], T],
+        *,
+        retryable: Callable[[BaseException], bool],
+        on_retry: Callable[[int, float, BaseException], None] | None = None,
+    ) -> T:
+        """Run `fn`, retrying what `retryable` accepts; the last error is re-raised as is."""
+
+        def wait(state: RetryCallState) -> float:
+            return self.delay_s(state.attempt_number)
+
+        def before_sleep(state: RetryCallState) -> None:
+            if on_retry is not None and state.outcome is not None and state.next_action:
+                exc = state.outcome.exception()
+                assert exc is not None  # noqa: S101 - tenacity only sleeps after a failure
+                on_retry(state.attempt_number, state.next_action.sleep, exc)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait,
+            retry=retry_if_exception(retryable),
+            sleep=self.sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return retrying(fn)

@@ -1,0 +1,82 @@
+"""Batched status updates (DESIGN §7): validate at once, append all in one transaction."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from eventstore.events import ItemStatusChanged, validate_status
+
+if TYPE_CHECKING:
+    from eventstore.journal import AppendResult
+    from eventstore.store import Store
+
+log = structlog.get_logger("evstore.session")
+
+
+@dataclass(frozen=True)
+class FlushStats:
+    items_written: int
+    write_ops_saved: int
+    efficiency: str
+    last_seq: int
+
+    @classmethod
+    def of(cls, items: int, result: AppendResult) -> FlushStats:
+        saved = max(0, items - 1)
+        efficiency = f"{saved / items * 100:.1f}%" if items else "0.0%"
+        return cls(items, saved, efficiency, result.last_seq)
+
+
+class Session:
+    """Accumulates `update_item_status` calls; `flush_updates` makes them durable at once.
+
+    Safe to share between threads: a flush takes the updates pending when it starts and
+    leaves any made meanwhile for the next flush; a failed flush keeps them all.
+    """
+
+    def __init__(self, store: Store, session_id: str) -> None:
+        self.store = store
+        self.id = session_id
+        self._pending: list[ItemStatusChanged] = []
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+
+    @property
+    def pending(self) -> tuple[ItemStatusChanged, ...]:
+        with self._lock:
+            return tuple(self._pending)
+
+    def update_item_status(self, item_id: str, status: str, *, reason: str | None = None) -> None:
+        """Queue a status change; an unknown item or status raises InvalidInputError now."""
+        validate_status(status)
+        event = ItemStatusChanged(item_id=item_id, status=status, reason=reason)  # type: ignore[arg-type]
+        state_checks = [(p, self.store.state(self.id, p.name)) for p in self.store.projections]
+        for projection, state in state_checks:
+            projection.validate(state, event, self.id)
+        with self._lock:
+            self._pending.append(event)
+
+    def flush_updates(self) -> FlushStats | None:
+        """Append every pending update in one transaction; None when nothing was pending."""
+        with self._flush_lock:
+            with self._lock:
+                batch = list(self._pending)
+            if not batch:
+                return None
+            result = self.store.append(self.id, batch)
+            with self._lock:
+                del self._pending[: len(batch)]
+        stats = FlushStats.of(len(batch), result)
+        log.info(
+            "updates_flushed",
+            session=self.id,
+            items_written=stats.items_written,
+            write_ops_saved=stats.write_ops_saved,
+            efficiency=stats.efficiency,
+            position=result.last_seq,
+        )
+        return stats

@@ -1,0 +1,228 @@
+"""The library's front door: a journal, the projections run over it, and where files go."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from eventstore.errors import InvalidInputError, UnknownSessionError
+from eventstore.events import Event, SessionCreated, validate_session_id
+from eventstore.journal import AppendResult, Durability, SQLiteJournal, StoredEvent, utc_now
+from eventstore.locate import find_journal, project_root
+from eventstore.projection import Projection
+from eventstore.retry import RetryPolicy
+from eventstore.runner import ERRORS_STREAM, ExportResult, ProjectionRunner
+from eventstore.session import Session
+
+log = structlog.get_logger("evstore.store")
+
+
+class Store:
+    """Append events, keep live state for validation, and export projections.
+
+    >>> from eventstore import Store
+    >>> from projections import DEFAULT
+    >>> store = Store.open(".evstore/journal.db", projections=DEFAULT)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        journal: SQLiteJournal,
+        *,
+        projections: Sequence[Projection] = (),
+        root: Path | None = None,
+        policy: RetryPolicy | None = None,
+        write_file: Callable[[Path, bytes], None] | None = None,
+    ) -> None:
+        self.journal = journal
+        self.projections = tuple(projections)
+        self.root = root or project_root(journal.path)
+        kwargs: dict[str, Any] = {"policy": policy}
+        if write_file is not None:
+            kwargs["write_file"] = write_file
+        self.runner = ProjectionRunner(journal, self.projections, **kwargs)
+        self._live: dict[tuple[str, str], tuple[int, Any]] = {}
+        self._live_lock = threading.RLock()
+
+    @classmethod
+    def open(  # noqa: PLR0913 - keyword-only knobs with defaults
+        cls,
+        db: str | os.PathLike[str] | None = None,
+        *,
+        projections: Sequence[Projection] = (),
+        create: bool = False,
+        durability: Durability = "full",
+        flush_retries: int = 3,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        tool: str = "evstore-lib",
+    ) -> Store:
+        """Open the journal at `db` (default: `.evstore/journal.db` found like git finds .git)."""
+        path = Path(db) if db is not None else find_journal(Path.cwd())
+        journal = SQLiteJournal(path, create=create, durability=durability, clock=clock, tool=tool)
+        policy = RetryPolicy(retries=flush_retries, **({"sleep": sleep} if sleep else {}))
+        return cls(journal, projections=projections, policy=policy)
+
+    def close(self) -> None:
+        self.journal.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- sessions -------------------------------------------------------------------------
+
+    def sessions(self) -> list[str]:
+        return [s.stream for s in self.journal.streams() if s.stream != ERRORS_STREAM]
+
+    def has_session(self, session: str) -> bool:
+        return self.journal.stream_version(validate_session_id(session)) > 0
+
+    def create_session(self, session: str, export_dir: str | os.PathLike[str]) -> AppendResult:
+        return self.append(session, [SessionCreated(export_dir=self.normalize_export_dir(export_dir))],
+                           expected_version=0)
+
+    def session(self, session: str) -> Session:
+        """A handle that batches status updates in memory until `flush_updates()`."""
+        self._require(session)
+        return Session(self, session)
+
+    def export_dir(self, session: str) -> Path:
+        created = self.journal.last_of_type(validate_session_id(session), "SessionCreated")
+        if created is None:
+            raise UnknownSessionError(f"unknown session {session!r}: import a backlog first")
+        path = Path(created.data["export_dir"])
+        # Relative export dirs belong to the project, not to whoever runs the command.
+        return path if path.is_absolute() else self.root / path
+
+    def normalize_export_dir(self, export_dir: str | os.PathLike[str]) -> str:
+        path = Path(export_dir)
+        if not path.is_absolute():
+            path = Path.cwd() / path
+        path = Path(os.path.normpath(path))
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def _require(self, session: str) -> None:
+        if not self.has_session(session):
+            known = ", ".join(self.sessions()) or "none yet"
+            raise UnknownSessionError(f"unknown session {session!r} (known: {known})")
+
+    # --- appending --------------------------------------------------------------------------
+
+    def append(
+        self,
+        session: str,
+        events: Sequence[Event],
+        *,
+        expected_version: int | None = None,
+        event_ids: Sequence[str | None] | None = None,
+        correlation_id: str | None = None,
+    ) -> AppendResult:
+        """Validate `events` against the session's live state, then append them atomically."""
+        validate_session_id(session)
+        key_streams = [(p, (p.name, session)) for p in self.projections]
+
+        def check(head: int, pending: list[StoredEvent]) -> None:
+            if pending[0].version == 1 and not isinstance(events[0], SessionCreated):
+                self._require(session)  # a new stream must begin with SessionCreated
+            for projection, key in key_streams:
+                state = self._catch_up(projection, session)
+                try:
+                    for event, stored in zip(events, pending, strict=True):
+                        projection.validate(state, event, session)
+                        state = projection.fold(state, stored)
+                except BaseException:
+                    self._live.pop(key, None)  # partly folded: rebuild on next use
+                    raise
+                self._live[key] = (pending[-1].seq, state)
+
+        with self._live_lock:
+            try:
+                return self.journal.append(
+                    session,
+                    events,
+                    expected_version=expected_version,
+                    event_ids=event_ids,
+                    correlation_id=correlation_id,
+                    check=check,
+                )
+            except BaseException:
+                for _, key in key_streams:
+                    self._live.pop(key, None)
+                raise
+
+    # --- reading state ------------------------------------------------------------------------
+
+    def state(self, session: str, projection: str) -> Any:
+        """The projection's state at the journal head (not exported). Treat it as read-only."""
+        self._require(session)
+        found = next((p for p in self.projections if p.name == projection), None)
+        if found is None:
+            raise InvalidInputError(f"unknown projection {projection!r}")
+        with self._live_lock:
+            return self._catch_up(found, session)
+
+    def _catch_up(self, projection: Projection, session: str) -> Any:
+        key = (projection.name, session)
+        cached = self._live.get(key)
+        if cached is None:
+            checkpoint = self.journal.checkpoint(projection.name, session)
+            if checkpoint is None:
+                cached = (0, projection.initial())
+            else:
+                cached = (checkpoint.seq, projection.load_state(checkpoint.state))
+        state, seq, _ = self.runner.fold(projection, session, state=cached[1], after=cached[0])
+        self._live[key] = (seq, state)
+        return state
+
+    # --- exporting ----------------------------------------------------------------------------
+
+    def project(self, session: str | None = None) -> list[ExportResult]:
+        """Export every projection of `session` (default: all sessions) up to the head."""
+        sessions = [session] if session is not None else self.sessions()
+        results: list[ExportResult] = []
+        for name in sessions:
+            self._require(name)
+            results.extend(self.runner.export(name, self.export_dir(name)))
+        return results
+
+    def replay(
+        self,
+        session: str | None = None,
+        *,
+        until: int | None = None,
+        out: str | os.PathLike[str] | None = None,
+    ) -> list[ExportResult]:
+        """Rebuild files from nothing: into the export dirs (resetting checkpoints), or into
+        `out` (as `out/<session>/` for several sessions, `out/` for one named session)."""
+        if until is not None and out is None:
+            raise InvalidInputError(
+                "replay --until needs --out DIR: an earlier state must not overwrite the live files"
+            )
+        sessions = [session] if session is not None else self.sessions()
+        results: list[ExportResult] = []
+        for name in sessions:
+            self._require(name)
+            if out is None:
+                target, save = self.export_dir(name), True
+            else:
+                base = Path(out)
+                target, save = (base if session is not None else base / name), False
+            results.extend(self.runner.rebuild(name, target, until=until, save_checkpoints=save))
+        return results
+
+    def read(self, session: str | None = None, **kwargs: Any) -> list[StoredEvent]:
+        if session is not None:
+            validate_session_id(session)
+        return list(self.journal.read(session, **kwargs))

@@ -1,0 +1,201 @@
+"""tasks.json: the PRP pipeline's backlog document, folded from backlog events (DESIGN §5).
+
+The state is the document itself, as parsed: every field of every item, in its order,
+so a file imported and projected with no new events comes back as it was. Items are
+found through an id index rebuilt lazily after structural changes (adds, removals),
+which are rare next to status changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from eventstore.errors import InvalidInputError
+from eventstore.events import (
+    BacklogImported,
+    Event,
+    ItemAdded,
+    ItemRemoved,
+    ItemStatusChanged,
+    ItemUpdated,
+    SessionCreated,
+)
+from eventstore.jsonfmt import dumps
+from eventstore.journal import StoredEvent
+
+# Which list holds an item's children, by the item's type.
+CHILD_KEY = {"Phase": "milestones", "Milestone": "tasks", "Task": "subtasks"}
+CHILD_KEYS = frozenset(CHILD_KEY.values())
+
+
+def children_of(item: dict[str, Any]) -> list[dict[str, Any]] | None:
+    for key in CHILD_KEYS:
+        value = item.get(key)
+        if isinstance(value, list):
+            return value
+    return None
+
+
+class BacklogState:
+    """The backlog document (None before any import) and a lazily built id index."""
+
+    __slots__ = ("_index", "doc")
+
+    def __init__(self, doc: dict[str, Any] | None = None) -> None:
+        self.doc = doc
+        self._index: dict[str, tuple[dict[str, Any], list[dict[str, Any]], str | None]] | None = None
+
+    @property
+    def index(self) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]], str | None]]:
+        """id → (item, the sibling list holding it, parent id)."""
+        if self._index is None:
+            index: dict[str, tuple[dict[str, Any], list[dict[str, Any]], str | None]] = {}
+            if self.doc is not None:
+                stack: list[tuple[list[Any], str | None]] = [(self.doc["backlog"], None)]
+                while stack:
+                    siblings, parent = stack.pop()
+                    for item in siblings:
+                        if isinstance(item, dict) and isinstance(item.get("id"), str):
+                            # First occurrence wins, as a reader walking the file finds it.
+                            index.setdefault(item["id"], (item, siblings, parent))
+                            kids = children_of(item)
+                            if kids is not None:
+                                stack.append((kids, item["id"]))
+            self._index = index
+        return self._index
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        found = self.index.get(item_id)
+        return found[0] if found else None
+
+    def invalidate(self) -> None:
+        self._index = None
+
+
+class TasksProjection:
+    """Projection protocol implementation for `tasks.json`."""
+
+    name = "tasks"
+    file_name = "tasks.json"
+
+    def initial(self) -> BacklogState:
+        return BacklogState()
+
+    def fold(self, state: BacklogState, event: StoredEvent) -> BacklogState:
+        handler = _FOLDS.get(event.type)
+        if handler is not None:
+            handler(state, event.data)
+        return state
+
+    def render(self, state: BacklogState) -> bytes | None:
+        return None if state.doc is None else dumps(state.doc)
+
+    def dump_state(self, state: BacklogState) -> bytes:
+        return orjson.dumps(state.doc)
+
+    def load_state(self, data: bytes) -> BacklogState:
+        return BacklogState(orjson.loads(data))
+
+    def validate(self, state: BacklogState, event: Event, stream: str) -> None:
+        if isinstance(event, (SessionCreated, BacklogImported)):
+            return
+        if not isinstance(event, (ItemAdded, ItemStatusChanged, ItemUpdated, ItemRemoved)):
+            return
+        if state.doc is None:
+            raise InvalidInputError(
+                f"session {stream!r} has no backlog yet: import a tasks.json first"
+            )
+        if isinstance(event, ItemAdded):
+            _validate_add(state, event, stream)
+            return
+        if event.item_id not in state.index:
+            raise InvalidInputError(f"unknown item {event.item_id!r} in session {stream!r}")
+
+
+def _validate_add(state: BacklogState, event: ItemAdded, stream: str) -> None:
+    new_id = event.item["id"]
+    if new_id in state.index:
+        raise InvalidInputError(f"item {new_id!r} already exists in session {stream!r}")
+    siblings: list[Any]
+    if event.parent_id is None:
+        siblings = state.doc["backlog"] if state.doc else []
+    else:
+        parent = state.item(event.parent_id)
+        if parent is None:
+            raise InvalidInputError(f"unknown parent {event.parent_id!r} in session {stream!r}")
+        if parent.get("type") not in CHILD_KEY:
+            raise InvalidInputError(f"item {event.parent_id!r} ({parent.get('type')}) cannot have children")
+        siblings = parent.get(CHILD_KEY[parent["type"]]) or []
+    if event.after_id is not None and not any(
+        isinstance(s, dict) and s.get("id") == event.after_id for s in siblings
+    ):
+        raise InvalidInputError(
+            f"after_id {event.after_id!r} is not a sibling under {event.parent_id!r} in session {stream!r}"
+        )
+
+
+# --- folds: each takes the decoded payload, mutates the state, never raises ---------------
+# Events were validated before they were appended; anything that still does not fit
+# (an item removed since, say) is skipped, so replay is total and deterministic.
+
+
+def _imported(state: BacklogState, data: dict[str, Any]) -> None:
+    state.doc = data["backlog"]
+    state.invalidate()
+
+
+def _status_changed(state: BacklogState, data: dict[str, Any]) -> None:
+    item = state.item(data["item_id"])
+    if item is not None:
+        item["status"] = data["status"]
+
+
+def _updated(state: BacklogState, data: dict[str, Any]) -> None:
+    item = state.item(data["item_id"])
+    if item is None:
+        return
+    for key in data.get("removed", ()):
+        item.pop(key, None)
+    item.update(data.get("changes", {}))
+
+
+def _added(state: BacklogState, data: dict[str, Any]) -> None:
+    if state.doc is None:
+        return
+    parent_id = data.get("parent_id")
+    if parent_id is None:
+        siblings = state.doc["backlog"]
+    else:
+        parent = state.item(parent_id)
+        if parent is None or parent.get("type") not in CHILD_KEY:
+            return
+        siblings = parent.setdefault(CHILD_KEY[parent["type"]], [])
+    position = 0
+    after_id = data.get("after_id")
+    if after_id is not None:
+        for index, sibling in enumerate(siblings):
+            if isinstance(sibling, dict) and sibling.get("id") == after_id:
+                position = index + 1
+                break
+    siblings.insert(position, data["item"])
+    state.invalidate()
+
+
+def _removed(state: BacklogState, data: dict[str, Any]) -> None:
+    found = state.index.get(data["item_id"])
+    if found is None:
+        return
+    item, siblings, _ = found
+    siblings[:] = [s for s in siblings if s is not item]
+    state.invalidate()
+
+
+_FOLDS = {
+    "BacklogImported": _imported,
+    "ItemStatusChanged": _status_changed,
+    "ItemUpdated": _updated,
+    "ItemAdded": _added,
+    "ItemRemoved": _removed,
+}
