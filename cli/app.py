@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from cli.context import AppContext
+from eventstore._version import __version__
 from cli.logs import configure_logging
 
 WRITE = ("init", "import", "append")
@@ -56,9 +57,9 @@ class EvstoreGroup(click.Group):
 
             if isinstance(exc, EvstoreError):
                 _fail(str(exc), exc.exit_code)
-            import structlog  # noqa: PLC0415
+            from eventstore.logs import get_logger  # noqa: PLC0415
 
-            structlog.get_logger("evstore.cli").exception("unexpected_error")
+            get_logger("evstore.cli").exception("unexpected_error")
             _fail(f"unexpected {type(exc).__name__}: {exc} (please report it)", 1)
         sys.exit(result if isinstance(result, int) else 0)
 
@@ -69,7 +70,7 @@ def _fail(message: str, code: int) -> None:
 
 
 @click.group(cls=EvstoreGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="evstore", prog_name="evstore")
+@click.version_option(__version__, prog_name="evstore")
 @click.option(
     "--db",
     envvar="EVSTORE_DB",

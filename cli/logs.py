@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 import sys
 
-import structlog
+from eventstore.logs import before_first_log
 
 
 def configure_logging(*, log_format: str, verbosity: int) -> None:
@@ -14,12 +14,24 @@ def configure_logging(*, log_format: str, verbosity: int) -> None:
     verbosity -1 errors only, 0 warnings (every retry is one), 1 info, 2 debug.
     Logs go to stderr so stdout stays the command's answer.
     """
+    # Deferred: most runs log nothing at the level shown, and importing structlog would
+    # cost them more than the command itself.
+    stream = sys.stderr
+    before_first_log(lambda: _configure(log_format, verbosity, stream))
+
+
+def _configure(log_format: str, verbosity: int, stream: object) -> None:
+    import logging  # noqa: PLC0415
+
+    import structlog  # noqa: PLC0415
+
     level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     renderer: structlog.typing.Processor
     if log_format == "json":
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        isatty = getattr(stream, "isatty", None)
+        renderer = structlog.dev.ConsoleRenderer(colors=bool(isatty and isatty()))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -29,6 +41,6 @@ def configure_logging(*, log_format: str, verbosity: int) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import cache
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
@@ -60,7 +61,9 @@ def validate_status(status: str) -> str:
 class Event(BaseModel):
     """Base of every event. Subclasses set `type` (a Literal) and may bump `schema_version`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: a CLI run uses one or two of these models; building all of them
+    # up front would cost more than the run.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     schema_version: ClassVar[int] = 1
 
 
@@ -274,7 +277,11 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in Event.__subclasses__()
 }
 
-_ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
+
+
+@cache
+def _adapter() -> TypeAdapter[Event]:
+    return TypeAdapter(AnyEvent)
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 _UPCASTERS: dict[tuple[str, int], Upcaster] = {}
@@ -310,7 +317,7 @@ def parse_event(payload: dict[str, Any], *, where: str = "event") -> Event:
     Raises InvalidInputError naming `where` and the first problem, in one line.
     """
     try:
-        return _ADAPTER.validate_python(payload)
+        return _adapter().validate_python(payload)
     except PydanticValidationError as exc:
         raise InvalidInputError(f"{where}: {describe_validation_error(exc)}") from None
 

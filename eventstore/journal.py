@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-import structlog
+from eventstore.logs import get_logger
 
 from eventstore import schema
 from eventstore.errors import (
@@ -38,7 +38,7 @@ from eventstore.errors import (
 from eventstore.events import EVENT_TYPES, Event, parse_event, upcast
 from eventstore.retry import RetryPolicy
 
-log = structlog.get_logger("evstore.journal")
+log = get_logger("evstore.journal")
 
 Durability = Literal["full", "normal"]
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -386,14 +386,8 @@ class SQLiteJournal:
                     count=len(rows),
                 )
 
+        # No log line here: this is the hot path, and callers log the operation it serves.
         result: AppendResult = self._with_busy_retry(attempt)
-        log.debug(
-            "events_appended",
-            stream=stream,
-            count=result.count,
-            position=result.last_seq,
-            duplicate=result.duplicate,
-        )
         return result
 
     @staticmethod

@@ -9,11 +9,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
-
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from typing import TYPE_CHECKING, TypeVar
 
 from eventstore.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 T = TypeVar("T")
 
@@ -65,18 +66,31 @@ class RetryPolicy:
         on_retry: Callable[[int, float, BaseException], None] | None = None,
     ) -> T:
         """Run `fn`, retrying what `retryable` accepts; the last error is re-raised as is."""
+        try:
+            return fn()
+        except Exception as exc:
+            if self.retries == 0 or not retryable(exc):
+                raise
+            first_failure = exc
+        # Only now load tenacity: nearly every call succeeds at once, and its import
+        # would otherwise be a visible share of a one-shot `evstore append`.
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt  # noqa: PLC0415
 
         def wait(state: RetryCallState) -> float:
-            return self.delay_s(state.attempt_number)
+            return self.delay_s(state.attempt_number + 1)
 
         def before_sleep(state: RetryCallState) -> None:
             if on_retry is not None and state.outcome is not None and state.next_action:
                 exc = state.outcome.exception()
                 assert exc is not None  # noqa: S101 - tenacity only sleeps after a failure
-                on_retry(state.attempt_number, state.next_action.sleep, exc)
+                on_retry(state.attempt_number + 1, state.next_action.sleep, exc)
 
+        delay = self.delay_s(1)
+        if on_retry is not None:
+            on_retry(1, delay, first_failure)
+        self.sleep(delay)
         retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
+            stop=stop_after_attempt(self.retries),
             wait=wait,
             retry=retry_if_exception(retryable),
             sleep=self.sleep,

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import structlog
-from filelock import FileLock, Timeout
+from eventstore.logs import get_logger
 
 from eventstore.atomic import fsync_directory, remove_atomic, write_atomic
 from eventstore.errnos import classify_os_error, errno_name, is_retryable
@@ -29,7 +28,7 @@ from eventstore.journal import Checkpoint, SQLiteJournal
 from eventstore.projection import Projection
 from eventstore.retry import RetryPolicy
 
-log = structlog.get_logger("evstore.export")
+log = get_logger("evstore.export")
 
 ERRORS_STREAM = "_errors"  # cannot collide: session ids start with a letter or digit
 LOCK_NAME = ".evstore.lock"
@@ -253,6 +252,8 @@ class ProjectionRunner:
     def _exclusive(self, export_dir: Path) -> Any:
         """One exporter per directory, across processes: the second waits, then finds the
         checkpoint already moved and has nothing to write."""
+        from filelock import FileLock, Timeout  # noqa: PLC0415 - only exports need it
+
         try:
             export_dir.mkdir(parents=True, exist_ok=True)
             lock = FileLock(export_dir / LOCK_NAME, timeout=self._lock_timeout_s)

@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import structlog
+from eventstore.logs import get_logger
 
 from eventstore.events import ItemStatusChanged, validate_status
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from eventstore.journal import AppendResult
     from eventstore.store import Store
 
-log = structlog.get_logger("evstore.session")
+log = get_logger("evstore.session")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import structlog
+from eventstore.logs import get_logger
 
 from eventstore.errors import InvalidInputError, UnknownSessionError
 from eventstore.events import Event, SessionCreated, validate_session_id
@@ -20,7 +20,7 @@ from eventstore.retry import RetryPolicy
 from eventstore.runner import ERRORS_STREAM, ExportResult, ProjectionRunner
 from eventstore.session import Session
 
-log = structlog.get_logger("evstore.store")
+log = get_logger("evstore.store")
 
 
 class Store:

@@ -6,8 +6,7 @@
 """
 
 from projections.backlog import BacklogState, TasksProjection
-from projections.imports import diff_backlogs, parse_backlog
 
 DEFAULT = (TasksProjection(),)
 
-__all__ = ["DEFAULT", "BacklogState", "TasksProjection", "diff_backlogs", "parse_backlog"]
+__all__ = ["DEFAULT", "BacklogState", "TasksProjection"]

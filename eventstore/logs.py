@@ -1,0 +1,48 @@
+"""Loggers that import structlog on first use.
+
+structlog (with rich behind its dev renderer) costs more to import than a whole
+`evstore append` may take, and most runs never log above the level shown. The library
+asks for loggers here; it never configures logging. An application that configures
+structlog lazily registers its set-up with `before_first_log`, run once before the
+first record is emitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+_hooks: list[Callable[[], None]] = []
+_ready = False
+
+
+def before_first_log(hook: Callable[[], None]) -> None:
+    """Run `hook` (an application's structlog set-up) before the first log call."""
+    global _ready  # noqa: PLW0603 - one process-wide switch
+    _hooks.append(hook)
+    _ready = False
+
+
+def _prepare() -> None:
+    global _ready  # noqa: PLW0603
+    while _hooks:
+        _hooks.pop(0)()
+    _ready = True
+
+
+class LazyLogger:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, method: str) -> Any:
+        if not _ready:
+            _prepare()
+        import structlog  # noqa: PLC0415 - the point of this module
+
+        return getattr(structlog.get_logger(self._name), method)
+
+
+def get_logger(name: str) -> Any:
+    return LazyLogger(name)
