@@ -326,7 +326,7 @@ class SQLiteJournal:
         if len(set(given)) != len(given):
             raise InvalidInputError("event_ids repeat within one append")
         payloads = [
-            (event.model_fields["type"].default, orjson.dumps(event.model_dump(mode="json")))
+            (event.type, orjson.dumps(event.model_dump(mode="json")))
             for event in events
         ]
         ids = [event_id or str(uuid.uuid4()) for event_id in ids]

@@ -181,7 +181,7 @@ def _reproduces(old: dict[str, Any], new: dict[str, Any], events: list[Event]) -
         data = orjson.loads(orjson.dumps(event.model_dump(mode="json")))
         state = projection.fold(
             state,
-            StoredEvent(seq, "", seq, event.model_fields["type"].default, data, {}, "", "", 1),
+            StoredEvent(seq, "", seq, event.type, data, {}, "", "", 1),
         )
     return orjson.dumps(state.doc) == orjson.dumps(new)
 

@@ -1,0 +1,45 @@
+# Two commands work on a fresh machine with only Python and pip:
+#   make demo   import a real backlog, append updates, project tasks.json, show it
+#   make test   the whole test suite
+# Each creates the virtual environment it needs (.venv) on first use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEMO   ?= demo
+BACKLOG := tests/fixtures/hacky-hack/001_14b9dc2a33c7.tasks.49991f1.initial.json
+
+.PHONY: venv demo test bench wheel clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	rm -rf $(DEMO) && mkdir -p $(DEMO)/plan/001_14b9dc2a33c7
+	cp $(BACKLOG) $(DEMO)/plan/001_14b9dc2a33c7/tasks.json
+	cd $(DEMO) && ../$(BIN)/evstore init
+	cd $(DEMO) && ../$(BIN)/evstore import plan/001_14b9dc2a33c7/tasks.json --session 001_14b9dc2a33c7
+	cd $(DEMO) && ../$(BIN)/evstore append --session 001_14b9dc2a33c7 P1.M1.T1.S1 Complete
+	cd $(DEMO) && printf '%s\n' \
+	  '{"item_id": "P1.M1.T1.S2", "status": "Complete"}' \
+	  '{"item_id": "P1.M1.T1.S3", "status": "Implementing"}' \
+	  '{"item_id": "P1.M1.T1", "status": "Implementing"}' \
+	  | ../$(BIN)/evstore append --session 001_14b9dc2a33c7 --jsonl -
+	cd $(DEMO) && ../$(BIN)/evstore project --flush-retries 3
+	cd $(DEMO) && ../$(BIN)/evstore show --session 001_14b9dc2a33c7 --depth 3
+	cd $(DEMO) && ../$(BIN)/evstore log --since 2
+
+test: venv
+	$(BIN)/python -m pytest
+
+bench: venv
+	$(BIN)/python bench/append.py
+	$(BIN)/python bench/project.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) dist build .pytest_cache .hypothesis

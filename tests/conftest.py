@@ -1,0 +1,87 @@
+"""Shared fixtures: real journals in temporary directories, the real fixtures, the CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cli.app import app
+from eventstore import Store
+from projections import DEFAULT
+from support import (  # noqa: F401 - re-exported for tests that import conftest
+    FIXTURES,
+    HACKY,
+    INITIAL,
+    MIXED,
+    SESSION,
+    TASKS_FILES,
+    evstore_bin,
+    seed,
+    snapshot,
+)
+
+@pytest.fixture(scope="session")
+def history_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 84 committed versions of one real tasks.json, unpacked once per run."""
+    target = tmp_path_factory.mktemp("history")
+    with tarfile.open(HACKY / "history-001_14b9dc2a33c7.tar.xz") as archive:
+        archive.extractall(target, filter="data")
+    return target / SESSION
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project root with a PRP-style plan/<session>/tasks.json, as the working dir."""
+    plan = tmp_path / "plan" / SESSION
+    plan.mkdir(parents=True)
+    shutil.copyfile(INITIAL, plan / "tasks.json")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EVSTORE_DB", raising=False)
+    monkeypatch.delenv("EVSTORE_FLUSH_RETRIES", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def store(project_dir: Path) -> Iterator[Store]:
+    """A real journal file, with the initial real backlog imported as session SESSION."""
+    with Store.open(project_dir / ".evstore" / "journal.db", projections=DEFAULT, create=True) as s:
+        seed(s, SESSION, INITIAL, f"plan/{SESSION}")
+        yield s
+
+
+@pytest.fixture
+def cli(project_dir: Path) -> Callable[..., Result]:
+    """Run the click app in-process (CliRunner), stderr kept apart from stdout."""
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | bytes | None = None) -> Result:  # noqa: A002
+        return runner.invoke(app, list(args), input=input, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def run() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the real `evstore` command in a subprocess."""
+    binary = evstore_bin()
+
+    def invoke(*args: str, cwd: Path | None = None, input: str | None = None,  # noqa: A002
+               env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, **(env or {})}
+        full_env.pop("EVSTORE_DB", None) if env is None or "EVSTORE_DB" not in env else None
+        return subprocess.run(  # noqa: S603
+            [binary, *args], cwd=cwd, input=input, env=full_env, capture_output=True,
+            text=True, timeout=timeout, check=False,
+        )
+
+    return invoke
+
+

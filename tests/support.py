@@ -1,0 +1,44 @@
+"""Constants and helpers shared by the tests (importable: pytest puts tests/ on the path)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from eventstore import Store
+from eventstore.events import SessionCreated
+from projections.imports import import_event, parse_backlog
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HACKY = FIXTURES / "hacky-hack"
+TASKS_FILES = sorted(HACKY.glob("*.tasks.*.json"))
+INITIAL = HACKY / "001_14b9dc2a33c7.tasks.49991f1.initial.json"
+MIXED = HACKY / "003_b3d3efdaf0ed.tasks.c7994eb.mixed-failed-ready.json"  # JSON.stringify-exact
+SESSION = "001_14b9dc2a33c7"
+
+
+def evstore_bin() -> str:
+    """The installed console script beside this interpreter (what users run)."""
+    candidate = Path(sys.executable).parent / "evstore"
+    found = str(candidate) if candidate.exists() else shutil.which("evstore")
+    assert found, "the evstore console script is not installed (pip install -e .)"
+    return found
+
+
+def seed(store: Store, session: str, source: Path, export_dir: str) -> None:
+    parsed = parse_backlog(source.read_bytes(), source=str(source))
+    store.append(
+        session,
+        [SessionCreated(export_dir=export_dir), import_event(parsed, source=str(source))],
+        expected_version=0,
+    )
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under `root` (journal, WAL, exports) as bytes, for no-partial-write checks."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".evstore.lock"
+    }
