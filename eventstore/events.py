@@ -316,6 +316,11 @@ def parse_event(payload: dict[str, Any], *, where: str = "event") -> Event:
 
     Raises InvalidInputError naming `where` and the first problem, in one line.
     """
+    kind = payload.get("type")
+    if kind not in EVENT_TYPES:
+        raise InvalidInputError(
+            f"{where}: unknown event type {kind!r} (known: {', '.join(sorted(EVENT_TYPES))})"
+        )
     try:
         return _adapter().validate_python(payload)
     except PydanticValidationError as exc:
