@@ -22,7 +22,13 @@ from eventstore.events import (
     ItemUpdated,
     SessionCreated,
 )
-from eventstore.jsonfmt import dumps
+from eventstore.jsonfmt import (
+    dumps,
+    js_key_order,
+    may_need_js_numbers,
+    needs_js_numbers,
+    normalize,
+)
 from eventstore.journal import StoredEvent
 
 # Which list holds an item's children, by the item's type.
@@ -41,10 +47,13 @@ def children_of(item: dict[str, Any]) -> list[dict[str, Any]] | None:
 class BacklogState:
     """The backlog document (None before any import) and a lazily built id index."""
 
-    __slots__ = ("_index", "doc")
+    __slots__ = ("_index", "doc", "js_numbers")
 
-    def __init__(self, doc: dict[str, Any] | None = None) -> None:
+    def __init__(self, doc: dict[str, Any] | None = None, *, js_numbers: bool = False) -> None:
         self.doc = doc
+        # Set once the document holds a float JavaScript writes differently from orjson;
+        # rare enough that rendering checks nothing unless it is set.
+        self.js_numbers = js_numbers
         self._index: dict[str, tuple[dict[str, Any], list[dict[str, Any]], str | None]] | None = None
 
     @property
@@ -90,13 +99,14 @@ class TasksProjection:
         return state
 
     def render(self, state: BacklogState) -> bytes | None:
-        return None if state.doc is None else dumps(state.doc)
+        return None if state.doc is None else dumps(state.doc, js_numbers=state.js_numbers)
 
     def dump_state(self, state: BacklogState) -> bytes:
         return orjson.dumps(state.doc)
 
     def load_state(self, data: bytes) -> BacklogState:
-        return BacklogState(orjson.loads(data))
+        doc = orjson.loads(data)
+        return BacklogState(doc, js_numbers=may_need_js_numbers(data) and needs_js_numbers(doc))
 
     def validate(self, state: BacklogState, event: Event, stream: str) -> None:
         if isinstance(event, (SessionCreated, BacklogImported)):
@@ -142,7 +152,8 @@ def _validate_add(state: BacklogState, event: ItemAdded, stream: str) -> None:
 
 
 def _imported(state: BacklogState, data: dict[str, Any]) -> None:
-    state.doc = data["backlog"]
+    state.doc = normalize(data["backlog"])
+    state.js_numbers = needs_js_numbers(state.doc)
     state.invalidate()
 
 
@@ -158,7 +169,10 @@ def _updated(state: BacklogState, data: dict[str, Any]) -> None:
         return
     for key in data.get("removed", ()):
         item.pop(key, None)
-    item.update(data.get("changes", {}))
+    changes = normalize(data.get("changes", {}))
+    item.update(changes)
+    js_key_order(item)
+    state.js_numbers = state.js_numbers or needs_js_numbers(changes)
 
 
 def _added(state: BacklogState, data: dict[str, Any]) -> None:
@@ -179,7 +193,9 @@ def _added(state: BacklogState, data: dict[str, Any]) -> None:
             if isinstance(sibling, dict) and sibling.get("id") == after_id:
                 position = index + 1
                 break
-    siblings.insert(position, data["item"])
+    item = normalize(data["item"])
+    siblings.insert(position, item)
+    state.js_numbers = state.js_numbers or needs_js_numbers(item)
     state.invalidate()
 
 
