@@ -4,7 +4,8 @@ structlog (with rich behind its dev renderer) costs more to import than a whole
 `evstore append` may take, and most runs never log above the level shown. The library
 asks for loggers here; it never configures logging. An application that configures
 structlog lazily registers its set-up with `before_first_log`, run once before the
-first record is emitted.
+first record is emitted. Until an application configures structlog, records go to the
+standard `logging` module (warnings and above show on stderr, nothing on stdout).
 """
 
 from __future__ import annotations
@@ -41,7 +42,19 @@ class LazyLogger:
             _prepare()
         import structlog  # noqa: PLC0415 - the point of this module
 
-        return getattr(structlog.get_logger(self._name), method)
+        if structlog.is_configured():
+            return getattr(structlog.get_logger(self._name), method)
+        # Nobody configured structlog: behave like any Python library and hand records to
+        # the standard `logging` module under "evstore.*", where the default shows only
+        # warnings and above on stderr, and the application decides the rest.
+        import logging  # noqa: PLC0415
+
+        logger = structlog.wrap_logger(
+            logging.getLogger(self._name),
+            wrapper_class=structlog.stdlib.BoundLogger,
+            processors=[structlog.processors.KeyValueRenderer(key_order=["event"])],
+        )
+        return getattr(logger, method)
 
 
 def get_logger(name: str) -> Any:

@@ -1,0 +1,49 @@
+"""The built wheel is what users install: it must carry schema.sql and work on its own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        check=True, capture_output=True, text=True,
+    )
+    (found,) = out.glob("evstore-*.whl")
+    return found
+
+
+def test_wheel_carries_the_three_packages_and_schema_sql(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "eventstore/schema.sql" in names
+    assert {n.split("/")[0] for n in names if n.endswith(".py")} == {"eventstore", "projections", "cli"}
+    assert zipfile.ZipFile(wheel).read("eventstore/schema.sql") == (ROOT / "schema.sql").read_bytes()
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "evstore = cli.app:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_the_unpacked_wheel_creates_a_journal_without_the_source_tree(wheel: Path, tmp_path: Path) -> None:
+    """Run from the unpacked wheel only (the checkout is not on the path): the packaged
+    schema.sql is what creates the tables."""
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = (
+        "import sys; sys.path = [p for p in sys.path if p not in (%r, '')]; sys.path.insert(0, %r)\n"
+        "import eventstore.schema as s, eventstore.journal as j\n"
+        "assert s.__file__.startswith(%r), s.__file__\n"
+        "journal = j.SQLiteJournal(%r, create=True)\n"
+        "print(journal.schema_version)\n"
+    ) % (str(ROOT), str(site), str(site), str(tmp_path / "j.db"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "2"
