@@ -31,7 +31,7 @@ demo: venv
 	  '{"item_id": "P1.M1.T1", "status": "Implementing"}' \
 	  | ../$(BIN)/evstore append --session 001_14b9dc2a33c7 --jsonl -
 	cd $(DEMO) && ../$(BIN)/evstore project --flush-retries 3
-	cd $(DEMO) && ../$(BIN)/evstore show --session 001_14b9dc2a33c7 --depth 3
+	cd $(DEMO) && ../$(BIN)/evstore show --session 001_14b9dc2a33c7 --depth 2
 	cd $(DEMO) && ../$(BIN)/evstore log --since 2
 
 test: venv
