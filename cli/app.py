@@ -12,8 +12,8 @@ from typing import Any
 import click
 
 from cli.context import AppContext
-from eventstore._version import __version__
 from cli.logs import configure_logging
+from eventstore._version import __version__
 
 WRITE = ("init", "import", "append")
 READ = ("show", "log")
@@ -37,7 +37,7 @@ class EvstoreGroup(click.Group):
                 with formatter.section(f"{title} commands"):
                     formatter.write_dl(rows)
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: C901 - one branch per error kind
+    def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         try:
             result = super().main(*args, **kwargs)

@@ -40,7 +40,33 @@ _EXPORTS = {
     "parse_event": "eventstore.events",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AppendResult",
+    "ConcurrencyError",
+    "Event",
+    "EvstoreError",
+    "ExportError",
+    "ExportResult",
+    "FlushStats",
+    "InvalidInputError",
+    "Journal",
+    "JournalBusyError",
+    "JournalCorruptError",
+    "JournalError",
+    "JournalNotFoundError",
+    "JournalSchemaError",
+    "JournalWriteError",
+    "Projection",
+    "ProjectionError",
+    "RetryPolicy",
+    "SQLiteJournal",
+    "STATUSES",
+    "Session",
+    "Store",
+    "StoredEvent",
+    "UnknownSessionError",
+    "parse_event",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from eventstore.logs import get_logger
 
 from eventstore import schema
 from eventstore.errors import (
@@ -36,6 +35,7 @@ from eventstore.errors import (
     JournalWriteError,
 )
 from eventstore.events import EVENT_TYPES, Event, parse_event, upcast
+from eventstore.logs import get_logger
 from eventstore.retry import RetryPolicy
 
 log = get_logger("evstore.journal")
@@ -441,7 +441,7 @@ class SQLiteJournal:
             params.extend(types)
         sql = (
             "SELECT seq, stream, version, type, data, meta, recorded_at, event_id,"
-            f" schema_version FROM events WHERE {' AND '.join(clauses)} ORDER BY seq"  # noqa: S608
+            f" schema_version FROM events WHERE {' AND '.join(clauses)} ORDER BY seq"
         )
         if limit is not None:
             sql += " LIMIT ?"

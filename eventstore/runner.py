@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from eventstore.logs import get_logger
-
 from eventstore.atomic import fsync_directory, remove_atomic, write_atomic
 from eventstore.errnos import classify_os_error, errno_name, is_retryable
 from eventstore.errors import ExportError
 from eventstore.events import ErrorRecorded
 from eventstore.journal import Checkpoint, SQLiteJournal
+from eventstore.logs import get_logger
 from eventstore.projection import Projection
 from eventstore.retry import RetryPolicy
 

@@ -6,9 +6,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from eventstore.logs import get_logger
-
 from eventstore.events import ItemStatusChanged, validate_status
+from eventstore.logs import get_logger
 
 if TYPE_CHECKING:
     from eventstore.journal import AppendResult

@@ -9,12 +9,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from eventstore.logs import get_logger
-
 from eventstore.errors import InvalidInputError, UnknownSessionError
 from eventstore.events import Event, SessionCreated, validate_session_id
 from eventstore.journal import AppendResult, Durability, SQLiteJournal, StoredEvent, utc_now
 from eventstore.locate import find_journal, project_root
+from eventstore.logs import get_logger
 from eventstore.projection import Projection
 from eventstore.retry import RetryPolicy
 from eventstore.runner import ERRORS_STREAM, ExportResult, ProjectionRunner

@@ -22,6 +22,7 @@ from eventstore.events import (
     ItemUpdated,
     SessionCreated,
 )
+from eventstore.journal import StoredEvent
 from eventstore.jsonfmt import (
     dumps,
     js_key_order,
@@ -29,7 +30,6 @@ from eventstore.jsonfmt import (
     needs_js_numbers,
     normalize,
 )
-from eventstore.journal import StoredEvent
 
 # Which list holds an item's children, by the item's type.
 CHILD_KEY = {"Phase": "milestones", "Milestone": "tasks", "Task": "subtasks"}

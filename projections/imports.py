@@ -26,8 +26,8 @@ from eventstore.events import (
     ItemStatusChanged,
     ItemUpdated,
 )
-from eventstore.jsonfmt import loads
 from eventstore.journal import StoredEvent
+from eventstore.jsonfmt import loads
 from projections.backlog import CHILD_KEYS, BacklogState, TasksProjection, children_of
 
 
