@@ -108,4 +108,6 @@ def _report(results: list[Any], *, as_json: bool) -> None:
     if not results:
         click.echo("no sessions")
     for r in results:
+        if r.action == "absent":
+            continue  # a projection with nothing to write (no batch running, no fixes)
         click.echo(f"{r.session}: {r.path} {r.action} (seq {r.seq}, +{r.events_applied} event(s))")

@@ -73,3 +73,13 @@ class ExportError(ProjectionError):
         self.path = path
         self.errno_code = errno_code
         self.attempts = attempts
+
+
+class FixLimitError(EvstoreError):
+    """A task failed again after its last allowed fix task (DESIGN §9)."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, *, history: list[str]) -> None:
+        super().__init__(message)
+        self.history = history

@@ -148,19 +148,30 @@ class ItemRemoved(Event):
 
 
 class BatchStarted(Event):
+    """`pid_start` is the owner's start time (clock ticks after boot, Linux): with it a
+    reused pid cannot pass for the owner. `started_at` is only set for a batch imported
+    from a legacy file; otherwise the event's own time is the start."""
+
     type: Literal["BatchStarted"] = _type("BatchStarted")
     batch_id: str
     pid: int
     host: str
     parallel: int = Field(ge=1)
     queued_items: list[str]
+    pid_start: int | None = None
+    started_at: str | None = None
 
 
 class BatchResumed(Event):
+    """A new owner takes over; items in flight when the old one died are run again, and
+    with `retry_failed` so are the failed ones."""
+
     type: Literal["BatchResumed"] = _type("BatchResumed")
     batch_id: str
     pid: int
     host: str
+    pid_start: int | None = None
+    retry_failed: bool = False
 
 
 class BatchItemStarted(Event):
@@ -220,6 +231,7 @@ class FixTaskCreated(Event):
     fix_id: str
     attempt: int = Field(ge=1)
     error: str
+    max_fix_tasks: int | None = None
 
 
 class FixLimitReached(Event):
@@ -227,6 +239,7 @@ class FixLimitReached(Event):
     original_id: str
     attempts: int
     last_error: str
+    max_fix_tasks: int | None = None
 
 
 # --- Errors (DESIGN §10) -----------------------------------------------------------------

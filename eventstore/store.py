@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from eventstore.errors import InvalidInputError, UnknownSessionError
+from eventstore.errors import ConcurrencyError, InvalidInputError, UnknownSessionError
 from eventstore.events import Event, SessionCreated, validate_session_id
 from eventstore.journal import AppendResult, Durability, SQLiteJournal, StoredEvent, utc_now
 from eventstore.locate import find_journal, project_root
@@ -160,6 +160,32 @@ class Store:
                 for _, key in key_streams:
                     self._live.pop(key, None)
                 raise
+
+    def append_decided(
+        self,
+        session: str,
+        decide: Callable[[], tuple[Sequence[Event], Any]],
+        *,
+        attempts: int = 3,
+    ) -> tuple[Any, AppendResult | None]:
+        """Decide events from the current state and append them only if nothing was
+        appended meanwhile (expected_version); on a conflict, decide again on the new
+        state, up to `attempts` times, then raise ConcurrencyError (exit 3).
+
+        `decide()` reads state through `self.state(...)` and returns (events, result).
+        """
+        for attempt in range(1, attempts + 1):
+            version = self.journal.stream_version(validate_session_id(session))
+            events, result = decide()  # sees at least `version`: read after it
+            if not events:
+                return result, None
+            try:
+                return result, self.append(session, events, expected_version=version)
+            except ConcurrencyError:
+                if attempt == attempts:
+                    raise
+                log.info("decision_conflict_retried", session=session, attempt=attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # --- reading state ------------------------------------------------------------------------
 

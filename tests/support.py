@@ -42,3 +42,9 @@ def snapshot(root: Path) -> dict[str, bytes]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and p.name != ".evstore.lock"
     }
+
+
+def tasks_of(results: list[object]) -> object:
+    """The tasks.json result among a project/replay run's results (one per projection)."""
+    (found,) = [r for r in results if getattr(r, "projection", None) == "tasks"]
+    return found

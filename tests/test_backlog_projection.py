@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from support import INITIAL, MIXED, SESSION, TASKS_FILES, seed
+from support import INITIAL, MIXED, SESSION, TASKS_FILES, seed, tasks_of
 from eventstore import Store
 from eventstore.errors import InvalidInputError
 from eventstore.events import (
@@ -44,7 +44,7 @@ def test_every_real_file_round_trips(store: Store, source: Path) -> None:
     """Import a real tasks.json, project with no new events: the same document, key order
     included; and the same bytes for files JSON.stringify wrote."""
     seed(store, "rt", source, "out/rt")
-    (result,) = store.project("rt")
+    result = tasks_of(store.project("rt"))
     written = result.path.read_bytes()
     original = source.read_bytes()
     assert ordered(loads(written)) == ordered(loads(original))
@@ -59,7 +59,7 @@ def test_the_stringify_exact_fixture_is_byte_identical(store: Store) -> None:
     """The named fixture of the issue (003_…c7994eb) comes back byte for byte."""
     assert stringify_exact(MIXED.read_bytes())
     seed(store, "mixed", MIXED, "out/mixed")
-    (result,) = store.project("mixed")
+    result = tasks_of(store.project("mixed"))
     assert result.path.read_bytes() == MIXED.read_bytes()
 
 
@@ -70,7 +70,7 @@ def test_after_status_updates_only_those_statuses_differ(store: Store) -> None:
     for item, status in updates.items():
         session.update_item_status(item, status)
     session.flush_updates()
-    (result,) = store.project(SESSION)
+    result = tasks_of(store.project(SESSION))
     before = BacklogState(loads(INITIAL.read_bytes())).index
     after = BacklogState(loads(result.path.read_bytes())).index
     assert list(after) == list(before)

@@ -178,7 +178,7 @@ def test_project_replay_show_and_log(imported: Path, cli: Cli) -> None:
     cli("append", "-s", SESSION, "P1.M1.T1.S1", "Complete")
     projected = cli("project", "--json")
     assert projected.exit_code == 0
-    (entry,) = json.loads(projected.stdout)
+    entry = next(e for e in json.loads(projected.stdout) if e["projection"] == "tasks")
     assert (entry["action"], entry["seq"], entry["events_applied"]) == ("written", 3, 3)
     assert cli("project").stdout == f"{SESSION}: {imported / TASKS} unchanged (seq 3, +0 event(s))\n"
 

@@ -17,7 +17,7 @@ from eventstore.events import ItemStatusChanged
 from eventstore.errnos import FAIL_FAST_ERRNOS, RETRYABLE_ERRNOS, is_retryable
 from eventstore.retry import RetryPolicy, parse_retries
 from projections import DEFAULT
-from support import INITIAL, SESSION, seed
+from support import INITIAL, SESSION, seed, tasks_of
 
 TASKS = Path("plan") / SESSION / "tasks.json"
 
@@ -73,7 +73,7 @@ def test_transient_errors_are_retried_then_succeed(seeded: Path, code: int) -> N
     slept: list[float] = []
     store = open_store(seeded, write, retries=3, slept=slept)
     with capture_logs() as logs:
-        (result,) = store.project(SESSION)
+        result = tasks_of(store.project(SESSION))
     assert result.action == "written"
     assert attempts == [1, 2, 3]
     assert 0.09 <= slept[0] <= 0.11
@@ -144,7 +144,7 @@ def test_the_next_project_after_a_failure_writes_everything(seeded: Path) -> Non
     store = open_store(seeded, write)
     with pytest.raises(ExportError):
         store.project(SESSION)
-    (result,) = store.project(SESSION)
+    result = tasks_of(store.project(SESSION))
     assert (result.action, result.events_applied) == ("written", 1)
     assert b'"status": "Implementing"' in (seeded / TASKS).read_bytes()
     store.close()
@@ -173,7 +173,7 @@ def test_unchanged_output_is_not_rewritten(seeded: Path) -> None:
     with Store.open(seeded / ".evstore" / "journal.db", projections=DEFAULT) as store:
         store.project(SESSION)
         before = os.stat(seeded / TASKS)
-        (result,) = store.project(SESSION)
+        result = tasks_of(store.project(SESSION))
         after = os.stat(seeded / TASKS)
     assert result.action == "unchanged"
     assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
@@ -208,7 +208,7 @@ def test_a_file_edited_outside_evstore_is_restored_with_a_warning(seeded: Path) 
         good = (seeded / TASKS).read_bytes()
         (seeded / TASKS).write_bytes(b'{"backlog": []}')
         with capture_logs() as logs:
-            (result,) = store.project(SESSION)
+            result = tasks_of(store.project(SESSION))
     assert result.action == "written"
     assert (seeded / TASKS).read_bytes() == good
     assert any(e["event"] == "projection_drift_overwritten" for e in logs)
@@ -221,7 +221,7 @@ def test_relative_export_dirs_resolve_against_the_project_root(seeded: Path, mon
     monkeypatch.chdir(sub)
     (seeded / TASKS).unlink()
     with Store.open(projections=DEFAULT) as store:  # found by walking up, as git does
-        (result,) = store.project(SESSION)
+        result = tasks_of(store.project(SESSION))
     assert result.path == seeded / TASKS
     assert (seeded / TASKS).exists()
     assert not (sub / "plan").exists()

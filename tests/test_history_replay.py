@@ -12,7 +12,7 @@ from eventstore import Store
 from eventstore.events import BacklogImported
 from eventstore.jsonfmt import dumps, loads
 from projections.imports import diff_backlogs, import_event, parse_backlog
-from support import SESSION, seed
+from support import SESSION, seed, tasks_of
 
 
 def versions(history_dir: Path) -> list[Path]:
@@ -57,7 +57,7 @@ def test_every_committed_version_is_reproduced(replayed: tuple[Store, list[tuple
     byte_identical = 0
     for path, seq, _ in steps:
         original = path.read_bytes()
-        (result,) = store.replay(SESSION, until=seq, out=tmp_path / path.stem)
+        result = tasks_of(store.replay(SESSION, until=seq, out=tmp_path / path.stem))
         projected = result.path.read_bytes()
         assert orjson.dumps(loads(projected)) == orjson.dumps(loads(original)), path.name
         if exact[path.name]:

@@ -1,0 +1,179 @@
+"""batch-progress.json: the batch orchestrator's progress file, schema v1 (DESIGN §8).
+
+Present while a batch is unfinished, gone (removed atomically) once it finishes or is
+abandoned. `queued_items` keeps the orchestrator's meaning, the whole queue in run order;
+what remains is the queue less completed, failed, skipped and in-flight items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+from eventstore.errors import InvalidInputError
+from eventstore.events import (
+    BatchAbandoned,
+    BatchFinished,
+    BatchHealingAttempted,
+    BatchItemCompleted,
+    BatchItemFailed,
+    BatchItemSkipped,
+    BatchItemStarted,
+    BatchResumed,
+    BatchStarted,
+    Event,
+)
+from eventstore.journal import StoredEvent
+from eventstore.jsonfmt import dumps
+
+BATCH_EVENTS = frozenset(
+    {
+        "BatchStarted", "BatchResumed", "BatchItemStarted", "BatchItemCompleted",
+        "BatchItemFailed", "BatchItemSkipped", "BatchHealingAttempted", "BatchFinished",
+        "BatchAbandoned",
+    }
+)
+
+
+def js_time(recorded_at: str) -> str:
+    """Journal time (microseconds) as JavaScript's toISOString writes it (milliseconds)."""
+    return recorded_at[:23] + "Z" if len(recorded_at) > 24 else recorded_at
+
+
+@dataclass
+class Batch:
+    batch_id: str
+    pid: int
+    host: str
+    pid_start: int | None
+    started_at: str
+    updated_at: str
+    parallel: int
+    queued: list[str]
+    in_flight: list[str] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    healing_attempts: int = 0
+    last_healing_at: str | None = None
+
+    @property
+    def remaining(self) -> list[str]:
+        done = {*self.completed, *self.failed, *self.skipped, *self.in_flight}
+        return [item for item in self.queued if item not in done]
+
+    def progress(self) -> dict[str, Any]:
+        """The schema v1 document, every field, in the orchestrator's order."""
+        return {
+            "schema_version": 1,
+            "session_id": self.batch_id,
+            "pid": self.pid,
+            "started_at": self.started_at,
+            "updated_at": self.updated_at,
+            "parallel": self.parallel,
+            "queued_items": list(self.queued),
+            "current_item": self.in_flight[0] if self.in_flight else None,
+            "completed": list(self.completed),
+            "failed": list(self.failed),
+            "skipped": list(self.skipped),
+            "healing_attempts": self.healing_attempts,
+            "last_healing_at": self.last_healing_at,
+        }
+
+
+class BatchState:
+    __slots__ = ("batch",)
+
+    def __init__(self, batch: Batch | None = None) -> None:
+        self.batch = batch
+
+
+class BatchProgressProjection:
+    name = "batch"
+    file_name = "batch-progress.json"
+
+    def initial(self) -> BatchState:
+        return BatchState()
+
+    def fold(self, state: BatchState, event: StoredEvent) -> BatchState:
+        if event.type in BATCH_EVENTS:
+            _fold(state, event.type, event.data, js_time(event.recorded_at))
+        return state
+
+    def render(self, state: BatchState) -> bytes | None:
+        return None if state.batch is None else dumps(state.batch.progress())
+
+    def dump_state(self, state: BatchState) -> bytes:
+        return orjson.dumps(asdict(state.batch) if state.batch else None)
+
+    def load_state(self, data: bytes) -> BatchState:
+        raw = orjson.loads(data)
+        return BatchState(Batch(**raw) if raw else None)
+
+    def validate(self, state: BatchState, event: Event, stream: str) -> None:
+        if not isinstance(event, (BatchStarted, BatchResumed, BatchItemStarted, BatchItemCompleted,
+                                  BatchItemFailed, BatchItemSkipped, BatchHealingAttempted,
+                                  BatchFinished, BatchAbandoned)):
+            return
+        batch = state.batch
+        if isinstance(event, BatchStarted):
+            if batch is not None:
+                raise InvalidInputError(
+                    f"session {stream!r} already has an unfinished batch {batch.batch_id}: "
+                    "finish or abandon it first"
+                )
+            return
+        if batch is None:
+            raise InvalidInputError(f"session {stream!r} has no unfinished batch: run `evstore batch start`")
+        if event.batch_id != batch.batch_id:
+            raise InvalidInputError(f"batch {event.batch_id!r} is not the unfinished batch {batch.batch_id} of session {stream!r}")
+        if isinstance(event, BatchItemStarted):
+            if event.item not in batch.remaining:
+                raise InvalidInputError(f"item {event.item!r} is not waiting in batch {batch.batch_id}")
+            if len(batch.in_flight) >= batch.parallel:
+                raise InvalidInputError(f"batch {batch.batch_id} already has {batch.parallel} item(s) in flight")
+        # Whether an item may be marked done, failed or skipped is the workflow's call
+        # (projections.batch_runs): an imported legacy batch records outcomes of items it
+        # never saw start.
+
+
+def _fold(state: BatchState, kind: str, data: dict[str, Any], at: str) -> None:  # noqa: C901, PLR0912 - one branch per event type
+    if kind == "BatchStarted":
+        state.batch = Batch(
+            batch_id=data["batch_id"], pid=data["pid"], host=data["host"],
+            pid_start=data.get("pid_start"), started_at=data.get("started_at") or at,
+            updated_at=at, parallel=data["parallel"], queued=list(data["queued_items"]),
+        )
+        return
+    batch = state.batch
+    if batch is None or data.get("batch_id") != batch.batch_id:
+        return
+    batch.updated_at = at
+    item = data.get("item")
+    if kind == "BatchResumed":
+        batch.pid, batch.host, batch.pid_start = data["pid"], data["host"], data.get("pid_start")
+        batch.in_flight.clear()  # the dead owner's items in flight are run again
+        if data.get("retry_failed"):
+            batch.failed.clear()
+    elif kind == "BatchItemStarted":
+        if item not in batch.in_flight:
+            batch.in_flight.append(item)
+    elif kind in ("BatchItemCompleted", "BatchItemFailed", "BatchItemSkipped"):
+        if item in batch.in_flight:
+            batch.in_flight.remove(item)
+        for outcome in (batch.completed, batch.failed, batch.skipped):
+            if item in outcome:
+                outcome.remove(item)
+        target = {"BatchItemCompleted": batch.completed, "BatchItemFailed": batch.failed,
+                  "BatchItemSkipped": batch.skipped}[kind]
+        target.append(item)
+        if kind == "BatchItemFailed":
+            batch.errors[item] = data["error"]
+    elif kind == "BatchHealingAttempted":
+        batch.healing_attempts += 1
+        batch.last_healing_at = at
+    elif kind in ("BatchFinished", "BatchAbandoned"):
+        state.batch = None

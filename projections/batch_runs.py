@@ -1,0 +1,295 @@
+"""Batch runs (DESIGN §8): the orchestrator's operations, each one decision and one append.
+
+Every operation reads the session's batch state, decides its events and appends them with
+`expected_version`, so two orchestrators racing on one session cannot both take the same
+item or both start a batch: the loser decides again on the new state.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from eventstore.errors import ConcurrencyError, InvalidInputError
+from eventstore.events import (
+    BatchAbandoned,
+    BatchFinished,
+    BatchHealingAttempted,
+    BatchItemCompleted,
+    BatchItemFailed,
+    BatchItemSkipped,
+    BatchItemStarted,
+    BatchResumed,
+    BatchStarted,
+    Event,
+)
+from eventstore.journal import utc_now
+from eventstore.logs import get_logger
+from eventstore.owner import is_alive, start_ticks, this_host
+from eventstore.store import Store
+from projections.batch import Batch
+
+log = get_logger("evstore.batch")
+
+STALE_AFTER = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    batch_id: str
+    action: str  # started | resumed | restarted (an old batch abandoned, a new one started)
+    abandoned: str | None
+    remaining: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NextOutcome:
+    item: str | None
+    batch_id: str
+    remaining: list[str]
+    in_flight: list[str]
+
+
+class BatchRun:
+    """The batch operations of one session. `alive`, `clock` and `host` are injectable."""
+
+    def __init__(  # noqa: PLR0913 - the seams are keyword-only with defaults
+        self,
+        store: Store,
+        session: str,
+        *,
+        alive: Callable[[int, int | None], bool] = is_alive,
+        clock: Callable[[], datetime] = utc_now,
+        host: str | None = None,
+    ) -> None:
+        store.session(session)  # refuses an unknown session before anything else
+        self.store = store
+        self.session = session
+        self._alive = alive
+        self._clock = clock
+        self._host = host or this_host()
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def batch(self) -> Batch | None:
+        batch: Batch | None = self.store.state(self.session, "batch").batch
+        return batch
+
+    def _required(self) -> Batch:
+        batch = self.batch()
+        if batch is None:
+            raise InvalidInputError(
+                f"session {self.session!r} has no unfinished batch: run `evstore batch start ITEM...`"
+            )
+        return batch
+
+    def status(self) -> dict[str, Any] | None:
+        batch = self.batch()
+        if batch is None:
+            return None
+        return {
+            **batch.progress(),
+            "remaining": batch.remaining,
+            "in_flight": list(batch.in_flight),
+            "host": batch.host,
+            "errors": dict(batch.errors),
+        }
+
+    # --- start / resume -----------------------------------------------------------------------
+
+    def start(  # noqa: PLR0913 - the options of `batch start`
+        self,
+        items: Sequence[str],
+        *,
+        parallel: int = 1,
+        resume: bool = True,
+        retry_failed: bool = False,
+        owner_pid: int | None = None,
+    ) -> StartOutcome:
+        """Start a batch, or resume the unfinished one whose owner died (DESIGN §8)."""
+        queue = _checked_items(items)
+        if parallel < 1:
+            raise InvalidInputError(f"invalid --parallel value {parallel}: expected 1 or more")
+        owner = owner_pid if owner_pid is not None else os.getpid()
+        owner_start = start_ticks(owner)
+
+        def decide() -> tuple[list[Event], StartOutcome]:
+            fresh = BatchStarted(
+                batch_id=str(uuid.uuid4()), pid=owner, host=self._host, parallel=parallel,
+                queued_items=queue, pid_start=owner_start,
+            )
+            current = self.batch()
+            if current is None:
+                return [fresh], StartOutcome(fresh.batch_id, "started", None, queue)
+            if current.host == self._host and current.pid == owner and current.pid_start in (None, owner_start):
+                return [], StartOutcome(current.batch_id, "resumed", None, current.remaining)
+            if current.host == self._host and self._alive(current.pid, current.pid_start):
+                raise ConcurrencyError(
+                    f"batch {current.batch_id} of session {self.session!r} is run by process "
+                    f"{current.pid}, still alive on {current.host}: wait for it or stop it"
+                )
+            age = self._clock() - parse_time(current.updated_at)
+            if age > STALE_AFTER:
+                warning = (f"batch {current.batch_id} is stale (last update {current.updated_at}, "
+                           f"{age.total_seconds() / 3600:.0f} h ago): abandoned, starting afresh")
+                reason = f"stale: no update for {age.total_seconds() / 3600:.0f} h"
+                return ([BatchAbandoned(batch_id=current.batch_id, reason=reason), fresh],
+                        StartOutcome(fresh.batch_id, "restarted", current.batch_id, queue, [warning]))
+            if not resume:
+                return ([BatchAbandoned(batch_id=current.batch_id, reason="--no-resume"), fresh],
+                        StartOutcome(fresh.batch_id, "restarted", current.batch_id, queue))
+            if current.host != self._host:
+                raise ConcurrencyError(
+                    f"batch {current.batch_id} is owned by process {current.pid} on host "
+                    f"{current.host}, which this machine cannot check: pass --no-resume to abandon it"
+                )
+            warnings = []
+            if list(queue) != current.queued:
+                warnings.append(f"resuming batch {current.batch_id} with its own queue of "
+                                f"{len(current.queued)} items, not the {len(queue)} given")
+            resumed = BatchResumed(batch_id=current.batch_id, pid=owner, host=self._host,
+                                   pid_start=owner_start, retry_failed=retry_failed)
+            remaining = [i for i in current.queued
+                         if i not in {*current.completed, *current.skipped}
+                         and (retry_failed or i not in current.failed)]
+            return [resumed], StartOutcome(current.batch_id, "resumed", None, remaining, warnings)
+
+        outcome: StartOutcome
+        outcome, _ = self.store.append_decided(self.session, decide)
+        for warning in outcome.warnings:
+            log.warning("batch_start_warning", session=self.session, message=warning)
+        log.info("batch_started", session=self.session, batch_id=outcome.batch_id,
+                 action=outcome.action, remaining=len(outcome.remaining))
+        return outcome
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def next(self) -> NextOutcome:
+        """Hand out the first remaining item and mark it in flight; None when the queue is
+        empty or `parallel` items are already in flight."""
+
+        def decide() -> tuple[list[Event], NextOutcome]:
+            batch = self._required()
+            remaining = batch.remaining
+            if not remaining or len(batch.in_flight) >= batch.parallel:
+                return [], NextOutcome(None, batch.batch_id, remaining, list(batch.in_flight))
+            item = remaining[0]
+            return ([BatchItemStarted(batch_id=batch.batch_id, item=item)],
+                    NextOutcome(item, batch.batch_id, remaining[1:], [*batch.in_flight, item]))
+
+        outcome: NextOutcome
+        outcome, _ = self.store.append_decided(self.session, decide)
+        return outcome
+
+    def done(self, item: str) -> None:
+        self._resolve(item, lambda b: BatchItemCompleted(batch_id=b.batch_id, item=item), in_flight=True)
+
+    def fail(self, item: str, error: str) -> None:
+        if not error.strip():
+            raise InvalidInputError("batch fail needs --error MSG: say what went wrong")
+        self._resolve(item, lambda b: BatchItemFailed(batch_id=b.batch_id, item=item, error=error), in_flight=True)
+
+    def skip(self, item: str, reason: str) -> None:
+        if not reason.strip():
+            raise InvalidInputError("batch skip needs --reason MSG")
+        self._resolve(item, lambda b: BatchItemSkipped(batch_id=b.batch_id, item=item, reason=reason), in_flight=False)
+
+    def heal(self) -> int:
+        def decide() -> tuple[list[Event], int]:
+            batch = self._required()
+            return [BatchHealingAttempted(batch_id=batch.batch_id)], batch.healing_attempts + 1
+
+        attempts: int
+        attempts, _ = self.store.append_decided(self.session, decide)
+        return attempts
+
+    def finish(self) -> str:
+        def decide() -> tuple[list[Event], str]:
+            batch = self._required()
+            return [BatchFinished(batch_id=batch.batch_id)], batch.batch_id
+
+        batch_id: str
+        batch_id, _ = self.store.append_decided(self.session, decide)
+        return batch_id
+
+    def _resolve(self, item: str, make: Callable[[Batch], Event], *, in_flight: bool) -> None:
+        def decide() -> tuple[list[Event], None]:
+            batch = self._required()
+            if in_flight and item not in batch.in_flight:
+                shown = ", ".join(batch.in_flight) or "none"
+                raise InvalidInputError(
+                    f"item {item!r} is not in flight in batch {batch.batch_id} (in flight: {shown})"
+                )
+            if not in_flight and (item not in batch.queued or item in {*batch.completed, *batch.skipped}):
+                raise InvalidInputError(f"item {item!r} is not waiting in batch {batch.batch_id}")
+            return [make(batch)], None
+
+        self.store.append_decided(self.session, decide)
+
+
+def _checked_items(items: Sequence[str]) -> list[str]:
+    queue = [item.strip() for item in items]
+    if not queue:
+        raise InvalidInputError("batch start needs at least one ITEM")
+    if any(not item for item in queue):
+        raise InvalidInputError("batch start: an ITEM is empty")
+    seen: set[str] = set()
+    for item in queue:
+        if item in seen:
+            raise InvalidInputError(f"batch start: item {item!r} is given twice")
+        seen.add(item)
+    return queue
+
+
+def legacy_events(progress: Any, *, source: str, host: str) -> list[Event]:
+    """A legacy batch-progress.json (schema v1, healing fields optional) as events, so a
+    run begun before evstore continues under it."""
+    if not isinstance(progress, dict) or progress.get("schema_version") != 1:
+        raise InvalidInputError(f"{source}: not a batch-progress.json of schema_version 1")
+    try:
+        batch_id = _typed(progress, "session_id", str, source)
+        queue = _typed(progress, "queued_items", list, source)
+        pid = _typed(progress, "pid", int, source)
+        parallel = _typed(progress, "parallel", int, source)
+        lists = {name: _typed(progress, name, list, source) for name in ("completed", "failed", "skipped")}
+        started_at = progress.get("started_at")
+        current = progress.get("current_item")
+        healing = progress.get("healing_attempts", 0)
+    except KeyError as exc:
+        raise InvalidInputError(f"{source}: missing field {exc.args[0]!r}") from None
+    strings = [*queue, *lists["completed"], *lists["failed"], *lists["skipped"]]
+    if not all(isinstance(item, str) and item for item in strings):
+        raise InvalidInputError(f"{source}: item ids must be non-empty strings")
+    if parallel < 1 or not isinstance(healing, int) or healing < 0:
+        raise InvalidInputError(f"{source}: parallel must be 1 or more and healing_attempts a count")
+    events: list[Event] = [
+        BatchStarted(batch_id=batch_id, pid=pid, host=host, parallel=parallel,
+                     queued_items=queue, started_at=started_at if isinstance(started_at, str) else None)
+    ]
+    events += [BatchItemCompleted(batch_id=batch_id, item=i) for i in lists["completed"]]
+    events += [BatchItemFailed(batch_id=batch_id, item=i, error=f"failed before import from {source}")
+               for i in lists["failed"]]
+    events += [BatchItemSkipped(batch_id=batch_id, item=i, reason=f"skipped before import from {source}")
+               for i in lists["skipped"]]
+    resolved = {*lists["completed"], *lists["failed"], *lists["skipped"]}
+    if isinstance(current, str) and current in queue and current not in resolved:
+        events.append(BatchItemStarted(batch_id=batch_id, item=current))
+    events += [BatchHealingAttempted(batch_id=batch_id) for _ in range(healing)]
+    return events
+
+
+def _typed(progress: dict[str, Any], name: str, kind: type, source: str) -> Any:
+    value = progress[name]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise InvalidInputError(f"{source}: {name} must be a {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def parse_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
