@@ -15,7 +15,7 @@ from cli.context import AppContext
 from cli.logs import configure_logging
 from eventstore._version import __version__
 
-WRITE = ("init", "import", "append")
+WRITE = ("init", "import", "append", "fail", "batch")
 READ = ("show", "log")
 MAINTAIN = ("project", "replay")
 
@@ -56,7 +56,10 @@ class EvstoreGroup(click.Group):
             from eventstore.errors import EvstoreError  # noqa: PLC0415 - error path only
 
             if isinstance(exc, EvstoreError):
-                _fail(str(exc), exc.exit_code)
+                click.echo(f"evstore: error: {exc}", err=True)
+                for line in getattr(exc, "history", ()):  # FixLimitError: what was tried
+                    click.echo(line, err=True)
+                sys.exit(exc.exit_code)
             from eventstore.logs import get_logger  # noqa: PLC0415
 
             get_logger("evstore.cli").exception("unexpected_error")
@@ -122,4 +125,4 @@ def main() -> None:
 
 
 # Each module registers its commands on `app`.
-from cli import maintain, read, write  # noqa: E402, F401
+from cli import batch, maintain, read, recovery, write  # noqa: E402, F401

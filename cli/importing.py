@@ -51,6 +51,30 @@ def import_file(store: Store, path: Path, session: str, export_dir: str | None) 
     return _outcome(store, session, result, result.count, warnings)
 
 
+def import_batch_progress(store: Store, path: Path, session: str, export_dir: str | None) -> dict[str, Any]:
+    """A legacy batch-progress.json as the session's unfinished batch (a new session
+    exports beside the file, as the orchestrator expects to find it)."""
+    from eventstore.jsonfmt import loads  # noqa: PLC0415
+    from eventstore.owner import this_host  # noqa: PLC0415
+    from projections.batch_runs import legacy_events  # noqa: PLC0415
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        progress = loads(data)
+    except ValueError as exc:
+        raise InvalidInputError(f"{path}: not valid JSON: {exc}") from None
+    events = legacy_events(progress, source=str(path), host=this_host())
+    if store.has_session(session):
+        result = store.append(session, events, expected_version=store.journal.stream_version(session))
+    else:
+        created = SessionCreated(export_dir=store.normalize_export_dir(export_dir or path.parent))
+        result = store.append(session, [created, *events], expected_version=0)
+    return _outcome(store, session, result, result.count, [])
+
+
 def _outcome(store: Store, session: str, result: Any, count: int, warnings: list[str]) -> dict[str, Any]:
     return {
         "session": session,

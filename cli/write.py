@@ -48,8 +48,13 @@ def init(obj: AppContext) -> None:
 
 
 @app.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=False))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=False), required=False)
 @session_option
+@click.option(
+    "--batch-progress",
+    type=click.Path(dir_okay=False),
+    help="A legacy batch-progress.json to continue under evstore (instead of FILE).",
+)
 @click.option(
     "--export-dir",
     type=click.Path(file_okay=False),
@@ -58,32 +63,47 @@ def init(obj: AppContext) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
-def import_(obj: AppContext, file: str, session: str, export_dir: str | None, *, as_json: bool) -> None:
+def import_(  # noqa: PLR0913 - one parameter per option
+    obj: AppContext, file: str | None, session: str, batch_progress: str | None,
+    export_dir: str | None, *, as_json: bool,
+) -> None:
     """Import a tasks.json (or a legacy tasks.json.failed) into a session.
 
     A new session is seeded with the whole document. Into an existing session, only the
     differences are appended (status changes, edits, added or removed items), so a file
     edited by hand, or the pending updates of a legacy recovery file, join the history.
 
+    With --batch-progress, a legacy batch-progress.json becomes the session's unfinished
+    batch, so a run begun before evstore resumes under it.
+
     \b
     Example:
       evstore import plan/001_14b9dc2a33c7/tasks.json --session 001_14b9dc2a33c7
       evstore import plan/001/tasks.json.failed --session 001
+      evstore import --batch-progress .wreckit/batch-progress.json --session wreckit
     """
-    from cli.importing import import_file  # noqa: PLC0415
+    from cli.importing import import_batch_progress, import_file  # noqa: PLC0415
 
+    if (file is None) == (batch_progress is None):
+        raise click.UsageError("give FILE or --batch-progress FILE, one of them")
     store = obj.store()
-    outcome = import_file(store, Path(file), session, export_dir)
+    if batch_progress is not None:
+        outcome = import_batch_progress(store, Path(batch_progress), session, export_dir)
+        shown = batch_progress
+    else:
+        assert file is not None  # noqa: S101 - checked above
+        outcome = import_file(store, Path(file), session, export_dir)
+        shown = file
     if as_json:
         emit_json(outcome)
         return
     for warning in outcome["warnings"]:
         click.echo(f"evstore: warning: {warning}", err=True)
     if outcome["events"] == 0:
-        click.echo(f"{file}: no changes to session {session}")
+        click.echo(f"{shown}: no changes to session {session}")
     else:
         click.echo(
-            f"imported {file} into session {session}: {outcome['events']} event(s), "
+            f"imported {shown} into session {session}: {outcome['events']} event(s), "
             f"seq {outcome['first_seq']}..{outcome['last_seq']}, export dir {outcome['export_dir']}"
         )
 

@@ -82,7 +82,7 @@ def record_failure(
     outcome, _ = store.append_decided(session, decide)
     if isinstance(outcome, FixLimitReached):
         history = store.state(session, "fix-history-json").history_lines()
-        log.error("fix_limit_reached", session=session, item=item_id, attempts=outcome.attempts)
+        log.info("fix_limit_reached", session=session, item=item_id, attempts=outcome.attempts)
         raise FixLimitError(f"Max fix tasks ({max_fix_tasks}) reached for {item_id}", history=history)
     log.info("fix_task_created", session=session, item=item_id, fix_id=outcome.fix_id, attempt=outcome.attempt)
     return outcome

@@ -1,0 +1,193 @@
+"""`evstore batch ...`: a batch orchestrator's progress as events (DESIGN §8)."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from cli.app import app
+from cli.context import AppContext
+from cli.output import emit_json
+from cli.write import session_option
+
+if TYPE_CHECKING:
+    from projections.batch_runs import BatchRun
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def _run(obj: AppContext, session: str) -> BatchRun:
+    from projections.batch_runs import BatchRun  # noqa: PLC0415 - lazy: fast --help
+
+    return BatchRun(obj.store(), session)
+
+
+@app.group()
+def batch() -> None:
+    """Run a batch of items that resumes after a crash (batch-progress.json).
+
+    The owner of a batch is the process that runs it: by default the parent of `evstore`,
+    i.e. the orchestrator that called it. A batch whose owner died is resumed by the next
+    `batch start`; one whose owner is alive is refused (exit 3).
+
+    \b
+    Example:
+      evstore batch start 001-a 002-b 003-c --session 001 --parallel 2
+      item=$(evstore batch next --session 001) && ... && evstore batch done "$item" --session 001
+    """
+
+
+@batch.command("start")
+@click.argument("items", nargs=-1, required=True)
+@session_option
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True, help="Items in flight at once.")
+@click.option("--no-resume", is_flag=True, help="Abandon an unfinished batch (BatchAbandoned) and start afresh.")
+@click.option("--retry-failed", is_flag=True, help="On resume, run failed items again too.")
+@click.option("--owner-pid", type=click.IntRange(min=1), help="The owning process (default: the parent of evstore).")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@pass_app
+def start(  # noqa: PLR0913 - one parameter per option
+    obj: AppContext, items: tuple[str, ...], session: str, parallel: int, *,
+    no_resume: bool, retry_failed: bool, owner_pid: int | None, as_json: bool,
+) -> None:
+    """Start a batch of ITEMs, or resume the unfinished one whose owner died.
+
+    \b
+    Example:
+      evstore batch start 001-a 002-b --session 001 --parallel 2
+    """
+    outcome = _run(obj, session).start(
+        items, parallel=parallel, resume=not no_resume, retry_failed=retry_failed,
+        owner_pid=owner_pid if owner_pid is not None else os.getppid(),
+    )
+    if as_json:
+        emit_json({"batch_id": outcome.batch_id, "action": outcome.action,
+                   "abandoned": outcome.abandoned, "remaining": outcome.remaining,
+                   "warnings": outcome.warnings})
+        return
+    for warning in outcome.warnings:
+        click.echo(f"evstore: warning: {warning}", err=True)
+    if outcome.abandoned:
+        click.echo(f"abandoned batch {outcome.abandoned}")
+    click.echo(f"{outcome.action} batch {outcome.batch_id}: {len(outcome.remaining)} item(s) to run")
+
+
+@batch.command("next")
+@session_option
+@click.option("--json", "as_json", is_flag=True, help='Print {"item": ID or null, "batch_id": ...}.')
+@pass_app
+def next_(obj: AppContext, session: str, *, as_json: bool) -> None:
+    """Take the next item to run and mark it in flight; prints its id (nothing when none).
+
+    Nothing is printed (exit 0) when the queue is empty or --parallel items are already
+    in flight.
+
+    \b
+    Example:
+      item=$(evstore batch next --session 001)
+    """
+    outcome = _run(obj, session).next()
+    if as_json:
+        emit_json({"item": outcome.item, "batch_id": outcome.batch_id,
+                   "remaining": outcome.remaining, "in_flight": outcome.in_flight})
+    elif outcome.item is not None:
+        click.echo(outcome.item)
+
+
+@batch.command("done")
+@click.argument("item")
+@session_option
+@pass_app
+def done(obj: AppContext, item: str, session: str) -> None:
+    """Mark an in-flight ITEM completed.
+
+    \b
+    Example:
+      evstore batch done 001-a --session 001
+    """
+    _run(obj, session).done(item)
+
+
+@batch.command("fail")
+@click.argument("item")
+@session_option
+@click.option("--error", required=True, help="What went wrong.")
+@pass_app
+def fail(obj: AppContext, item: str, session: str, error: str) -> None:
+    """Mark an in-flight ITEM failed.
+
+    \b
+    Example:
+      evstore batch fail 001-a --session 001 --error "tests failed"
+    """
+    _run(obj, session).fail(item, error)
+
+
+@batch.command("skip")
+@click.argument("item")
+@session_option
+@click.option("--reason", required=True, help="Why it is skipped.")
+@pass_app
+def skip(obj: AppContext, item: str, session: str, reason: str) -> None:
+    """Skip a waiting or in-flight ITEM.
+
+    \b
+    Example:
+      evstore batch skip 003-c --session 001 --reason "already merged"
+    """
+    _run(obj, session).skip(item, reason)
+
+
+@batch.command("heal")
+@session_option
+@pass_app
+def heal(obj: AppContext, session: str) -> None:
+    """Record a healing attempt (healing_attempts, last_healing_at).
+
+    \b
+    Example:
+      evstore batch heal --session 001
+    """
+    click.echo(f"healing attempt {_run(obj, session).heal()}")
+
+
+@batch.command("finish")
+@session_option
+@pass_app
+def finish(obj: AppContext, session: str) -> None:
+    """Finish the batch: batch-progress.json is removed at the next export.
+
+    \b
+    Example:
+      evstore batch finish --session 001
+    """
+    click.echo(f"finished batch {_run(obj, session).finish()}")
+
+
+@batch.command("status")
+@session_option
+@click.option("--json", "as_json", is_flag=True, help="The progress document plus remaining and in_flight.")
+@pass_app
+def status(obj: AppContext, session: str, *, as_json: bool) -> None:
+    """Show the unfinished batch: owner, queue, outcomes, what remains.
+
+    \b
+    Example:
+      evstore batch status --session 001 --json
+    """
+    found: dict[str, Any] | None = _run(obj, session).status()
+    if as_json:
+        emit_json(found)
+        return
+    if found is None:
+        click.echo(f"no unfinished batch in session {session}")
+        return
+    click.echo(
+        f"batch {found['session_id']} (owner pid {found['pid']} on {found['host']}, parallel "
+        f"{found['parallel']}, started {found['started_at']}, updated {found['updated_at']})\n"
+        f"  queued {len(found['queued_items'])} · completed {len(found['completed'])} · failed "
+        f"{len(found['failed'])} · skipped {len(found['skipped'])} · in flight "
+        f"{', '.join(found['in_flight']) or 'none'} · remaining {len(found['remaining'])}"
+    )

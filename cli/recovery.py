@@ -1,0 +1,40 @@
+"""`evstore fail`: fix-task recovery (DESIGN §9)."""
+
+from __future__ import annotations
+
+import click
+
+from cli.app import app
+from cli.context import AppContext
+from cli.output import emit_json
+from cli.write import session_option
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+@app.command()
+@click.argument("item")
+@session_option
+@click.option("--error", required=True, help="The failure; its first line titles the fix task.")
+@click.option("--max-fix-tasks", type=click.IntRange(1, 10), default=3, show_default=True,
+              help="Fix tasks allowed per original before giving up (exit 6).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole fix record as JSON.")
+@pass_app
+def fail(obj: AppContext, item: str, session: str, error: str, max_fix_tasks: int, *, as_json: bool) -> None:
+    """Record that ITEM failed and create its next fix subtask; prints the fix id.
+
+    The fix subtask goes right after the failing one (after its previous fix, if any),
+    with the next free id, status Planned and the error in its context_scope. Once
+    --max-fix-tasks fixes were tried, exits 6 with the fix history instead.
+
+    \b
+    Example:
+      fix=$(evstore fail P1.M1.T1.S1 --session 001 --error "$(tail -1 test.log)")
+    """
+    from projections.fix_tasks import record_failure  # noqa: PLC0415 - lazy: fast --help
+
+    outcome = record_failure(obj.store(), session, item, error, max_fix_tasks=max_fix_tasks)
+    if as_json:
+        emit_json(outcome.as_dict())
+    else:
+        click.echo(outcome.fix_id)
