@@ -55,7 +55,7 @@ def import_batch_progress(store: Store, path: Path, session: str, export_dir: st
     """A legacy batch-progress.json as the session's unfinished batch (a new session
     exports beside the file, as the orchestrator expects to find it)."""
     from eventstore.jsonfmt import loads  # noqa: PLC0415
-    from eventstore.owner import this_host  # noqa: PLC0415
+    from eventstore.owner import is_alive, start_ticks, this_host  # noqa: PLC0415
     from projections.batch_runs import legacy_events  # noqa: PLC0415
 
     try:
@@ -66,7 +66,10 @@ def import_batch_progress(store: Store, path: Path, session: str, export_dir: st
         progress = loads(data)
     except ValueError as exc:
         raise InvalidInputError(f"{path}: not valid JSON: {exc}") from None
-    events = legacy_events(progress, source=str(path), host=this_host())
+    pid = progress.get("pid") if isinstance(progress, dict) else None
+    alive = isinstance(pid, int) and not isinstance(pid, bool) and is_alive(pid)
+    pid_start = (start_ticks(pid) if alive else -1) if isinstance(pid, int) else None
+    events = legacy_events(progress, source=str(path), host=this_host(), pid_start=pid_start)
     if store.has_session(session):
         result = store.append(session, events, expected_version=store.journal.stream_version(session))
     else:

@@ -246,9 +246,15 @@ def _checked_items(items: Sequence[str]) -> list[str]:
     return queue
 
 
-def legacy_events(progress: Any, *, source: str, host: str) -> list[Event]:
+def legacy_events(progress: Any, *, source: str, host: str, pid_start: int | None) -> list[Event]:
     """A legacy batch-progress.json (schema v1, healing fields optional) as events, so a
-    run begun before evstore continues under it."""
+    run begun before evstore continues under it.
+
+    Its `current_item` is not put in flight: the process that had it is gone (or about
+    to hand over), and an item current when its owner died is run again. `pid_start` is
+    the file owner's start time if it is alive now, else -1, which no process matches:
+    a legacy file has no start time, and a dead owner's pid must not be taken for a
+    later process that reuses it."""
     if not isinstance(progress, dict) or progress.get("schema_version") != 1:
         raise InvalidInputError(f"{source}: not a batch-progress.json of schema_version 1")
     try:
@@ -268,17 +274,16 @@ def legacy_events(progress: Any, *, source: str, host: str) -> list[Event]:
     if parallel < 1 or not isinstance(healing, int) or healing < 0:
         raise InvalidInputError(f"{source}: parallel must be 1 or more and healing_attempts a count")
     events: list[Event] = [
-        BatchStarted(batch_id=batch_id, pid=pid, host=host, parallel=parallel,
-                     queued_items=queue, started_at=started_at if isinstance(started_at, str) else None)
+        BatchStarted(batch_id=batch_id, pid=pid, host=host, parallel=parallel, queued_items=queue,
+                     pid_start=pid_start, started_at=started_at if isinstance(started_at, str) else None)
     ]
     events += [BatchItemCompleted(batch_id=batch_id, item=i) for i in lists["completed"]]
     events += [BatchItemFailed(batch_id=batch_id, item=i, error=f"failed before import from {source}")
                for i in lists["failed"]]
     events += [BatchItemSkipped(batch_id=batch_id, item=i, reason=f"skipped before import from {source}")
                for i in lists["skipped"]]
-    resolved = {*lists["completed"], *lists["failed"], *lists["skipped"]}
-    if isinstance(current, str) and current in queue and current not in resolved:
-        events.append(BatchItemStarted(batch_id=batch_id, item=current))
+    if current is not None and not isinstance(current, str):
+        raise InvalidInputError(f"{source}: current_item must be a string or null")
     events += [BatchHealingAttempted(batch_id=batch_id) for _ in range(healing)]
     return events
 
