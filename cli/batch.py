@@ -67,9 +67,7 @@ def start(  # noqa: PLR0913 - one parameter per option
                    "abandoned": outcome.abandoned, "remaining": outcome.remaining,
                    "warnings": outcome.warnings})
         return
-    for warning in outcome.warnings:
-        click.echo(f"evstore: warning: {warning}", err=True)
-    if outcome.abandoned:
+    if outcome.abandoned:  # warnings (a stale batch, a different queue) are logged
         click.echo(f"abandoned batch {outcome.abandoned}")
     click.echo(f"{outcome.action} batch {outcome.batch_id}: {len(outcome.remaining)} item(s) to run")
 
