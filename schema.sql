@@ -52,3 +52,9 @@ CREATE TABLE checkpoints (
     exported_at     TEXT,
     PRIMARY KEY (projection, stream)
 );
+
+-- migration: 3
+-- Catch-up reads ("this session's events after seq N", on every append and export)
+-- range-scan this index instead of reading the whole session through UNIQUE(stream,
+-- version) and sorting it.
+CREATE INDEX events_stream_seq ON events (stream, seq);

@@ -13,6 +13,7 @@ import click
 
 from cli.context import AppContext
 from cli.logs import configure_logging
+from eventstore.logs import forget_pending_setup
 from eventstore._version import __version__
 
 WRITE = ("init", "import", "append", "fail", "batch")
@@ -118,6 +119,9 @@ def app(  # noqa: PLR0913 - global options
     configure_logging(log_format=log_format, verbosity=-1 if quiet else verbose)
     ctx.obj = AppContext(db=db, durability=durability)
     ctx.call_on_close(ctx.obj.close)
+    # A run that logged nothing must not leave its set-up to fire in a later, unrelated
+    # caller of the library in this process (tests, or an app embedding the CLI).
+    ctx.call_on_close(forget_pending_setup)
 
 
 def main() -> None:

@@ -341,15 +341,16 @@ class SQLiteJournal:
                     original = self._existing(conn, stream, given, len(events))
                     if original is not None:
                         return original
-                version = conn.execute(
-                    "SELECT coalesce(max(version), 0) FROM events WHERE stream = ?", (stream,)
-                ).fetchone()[0]
+                version, head = conn.execute(
+                    "SELECT (SELECT coalesce(max(version), 0) FROM events WHERE stream = ?),"
+                    " (SELECT coalesce(max(seq), 0) FROM events)",
+                    (stream,),
+                ).fetchone()
                 if expected_version is not None and version != expected_version:
                     raise ConcurrencyError(
                         f"session {stream!r} is at version {version}, "
                         f"expected {expected_version}: re-read and retry"
                     )
-                head = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
                 recorded_at = format_time(self._clock())
                 rows = [
                     (
@@ -485,11 +486,11 @@ class SQLiteJournal:
             ).fetchall()
         return [StreamInfo(*row) for row in rows]
 
-    def last_of_type(self, stream: str, event_type: str) -> StoredEvent | None:
+    def event_at(self, stream: str, version: int) -> StoredEvent | None:
+        """The event at `version` of `stream` (a point lookup on UNIQUE(stream, version))."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT seq FROM events WHERE stream = ? AND type = ? ORDER BY seq DESC LIMIT 1",
-                (stream, event_type),
+                "SELECT seq FROM events WHERE stream = ? AND version = ?", (stream, version)
             ).fetchone()
         if row is None:
             return None
@@ -514,22 +515,23 @@ class SQLiteJournal:
         return Checkpoint(*row) if row else None
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self.save_checkpoints([checkpoint])
+
+    def save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
+        """Save several checkpoints in one transaction (one fsync)."""
+
         def attempt() -> None:
             with self._write() as conn:
-                conn.execute(
+                conn.executemany(
                     "INSERT INTO checkpoints (projection, stream, seq, state, exported_sha256,"
                     " exported_at) VALUES (?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (projection, stream) DO UPDATE SET seq = excluded.seq,"
                     " state = excluded.state, exported_sha256 = excluded.exported_sha256,"
                     " exported_at = excluded.exported_at",
-                    (
-                        checkpoint.projection,
-                        checkpoint.stream,
-                        checkpoint.seq,
-                        checkpoint.state,
-                        checkpoint.exported_sha256,
-                        checkpoint.exported_at,
-                    ),
+                    [
+                        (c.projection, c.stream, c.seq, c.state, c.exported_sha256, c.exported_at)
+                        for c in checkpoints
+                    ],
                 )
 
         self._with_busy_retry(attempt)

@@ -15,15 +15,12 @@ trailing newline) once the document holds what a JavaScript object would:
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 
 _ARRAY_INDEX_LIMIT = 2**32 - 1
 _INT64 = 2**63  # orjson writes ints up to 64 bits; larger integral floats stay floats
-# orjson writes the floats that differ from JavaScript with an exponent.
-_EXPONENT_TEXT = re.compile(rb"[0-9]e[-+][0-9]")
 
 
 def dumps(doc: Any, *, js_numbers: bool = False) -> bytes:
@@ -77,11 +74,6 @@ def needs_js_numbers(value: Any) -> bool:
     if isinstance(value, list):
         return any(needs_js_numbers(v) for v in value if isinstance(v, (dict, list, float)))
     return False
-
-
-def may_need_js_numbers(dumped: bytes) -> bool:
-    """Cheap pre-check on orjson output: False means `needs_js_numbers` is False too."""
-    return _EXPONENT_TEXT.search(dumped) is not None
 
 
 def js_number(x: float) -> str:

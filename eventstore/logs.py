@@ -24,6 +24,13 @@ def before_first_log(hook: Callable[[], None]) -> None:
     _ready = False
 
 
+def forget_pending_setup() -> None:
+    """Drop set-ups not yet run (an application whose run ended without logging)."""
+    global _ready  # noqa: PLW0603
+    _hooks.clear()
+    _ready = True
+
+
 def _prepare() -> None:
     global _ready  # noqa: PLW0603
     while _hooks:

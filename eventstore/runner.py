@@ -98,39 +98,65 @@ class ProjectionRunner:
         until: int | None = None,
     ) -> tuple[Any, int, int]:
         """Fold `stream`'s events after `after` into `state`: (state, last seq, count)."""
-        if state is None:
-            state = projection.initial()
-        last, applied = after, 0
-        fold = projection.fold
-        for event in self.journal.read(stream, after=after, until=until):
-            state = fold(state, event)
-            last = event.seq
-            applied += 1
-        return state, last, applied
+        (folded,) = self.fold_many(stream, [(projection, after, state)], until=until)
+        return folded.state, folded.seq, folded.applied
 
-    def _from_checkpoint(self, projection: Projection, stream: str) -> _Rendered:
-        checkpoint = self.journal.checkpoint(projection.name, stream)
-        if checkpoint is None:
-            state, seq, applied = self.fold(projection, stream)
-        else:
-            state, seq, applied = self.fold(
-                projection,
-                stream,
-                state=projection.load_state(checkpoint.state),
-                after=checkpoint.seq,
-            )
-        return _Rendered(projection, state, seq, projection.render(state), applied)
+    def fold_many(
+        self,
+        stream: str,
+        starts: Sequence[tuple[Projection, int, Any]],
+        *,
+        until: int | None = None,
+    ) -> list[_Rendered]:
+        """Fold several projections in one pass over the journal, each from its own
+        position and state (None: its initial state)."""
+        states = [state if state is not None else p.initial() for p, _, state in starts]
+        applied = [0] * len(starts)
+        first = min(position for _, position, _ in starts)
+        last = first
+        for event in self.journal.read(stream, after=first, until=until):
+            for index, (projection, position, _) in enumerate(starts):
+                if event.seq > position:
+                    states[index] = projection.fold(states[index], event)
+                    applied[index] += 1
+            last = event.seq
+        return [
+            _Rendered(projection, states[index], max(last, position), None, applied[index])
+            for index, (projection, position, _) in enumerate(starts)
+        ]
 
     # --- incremental export -------------------------------------------------------------
 
     def export(self, stream: str, export_dir: Path) -> list[ExportResult]:
-        """Bring every projection file of `stream` in `export_dir` up to the journal head."""
-        with self._exclusive(export_dir):
-            return [self._export_one(p, stream, export_dir) for p in self.projections]
+        """Bring every projection file of `stream` in `export_dir` up to the journal head.
 
-    def _export_one(self, projection: Projection, stream: str, export_dir: Path) -> ExportResult:
-        checkpoint = self.journal.checkpoint(projection.name, stream)
-        rendered = self._from_checkpoint(projection, stream)
+        Checkpoints of the files written are saved together at the end, in one
+        transaction, even when a later file fails: each moves only once its file is on disk.
+        """
+        with self._exclusive(export_dir):
+            checkpoints = {p.name: self.journal.checkpoint(p.name, stream) for p in self.projections}
+            starts = [
+                (p, cp.seq, p.load_state(cp.state)) if (cp := checkpoints[p.name]) else (p, 0, None)
+                for p in self.projections
+            ]
+            results: list[ExportResult] = []
+            to_save: list[Checkpoint] = []
+            try:
+                for rendered in self.fold_many(stream, starts):
+                    rendered.data = rendered.projection.render(rendered.state)
+                    result, checkpoint = self._export_one(rendered, checkpoints[rendered.projection.name], stream, export_dir)
+                    results.append(result)
+                    if checkpoint is not None:
+                        to_save.append(checkpoint)
+            finally:
+                if to_save:
+                    self.journal.save_checkpoints(to_save)
+            return results
+
+    def _export_one(
+        self, rendered: _Rendered, checkpoint: Checkpoint | None, stream: str, export_dir: Path
+    ) -> tuple[ExportResult, Checkpoint | None]:
+        projection = rendered.projection
         path = export_dir / projection.file_name
         last_sha = checkpoint.exported_sha256 if checkpoint else None
         on_disk = file_sha256(path)
@@ -152,16 +178,15 @@ class ProjectionRunner:
                 self._with_retry(lambda: self._write_file(path, data), path, rendered.applied)
                 action = "written"
 
-        if checkpoint is None or rendered.applied or action != "unchanged":
-            self.journal.save_checkpoint(
-                Checkpoint(
-                    projection=projection.name,
-                    stream=stream,
-                    seq=rendered.seq,
-                    state=projection.dump_state(rendered.state),
-                    exported_sha256=new_sha,
-                    exported_at=self.journal.now(),
-                )
+        save = None
+        if checkpoint is None or rendered.applied or action != "unchanged" or checkpoint.exported_sha256 != new_sha:
+            save = Checkpoint(
+                projection=projection.name,
+                stream=stream,
+                seq=rendered.seq,
+                state=projection.dump_state(rendered.state),
+                exported_sha256=new_sha,
+                exported_at=self.journal.now(),
             )
         log.info(
             "projection_exported",
@@ -172,7 +197,7 @@ class ProjectionRunner:
             seq=rendered.seq,
             events_applied=rendered.applied,
         )
-        return ExportResult(stream, projection.name, path, rendered.seq, action, rendered.applied, size)
+        return ExportResult(stream, projection.name, path, rendered.seq, action, rendered.applied, size), save
 
     # --- full rebuild ---------------------------------------------------------------------
 
@@ -184,15 +209,15 @@ class ProjectionRunner:
         until: int | None = None,
         save_checkpoints: bool = False,
     ) -> list[ExportResult]:
-        """Fold from nothing and write every file; nothing is written unless all render.
+        """Fold from nothing (one pass for all projections) and write every file; nothing
+        is written unless all render.
 
         A target that does not exist yet is built in a sibling temp directory and renamed
         into place; an existing one (it may hold other files) gets each file atomically.
         """
-        rendered = []
-        for projection in self.projections:
-            state, seq, applied = self.fold(projection, stream, until=until)
-            rendered.append(_Rendered(projection, state, seq, projection.render(state), applied))
+        rendered = self.fold_many(stream, [(p, 0, None) for p in self.projections], until=until)
+        for r in rendered:
+            r.data = r.projection.render(r.state)
         if not target_dir.exists():
             self._build_and_swap(target_dir, rendered)
             results = [self._result(stream, target_dir, r, "written" if r.data is not None else "absent") for r in rendered]
@@ -200,17 +225,17 @@ class ProjectionRunner:
             with self._exclusive(target_dir):
                 results = [self._write_rendered(stream, target_dir, r) for r in rendered]
         if save_checkpoints:
-            for r in rendered:
-                self.journal.save_checkpoint(
-                    Checkpoint(
-                        projection=r.projection.name,
-                        stream=stream,
-                        seq=r.seq,
-                        state=r.projection.dump_state(r.state),
-                        exported_sha256=sha256(r.data) if r.data is not None else None,
-                        exported_at=self.journal.now(),
-                    )
+            self.journal.save_checkpoints([
+                Checkpoint(
+                    projection=r.projection.name,
+                    stream=stream,
+                    seq=r.seq,
+                    state=r.projection.dump_state(r.state),
+                    exported_sha256=sha256(r.data) if r.data is not None else None,
+                    exported_at=self.journal.now(),
                 )
+                for r in rendered
+            ])
         return results
 
     def _write_rendered(self, stream: str, target_dir: Path, r: _Rendered) -> ExportResult:

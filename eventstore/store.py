@@ -95,8 +95,9 @@ class Store:
         return Session(self, session)
 
     def export_dir(self, session: str) -> Path:
-        created = self.journal.last_of_type(validate_session_id(session), "SessionCreated")
-        if created is None:
+        # SessionCreated is always version 1 (append enforces it): a point lookup.
+        created = self.journal.event_at(validate_session_id(session), 1)
+        if created is None or created.type != "SessionCreated":
             raise UnknownSessionError(f"unknown session {session!r}: import a backlog first")
         path = Path(created.data["export_dir"])
         # Relative export dirs belong to the project, not to whoever runs the command.
@@ -135,8 +136,12 @@ class Store:
         def check(head: int, pending: list[StoredEvent]) -> None:
             if pending[0].version == 1 and not isinstance(events[0], SessionCreated):
                 self._require(session)  # a new stream must begin with SessionCreated
+            for event, stored in zip(events, pending, strict=True):
+                if isinstance(event, SessionCreated) and stored.version != 1:
+                    raise InvalidInputError(f"session {session!r} exists already")
+            states = self._catch_up_all(session)
             for projection, key in key_streams:
-                state = self._catch_up(projection, session)
+                state = states[projection.name]
                 try:
                     for event, stored in zip(events, pending, strict=True):
                         projection.validate(state, event, session)
@@ -199,17 +204,32 @@ class Store:
             return self._catch_up(found, session)
 
     def _catch_up(self, projection: Projection, session: str) -> Any:
-        key = (projection.name, session)
-        cached = self._live.get(key)
-        if cached is None:
-            checkpoint = self.journal.checkpoint(projection.name, session)
-            if checkpoint is None:
-                cached = (0, projection.initial())
-            else:
-                cached = (checkpoint.seq, projection.load_state(checkpoint.state))
-        state, seq, _ = self.runner.fold(projection, session, state=cached[1], after=cached[0])
-        self._live[key] = (seq, state)
-        return state
+        return self._catch_up_all(session, [projection])[projection.name]
+
+    def _catch_up_all(self, session: str, projections: Sequence[Projection] | None = None) -> dict[str, Any]:
+        """Bring the live states of `projections` (default: all) to the head, reading the
+        journal once for all of them from the oldest of their positions."""
+        chosen = self.projections if projections is None else projections
+        if not chosen:
+            return {}
+        positions: dict[str, tuple[int, Any]] = {}
+        for projection in chosen:
+            cached = self._live.get((projection.name, session))
+            if cached is None:
+                checkpoint = self.journal.checkpoint(projection.name, session)
+                if checkpoint is None:
+                    cached = (0, projection.initial())
+                else:
+                    cached = (checkpoint.seq, projection.load_state(checkpoint.state))
+            positions[projection.name] = cached
+        folded = self.runner.fold_many(
+            session, [(p, positions[p.name][0], positions[p.name][1]) for p in chosen]
+        )
+        states = {}
+        for item in folded:
+            self._live[(item.projection.name, session)] = (item.seq, item.state)
+            states[item.projection.name] = item.state
+        return states
 
     # --- exporting ----------------------------------------------------------------------------
 

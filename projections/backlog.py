@@ -23,13 +23,7 @@ from eventstore.events import (
     SessionCreated,
 )
 from eventstore.journal import StoredEvent
-from eventstore.jsonfmt import (
-    dumps,
-    js_key_order,
-    may_need_js_numbers,
-    needs_js_numbers,
-    normalize,
-)
+from eventstore.jsonfmt import dumps, js_key_order, needs_js_numbers, normalize
 
 # Which list holds an item's children, by the item's type.
 CHILD_KEY = {"Phase": "milestones", "Milestone": "tasks", "Task": "subtasks"}
@@ -102,11 +96,11 @@ class TasksProjection:
         return None if state.doc is None else dumps(state.doc, js_numbers=state.js_numbers)
 
     def dump_state(self, state: BacklogState) -> bytes:
-        return orjson.dumps(state.doc)
+        return orjson.dumps({"js_numbers": state.js_numbers, "doc": state.doc})
 
     def load_state(self, data: bytes) -> BacklogState:
-        doc = orjson.loads(data)
-        return BacklogState(doc, js_numbers=may_need_js_numbers(data) and needs_js_numbers(doc))
+        raw = orjson.loads(data)
+        return BacklogState(raw["doc"], js_numbers=raw["js_numbers"])
 
     def validate(self, state: BacklogState, event: Event, stream: str) -> None:
         if isinstance(event, (SessionCreated, BacklogImported)):

@@ -126,9 +126,11 @@ class BatchRun:
             current = self.batch()
             if current is None:
                 return [fresh], StartOutcome(fresh.batch_id, "started", None, queue)
-            if current.host == self._host and current.pid == owner and current.pid_start in (None, owner_start):
+            ours = (current.host == self._host and current.pid == owner
+                    and current.pid_start in (None, owner_start))
+            if ours and resume:  # the owner asking again: nothing changes hands
                 return [], StartOutcome(current.batch_id, "resumed", None, current.remaining)
-            if current.host == self._host and self._alive(current.pid, current.pid_start):
+            if not ours and current.host == self._host and self._alive(current.pid, current.pid_start):
                 raise ConcurrencyError(
                     f"batch {current.batch_id} of session {self.session!r} is run by process "
                     f"{current.pid}, still alive on {current.host}: wait for it or stop it"

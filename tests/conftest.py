@@ -85,3 +85,14 @@ def run() -> Callable[..., subprocess.CompletedProcess[str]]:
     return invoke
 
 
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """Each test starts and ends with structlog unconfigured: a CLI run configures it
+    (level filter included) for the rest of the process, which capture_logs keeps."""
+    import structlog
+
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()

@@ -285,7 +285,7 @@ def test_journal_on_full_disk_refuses_append_whole(
 ) -> None:
     journal_dir = project_dir / "journal"
     journal_dir.mkdir()
-    mounts("-t", "tmpfs", "-o", "size=1m", "tmpfs", target=journal_dir)
+    mounts("-t", "tmpfs", "-o", "size=8m", "tmpfs", target=journal_dir)
     db = journal_dir / "journal.db"
     env = {"EVSTORE_DB": str(db)}
     ok(run("init", env=env))

@@ -46,7 +46,7 @@ def test_new_journal_is_wal_full_and_at_the_latest_schema(journal: SQLiteJournal
     assert pragma(journal.path, "journal_mode") == "wal"
     assert journal._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
     assert journal._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
-    assert journal.schema_version == schema.latest_version("sqlite") == 2
+    assert journal.schema_version == schema.latest_version("sqlite") == 3
 
 
 def test_durability_normal_is_an_explicit_choice(tmp_path: Path) -> None:
@@ -172,7 +172,7 @@ def test_unique_stream_version(journal: SQLiteJournal) -> None:
 
 
 def test_older_journal_is_migrated_keeping_its_events(tmp_path: Path) -> None:
-    """A version-1 journal (events only) gains the checkpoints table on open."""
+    """A version-1 journal (events only) gains the checkpoints table and the (stream, seq) index on open."""
     path = tmp_path / "old.db"
     raw = sqlite3.connect(path)
     raw.execute("PRAGMA journal_mode=WAL")
@@ -187,10 +187,10 @@ def test_older_journal_is_migrated_keeping_its_events(tmp_path: Path) -> None:
     raw.commit()
     raw.close()
     with capture_logs() as logs, SQLiteJournal(path) as j:
-        assert j.schema_version == 2
+        assert j.schema_version == 3
         assert [e.type for e in j.read()] == ["SessionCreated"]
         assert j.checkpoint("tasks", "s") is None
-    assert [entry["to_version"] for entry in logs if entry["event"] == "journal_migrated"] == [2]
+    assert [entry["to_version"] for entry in logs if entry["event"] == "journal_migrated"] == [2, 3]
 
 
 def test_newer_journal_is_refused_untouched(tmp_path: Path) -> None:
