@@ -13,7 +13,6 @@ import os
 import socket
 import sqlite3
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,7 +52,17 @@ def utc_now() -> datetime:
 
 def format_time(moment: datetime) -> str:
     """UTC ISO 8601 with microseconds and `Z`: sorts as text in time order."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is several times faster than strftime, and this runs on every append.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID as text, without uuid.uuid4's object overhead."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class StoredEvent:
@@ -329,7 +338,7 @@ class SQLiteJournal:
             (event.type, orjson.dumps(event.model_dump(mode="json")))
             for event in events
         ]
-        ids = [event_id or str(uuid.uuid4()) for event_id in ids]
+        ids = [event_id or new_event_id() for event_id in ids]
         meta = {"pid": os.getpid(), **self._meta_base}
         if correlation_id is not None:
             meta["correlation_id"] = correlation_id

@@ -139,7 +139,7 @@ class Store:
             for event, stored in zip(events, pending, strict=True):
                 if isinstance(event, SessionCreated) and stored.version != 1:
                     raise InvalidInputError(f"session {session!r} exists already")
-            states = self._catch_up_all(session)
+            states = self._catch_up_all(session, head=head)
             for projection, key in key_streams:
                 state = states[projection.name]
                 try:
@@ -206,9 +206,12 @@ class Store:
     def _catch_up(self, projection: Projection, session: str) -> Any:
         return self._catch_up_all(session, [projection])[projection.name]
 
-    def _catch_up_all(self, session: str, projections: Sequence[Projection] | None = None) -> dict[str, Any]:
+    def _catch_up_all(
+        self, session: str, projections: Sequence[Projection] | None = None, *, head: int | None = None
+    ) -> dict[str, Any]:
         """Bring the live states of `projections` (default: all) to the head, reading the
-        journal once for all of them from the oldest of their positions."""
+        journal once for all of them from the oldest of their positions (not at all when
+        the caller knows the head and every state is there already)."""
         chosen = self.projections if projections is None else projections
         if not chosen:
             return {}
@@ -222,6 +225,8 @@ class Store:
                 else:
                     cached = (checkpoint.seq, projection.load_state(checkpoint.state))
             positions[projection.name] = cached
+        if head is not None and all(seq >= head for seq, _ in positions.values()):
+            return {name: state for name, (_, state) in positions.items()}
         folded = self.runner.fold_many(
             session, [(p, positions[p.name][0], positions[p.name][1]) for p in chosen]
         )
