@@ -55,6 +55,20 @@ class _Rendered:
     applied: int
 
 
+def resume_point(projection: Projection, checkpoint: Checkpoint | None) -> tuple[int, Any]:
+    """(seq, state) to fold on from. A checkpoint is a cache of the journal: one this
+    version cannot read (written by another evstore, or damaged) is set aside and the
+    projection folded from the start, never trusted half-way."""
+    if checkpoint is None:
+        return 0, None
+    try:
+        return checkpoint.seq, projection.load_state(checkpoint.state)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.warning("checkpoint_discarded", projection=projection.name, session=checkpoint.stream,
+                    seq=checkpoint.seq, error=f"{type(exc).__name__}: {exc}")
+        return 0, None
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -135,10 +149,7 @@ class ProjectionRunner:
         """
         with self._exclusive(export_dir):
             checkpoints = {p.name: self.journal.checkpoint(p.name, stream) for p in self.projections}
-            starts = [
-                (p, cp.seq, p.load_state(cp.state)) if (cp := checkpoints[p.name]) else (p, 0, None)
-                for p in self.projections
-            ]
+            starts = [(p, *resume_point(p, checkpoints[p.name])) for p in self.projections]
             results: list[ExportResult] = []
             to_save: list[Checkpoint] = []
             try:

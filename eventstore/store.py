@@ -16,7 +16,7 @@ from eventstore.locate import find_journal, project_root
 from eventstore.logs import get_logger
 from eventstore.projection import Projection
 from eventstore.retry import RetryPolicy
-from eventstore.runner import ERRORS_STREAM, ExportResult, ProjectionRunner
+from eventstore.runner import ERRORS_STREAM, ExportResult, ProjectionRunner, resume_point
 from eventstore.session import Session
 
 log = get_logger("evstore.store")
@@ -219,11 +219,8 @@ class Store:
         for projection in chosen:
             cached = self._live.get((projection.name, session))
             if cached is None:
-                checkpoint = self.journal.checkpoint(projection.name, session)
-                if checkpoint is None:
-                    cached = (0, projection.initial())
-                else:
-                    cached = (checkpoint.seq, projection.load_state(checkpoint.state))
+                seq, state = resume_point(projection, self.journal.checkpoint(projection.name, session))
+                cached = (seq, state if state is not None else projection.initial())
             positions[projection.name] = cached
         if head is not None and all(seq >= head for seq, _ in positions.values()):
             return {name: state for name, (_, state) in positions.items()}

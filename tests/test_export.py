@@ -225,3 +225,25 @@ def test_relative_export_dirs_resolve_against_the_project_root(seeded: Path, mon
     assert result.path == seeded / TASKS
     assert (seeded / TASKS).exists()
     assert not (sub / "plan").exists()
+
+
+def test_an_unreadable_checkpoint_is_rebuilt_from_the_journal(seeded: Path) -> None:
+    """Checkpoints are a cache: state this version cannot read is set aside (warning) and
+    the projection folded from the start; the file comes out right either way."""
+    from eventstore.journal import Checkpoint
+
+    with Store.open(seeded / ".evstore" / "journal.db", projections=DEFAULT) as store:
+        store.project(SESSION)
+        good = (seeded / TASKS).read_bytes()
+        old = store.journal.checkpoint("tasks", SESSION)
+        assert old is not None
+        store.journal.save_checkpoint(Checkpoint("tasks", SESSION, old.seq, b'{"not": "a state"}', None, None))
+        (seeded / TASKS).unlink()
+    with Store.open(seeded / ".evstore" / "journal.db", projections=DEFAULT) as store, capture_logs() as logs:
+        store.append(SESSION, [ItemStatusChanged(item_id="P2", status="Complete")])
+        result = tasks_of(store.project(SESSION))
+    assert result.action == "written"
+    assert any(e["event"] == "checkpoint_discarded" for e in logs)
+    assert (seeded / TASKS).read_bytes() == good.replace(
+        b'"id": "P2",\n      "title": "Phase 2: Core Agent System",\n      "status": "Planned"',
+        b'"id": "P2",\n      "title": "Phase 2: Core Agent System",\n      "status": "Complete"')
