@@ -316,17 +316,22 @@ class SQLiteJournal:
         expected_version: int | None = None,
         event_ids: Sequence[str | None] | None = None,
         correlation_id: str | None = None,
-        check: Callable[[int, list[StoredEvent]], None] | None = None,
+        check: Callable[[int, list[StoredEvent], Sequence[Event]], None] | None = None,
+        decide: Callable[[], Sequence[Event]] | None = None,
     ) -> AppendResult:
         """Append `events` to `stream` in one transaction: all of them or none.
 
         `expected_version` is the stream's version the caller last saw (0: new stream);
         a mismatch raises ConcurrencyError. `event_ids` are idempotency keys: an append
         whose ids are all present already returns the original result and writes
-        nothing. `check(head_seq, pending)` runs inside the transaction, after the
-        version check, and may refuse the events by raising.
+        nothing. `check(head_seq, pending, events)` runs inside the transaction, after
+        the version check, and may refuse the events by raising.
+
+        With `decide`, the events are not given but decided inside the transaction,
+        under the write lock, from state read there: no other writer can act between
+        the decision and its append. An empty decision appends nothing (count 0).
         """
-        if not events:
+        if decide is None and not events:
             raise InvalidInputError(f"nothing to append to session {stream!r}")
         ids = list(event_ids) if event_ids is not None else [None] * len(events)
         if len(ids) != len(events):
@@ -334,11 +339,7 @@ class SQLiteJournal:
         given = [event_id for event_id in ids if event_id is not None]
         if len(set(given)) != len(given):
             raise InvalidInputError("event_ids repeat within one append")
-        payloads = [
-            (event.type, orjson.dumps(event.model_dump(mode="json")))
-            for event in events
-        ]
-        ids = [event_id or new_event_id() for event_id in ids]
+        payloads = _payloads(events)
         meta = {"pid": os.getpid(), **self._meta_base}
         if correlation_id is not None:
             meta["correlation_id"] = correlation_id
@@ -360,6 +361,12 @@ class SQLiteJournal:
                         f"session {stream!r} is at version {version}, "
                         f"expected {expected_version}: re-read and retry"
                     )
+                chosen, chosen_payloads = events, payloads
+                if decide is not None:
+                    chosen = list(decide())
+                    if not chosen:
+                        return AppendResult(stream, head + 1, head, version, 0)
+                    chosen_payloads = _payloads(chosen)
                 recorded_at = format_time(self._clock())
                 rows = [
                     (
@@ -369,12 +376,10 @@ class SQLiteJournal:
                         data.decode(),
                         meta_json,
                         recorded_at,
-                        event_id,
+                        ids[offset - 1] if decide is None and ids[offset - 1] else new_event_id(),
                         _CURRENT_SCHEMA[event_type],
                     )
-                    for offset, ((event_type, data), event_id) in enumerate(
-                        zip(payloads, ids, strict=True), start=1
-                    )
+                    for offset, (event_type, data) in enumerate(chosen_payloads, start=1)
                 ]
                 if check is not None:
                     pending = [
@@ -382,7 +387,7 @@ class SQLiteJournal:
                                     meta, recorded_at, row[6], row[7])
                         for i, row in enumerate(rows, start=1)
                     ]
-                    check(head, pending)
+                    check(head, pending, chosen)
                 conn.executemany(
                     "INSERT INTO events (stream, version, type, data, meta, recorded_at,"
                     " event_id, schema_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -561,6 +566,10 @@ class SQLiteJournal:
         with self._lock:
             db = sqlite_utils.Database(self._conn)
             return {name: db[name].count for name in db.table_names()}
+
+
+def _payloads(events: Sequence[Event]) -> list[tuple[str, bytes]]:
+    return [(event.type, orjson.dumps(event.model_dump(mode="json"))) for event in events]  # type: ignore[attr-defined]
 
 
 def _check_header(path: Path, *, create: bool) -> None:

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from eventstore.errors import ConcurrencyError, InvalidInputError, UnknownSessionError
+from eventstore.errors import InvalidInputError, UnknownSessionError
 from eventstore.events import Event, SessionCreated, validate_session_id
 from eventstore.journal import AppendResult, Durability, SQLiteJournal, StoredEvent, utc_now
 from eventstore.locate import find_journal, project_root
@@ -130,20 +130,49 @@ class Store:
         correlation_id: str | None = None,
     ) -> AppendResult:
         """Validate `events` against the session's live state, then append them atomically."""
+        return self._append(session, events, expected_version=expected_version,
+                            event_ids=event_ids, correlation_id=correlation_id)
+
+    def append_decided(
+        self, session: str, decide: Callable[[], tuple[Sequence[Event], Any]]
+    ) -> tuple[Any, AppendResult | None]:
+        """Decide events from the session's current state and append them, both inside one
+        write transaction: no other writer can change the state in between, so two
+        processes can never act on the same state (hand out one item twice, create the
+        same fix twice). `decide()` reads state through `self.state(...)` and returns
+        (events, result); it returns ([], result) to append nothing.
+        """
+        box: dict[str, Any] = {}
+
+        def produce() -> Sequence[Event]:
+            events, box["result"] = decide()
+            return events
+
+        appended = self._append(validate_session_id(session), (), decide=produce)
+        return box["result"], appended if appended.count else None
+
+    def _append(
+        self,
+        session: str,
+        events: Sequence[Event],
+        *,
+        decide: Callable[[], Sequence[Event]] | None = None,
+        **options: Any,
+    ) -> AppendResult:
         validate_session_id(session)
         key_streams = [(p, (p.name, session)) for p in self.projections]
 
-        def check(head: int, pending: list[StoredEvent]) -> None:
-            if pending[0].version == 1 and not isinstance(events[0], SessionCreated):
+        def check(head: int, pending: list[StoredEvent], chosen: Sequence[Event]) -> None:
+            if pending[0].version == 1 and not isinstance(chosen[0], SessionCreated):
                 self._require(session)  # a new stream must begin with SessionCreated
-            for event, stored in zip(events, pending, strict=True):
+            for event, stored in zip(chosen, pending, strict=True):
                 if isinstance(event, SessionCreated) and stored.version != 1:
                     raise InvalidInputError(f"session {session!r} exists already")
             states = self._catch_up_all(session, head=head)
             for projection, key in key_streams:
                 state = states[projection.name]
                 try:
-                    for event, stored in zip(events, pending, strict=True):
+                    for event, stored in zip(chosen, pending, strict=True):
                         projection.validate(state, event, session)
                         state = projection.fold(state, stored)
                 except BaseException:
@@ -153,44 +182,11 @@ class Store:
 
         with self._live_lock:
             try:
-                return self.journal.append(
-                    session,
-                    events,
-                    expected_version=expected_version,
-                    event_ids=event_ids,
-                    correlation_id=correlation_id,
-                    check=check,
-                )
+                return self.journal.append(session, events, check=check, decide=decide, **options)
             except BaseException:
                 for _, key in key_streams:
                     self._live.pop(key, None)
                 raise
-
-    def append_decided(
-        self,
-        session: str,
-        decide: Callable[[], tuple[Sequence[Event], Any]],
-        *,
-        attempts: int = 3,
-    ) -> tuple[Any, AppendResult | None]:
-        """Decide events from the current state and append them only if nothing was
-        appended meanwhile (expected_version); on a conflict, decide again on the new
-        state, up to `attempts` times, then raise ConcurrencyError (exit 3).
-
-        `decide()` reads state through `self.state(...)` and returns (events, result).
-        """
-        for attempt in range(1, attempts + 1):
-            version = self.journal.stream_version(validate_session_id(session))
-            events, result = decide()  # sees at least `version`: read after it
-            if not events:
-                return result, None
-            try:
-                return result, self.append(session, events, expected_version=version)
-            except ConcurrencyError:
-                if attempt == attempts:
-                    raise
-                log.info("decision_conflict_retried", session=session, attempt=attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     # --- reading state ------------------------------------------------------------------------
 

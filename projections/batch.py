@@ -104,7 +104,9 @@ class BatchProgressProjection:
         return state
 
     def render(self, state: BatchState) -> bytes | None:
-        return None if state.batch is None else dumps(state.batch.progress())
+        # The orchestrator writes JSON.stringify(progress, null, 2) plus a newline (as the
+        # real files end); so does this.
+        return None if state.batch is None else dumps(state.batch.progress()) + b"\n"
 
     def dump_state(self, state: BatchState) -> bytes:
         return orjson.dumps(asdict(state.batch) if state.batch else None)

@@ -1,8 +1,9 @@
 """Batch runs (DESIGN §8): the orchestrator's operations, each one decision and one append.
 
-Every operation reads the session's batch state, decides its events and appends them with
-`expected_version`, so two orchestrators racing on one session cannot both take the same
-item or both start a batch: the loser decides again on the new state.
+Every operation reads the session's batch state, decides its events and appends them in
+one write transaction (Store.append_decided), so two orchestrators racing on one session
+cannot both take the same item or both start a batch: the second decides on the state the
+first left.
 """
 
 from __future__ import annotations
@@ -111,7 +112,10 @@ class BatchRun:
         retry_failed: bool = False,
         owner_pid: int | None = None,
     ) -> StartOutcome:
-        """Start a batch, or resume the unfinished one whose owner died (DESIGN §8)."""
+        """Start a batch, or resume the unfinished one whose owner died (DESIGN §8).
+
+        A batch whose owner is alive on this host is refused even past 24 h: a live
+        process owns it, and taking it over would run its items twice."""
         queue = _checked_items(items)
         if parallel < 1:
             raise InvalidInputError(f"invalid --parallel value {parallel}: expected 1 or more")

@@ -1,7 +1,8 @@
 """Fix-task recovery (DESIGN §9): a failed task gets a fix subtask, up to a limit.
 
-The decision (which fix number, which id, or the limit) and its events are one append with
-`expected_version`, so two `fail` calls racing for one item cannot both create fix #2.
+The decision (which fix number, which id, or the limit) and its events are made in one
+write transaction (Store.append_decided), so two `fail` calls racing for one item cannot
+both create fix #2: the second sees the first's fix and makes #3, or hits the limit.
 """
 
 from __future__ import annotations

@@ -113,13 +113,12 @@ class FixHistoryJsonProjection(_FixProjection):
     def render(self, state: FixState) -> bytes | None:
         if not state.fix_map:
             return None
-        return dumps(
-            {
-                "recoveryMode": True,
-                "maxFixTasksPerOriginal": state.max_fix_tasks,
-                "fixTaskMap": state.fix_map,
-            }
-        )
+        document = {
+            "recoveryMode": True,
+            "maxFixTasksPerOriginal": state.max_fix_tasks,
+            "fixTaskMap": state.fix_map,
+        }
+        return dumps(document) + b"\n"  # as Ralph state files end
 
 
 class FixHistoryMarkdownProjection(_FixProjection):

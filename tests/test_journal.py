@@ -126,9 +126,10 @@ def test_event_ids_repeating_within_one_append_are_refused(journal: SQLiteJourna
 def test_check_hook_can_refuse_inside_the_transaction(journal: SQLiteJournal) -> None:
     """A refusal from the check hook rolls the whole append back."""
 
-    def refuse(head: int, pending: list[object]) -> None:
+    def refuse(head: int, pending: list[object], events: object) -> None:
         assert head == 0
         assert len(pending) == 2
+        assert len(events) == 2  # type: ignore[arg-type]
         raise InvalidInputError("no")
 
     with pytest.raises(InvalidInputError):
@@ -265,6 +266,23 @@ def test_busy_is_waited_out_when_the_other_writer_finishes(tmp_path: Path) -> No
         assert j.append("s", [status()]).last_seq == 1
         timer.join()
         blocker.close()
+
+
+def test_decide_runs_under_the_write_lock(journal: SQLiteJournal) -> None:
+    """Events decided inside the transaction see the head as it is when the lock is held;
+    an empty decision appends nothing."""
+    journal.append("s", [status()])
+    seen: list[int] = []
+
+    def decide() -> list[ItemStatusChanged]:
+        seen.append(journal.stream_version("s"))
+        return [status("P2")] if seen[-1] == 1 else []
+
+    first = journal.append("s", (), decide=decide)
+    second = journal.append("s", (), decide=decide)
+    assert (first.count, first.last_version, second.count) == (1, 2, 0)
+    assert seen == [1, 2]
+    assert journal.head() == 2
 
 
 def test_read_filters(journal: SQLiteJournal) -> None:
