@@ -21,6 +21,8 @@ class Projection(Protocol):
     passes in, and copying a large backlog per event would make replay quadratic.
     `render` returns None when the file should not exist (the runner then removes a
     file it exported earlier, and never touches one it did not write).
+    `fold` sees an event's seq, stream, version, type, data and recorded_at; its meta and
+    event_id are not loaded on the replay path.
     `validate` raises InvalidInputError for an event that makes no sense in `state`
     (an unknown item, say), before it is appended.
     """

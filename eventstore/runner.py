@@ -128,12 +128,33 @@ class ProjectionRunner:
         applied = [0] * len(starts)
         first = min(position for _, position, _ in starts)
         last = first
-        for event in self.journal.read(stream, after=first, until=until):
-            for index, (projection, position, _) in enumerate(starts):
-                if event.seq > position:
-                    states[index] = projection.fold(states[index], event)
-                    applied[index] += 1
-            last = event.seq
+        events = self.journal.scan(stream, after=first, until=until)
+        if all(position == first for _, position, _ in starts):
+            # Every projection starts at the same place (a rebuild, a single projection):
+            # no per-event position checks. This is the replay loop.
+            folds = [projection.fold for projection, _, _ in starts]
+            count = 0
+            if len(folds) == 1:
+                fold, state = folds[0], states[0]
+                for event in events:
+                    state = fold(state, event)
+                    count += 1
+                    last = event.seq
+                states[0] = state
+            else:
+                for event in events:
+                    for index, fold in enumerate(folds):
+                        states[index] = fold(states[index], event)
+                    count += 1
+                    last = event.seq
+            applied = [count] * len(starts)
+        else:
+            for event in events:
+                for index, (projection, position, _) in enumerate(starts):
+                    if event.seq > position:
+                        states[index] = projection.fold(states[index], event)
+                        applied[index] += 1
+                last = event.seq
         return [
             _Rendered(projection, states[index], max(last, position), None, applied[index])
             for index, (projection, position, _) in enumerate(starts)

@@ -87,6 +87,12 @@ class TasksProjection:
         return BacklogState()
 
     def fold(self, state: BacklogState, event: StoredEvent) -> BacklogState:
+        if event.type == "ItemStatusChanged":  # nearly every event: the short way
+            data = event.data
+            found = state.index.get(data["item_id"])
+            if found is not None:
+                found[0]["status"] = data["status"]
+            return state
         handler = _FOLDS.get(event.type)
         if handler is not None:
             handler(state, event.data)
