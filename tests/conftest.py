@@ -5,17 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-
-from cli.app import app
-from eventstore import Store
-from projections import DEFAULT
 from support import (  # noqa: F401 - re-exported for tests that import conftest
     FIXTURES,
     HACKY,
@@ -27,6 +23,11 @@ from support import (  # noqa: F401 - re-exported for tests that import conftest
     seed,
     snapshot,
 )
+
+from cli.app import app
+from eventstore import Store
+from projections import DEFAULT
+
 
 @pytest.fixture(scope="session")
 def history_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -96,3 +97,14 @@ def _fresh_structlog() -> Iterator[None]:
     structlog.reset_defaults()
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[Any]]]:
+    """Every long-lived child a test starts; any left alive at teardown is killed and reaped."""
+    started: list[subprocess.Popen[Any]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -156,17 +156,6 @@ def journal(project_dir: Path) -> Path:
     with Store.open(db_path(project_dir), projections=DEFAULT, create=True) as store:
         seed(store, SESSION, INITIAL, f"plan/{SESSION}")
     return project_dir
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[Any]]]:
-    """Every long-lived child a test starts; any left alive at teardown is killed and reaped."""
-    started: list[subprocess.Popen[Any]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
 
 
 def sleeper(procs: list[subprocess.Popen[Any]]) -> subprocess.Popen[bytes]:

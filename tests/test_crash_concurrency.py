@@ -19,14 +19,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import INITIAL, SESSION, evstore_bin
 
 from projections.backlog import BacklogState
-from support import INITIAL, SESSION, evstore_bin
 
 pytestmark = pytest.mark.slow
 
@@ -124,17 +124,6 @@ def seeded(project_dir: Path, run: Run) -> Path:
     done = run("import", f"plan/{SESSION}/tasks.json", "--session", SESSION)
     assert done.returncode == 0, done.stderr
     return project_dir
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[Any]]]:
-    """Every child a test starts; any still alive at teardown is killed (by its own pid)."""
-    started: list[subprocess.Popen[Any]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
 
 
 # A library client (DESIGN §2): appends through `Store.append` and acknowledges each
