@@ -37,28 +37,3 @@ def errno_name(exc: BaseException) -> str | None:
         return None
     return errno.errorcode.get(code, str(code))
 
-
-def classify_os_error(exc: BaseException) -> dict[str, object]:
-    """The §10 classification of a file-system failure, for ErrorRecorded."""
-    code = getattr(exc, "errno", None)
-    if code in RETRYABLE_ERRNOS:
-        return _classification("resource", "medium", "recoverable", "transient", retryable=True)
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        return _classification("resource", "critical", "degradable", "permanent")
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT):
-        return _classification("resource", "high", "degradable", "configuration")
-    if code == errno.EMFILE:
-        return _classification("resource", "high", "degradable", "configuration")
-    return _classification("resource", "high", "fatal", "external")
-
-
-def _classification(
-    error_type: str, severity: str, recoverability: str, category: str, *, retryable: bool = False
-) -> dict[str, object]:
-    return {
-        "error_type": error_type,
-        "severity": severity,
-        "recoverability": recoverability,
-        "category": category,
-        "retryable": retryable,
-    }

@@ -13,6 +13,7 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -195,6 +196,7 @@ class SQLiteJournal:
         self._clock = clock
         self._busy_retry = busy_retry or RetryPolicy(retries=5)
         self._lock = threading.RLock()
+        self._recording = False
         self._meta_base = {"host": socket.gethostname(), "user": _user(), "tool": tool}
         self._conn = self._connect(create=create, busy_timeout_ms=busy_timeout_ms)
 
@@ -292,7 +294,11 @@ class SQLiteJournal:
                 raise
 
     def _with_busy_retry(self, fn: Callable[[], Any]) -> Any:
+        failures: list[BaseException] = []
+        started = time.monotonic()
+
         def on_retry(attempt: int, delay_s: float, exc: BaseException) -> None:
+            failures.append(exc)
             log.warning(
                 "journal_busy_retry",
                 attempt=attempt,
@@ -303,9 +309,31 @@ class SQLiteJournal:
                 path=str(self.path),
             )
 
-        return self._busy_retry.call(
+        result = self._busy_retry.call(
             fn, retryable=lambda exc: isinstance(exc, JournalBusyError), on_retry=on_retry
         )
+        if failures and not self._recording:
+            self._record_recovered(failures[-1], len(failures), started)
+        return result
+
+    def _record_recovered(self, exc: BaseException, retries: int, started: float) -> None:
+        # A busy journal that came free after retries is a handled failure worth counting
+        # (`evstore errors`); best effort, and never recursively.
+        from eventstore.classify import classify  # noqa: PLC0415 - only after a retry
+        from eventstore.events import ErrorRecorded  # noqa: PLC0415
+
+        self._recording = True
+        try:
+            self.append("_errors", [ErrorRecorded(
+                component="journal", operation="append", message=str(exc), retry_count=retries,
+                recovery_strategy="retry", recovery_success=True,
+                resolution_time_ms=round((time.monotonic() - started) * 1000, 1),
+                **classify(exc).fields(),  # type: ignore[arg-type]
+            )])
+        except Exception as record_exc:  # noqa: BLE001 - never mask what was recorded
+            log.warning("error_not_recorded", error=str(record_exc))
+        finally:
+            self._recording = False
 
     # --- append -----------------------------------------------------------------------
 

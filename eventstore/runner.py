@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from eventstore.atomic import fsync_directory, remove_atomic, write_atomic
-from eventstore.errnos import classify_os_error, errno_name, is_retryable
+from eventstore.classify import classify
+from eventstore.errnos import errno_name, is_retryable
 from eventstore.errors import ExportError
 from eventstore.events import ErrorRecorded
 from eventstore.journal import Checkpoint, SQLiteJournal
@@ -385,13 +386,12 @@ class ProjectionRunner:
                     ErrorRecorded(
                         component="exporter",
                         operation="write" if path.suffix else "lock",
-                        errno=errno_name(exc),
                         message=f"{path}: {exc}",
                         retry_count=retry_count,
                         recovery_strategy="retry" if retry_count else "fail_fast",
                         recovery_success=success,
                         resolution_time_ms=round(elapsed, 1) if elapsed is not None else None,
-                        **classify_os_error(exc),  # type: ignore[arg-type]
+                        **classify(exc).fields(),  # type: ignore[arg-type]
                     )
                 ],
             )
