@@ -17,8 +17,8 @@ from eventstore.logs import forget_pending_setup
 from eventstore._version import __version__
 
 WRITE = ("init", "import", "append", "fail", "batch")
-READ = ("show", "log")
-MAINTAIN = ("project", "replay")
+READ = ("show", "log", "status", "errors")
+MAINTAIN = ("project", "replay", "watch", "doctor")
 
 
 class EvstoreGroup(click.Group):
@@ -129,4 +129,4 @@ def main() -> None:
 
 
 # Each module registers its commands on `app`.
-from cli import batch, maintain, read, recovery, write  # noqa: E402, F401
+from cli import batch, doctor, maintain, ops, read, recovery, watch, write  # noqa: E402, F401

@@ -1,0 +1,1 @@
+"""Placeholder: commands of this family are being written."""
