@@ -69,7 +69,7 @@ def replay(obj: AppContext, session: str | None, until: str | None, out: str | N
     _report(store.replay(session, until=until_seq, out=out), as_json=as_json)
 
 
-def _parse_until(store: Any, value: str) -> int:
+def _parse_until(store: Any, value: str, *, option: str = "--until") -> int:
     from datetime import UTC, datetime  # noqa: PLC0415
 
     from eventstore.errors import InvalidInputError  # noqa: PLC0415
@@ -81,7 +81,7 @@ def _parse_until(store: Any, value: str) -> int:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidInputError(
-            f"invalid --until value {value!r}: expected a seq number or an ISO 8601 time"
+            f"invalid {option} value {value!r}: expected a seq number or an ISO 8601 time"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

@@ -1,1 +1,141 @@
-"""Placeholder: commands of this family are being written."""
+"""Commands for operating evstore: status, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.app import app
+from cli.context import AppContext
+from cli.output import emit_json
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+@app.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+@pass_app
+def status(obj: AppContext, *, as_json: bool) -> None:
+    """Where everything stands; exit 1 when any projection lags or failed.
+
+    Journal path, size and head seq; each session with its event count and, per
+    projection, the checkpoint, the lag (events not exported yet) and the last export
+    time; the last recorded error with its class; unfinished batches with their owner;
+    the circuit breaker of each directory `evstore watch` exports to.
+
+    \b
+    Example:
+      evstore status || evstore project
+    """
+    report = _status_report(obj)
+    if as_json:
+        emit_json(report)
+    else:
+        _print_status(report)
+    if not report["current"]:
+        raise click.exceptions.Exit(1)
+
+
+def _status_report(obj: AppContext) -> dict[str, Any]:
+    from eventstore.owner import is_alive, this_host  # noqa: PLC0415 - lazy: fast --help
+    from eventstore.reports import breaker_states, journal_size, last_error, projection_status  # noqa: PLC0415
+
+    store = obj.store()
+    journal = store.journal
+    sessions = []
+    for info in journal.streams():
+        if info.stream not in store.sessions():
+            continue
+        projections = projection_status(store, info.stream)
+        batch = store.state(info.stream, "batch").batch
+        sessions.append({
+            "session": info.stream,
+            "events": info.events,
+            "version": info.version,
+            "export_dir": str(store.export_dir(info.stream)),
+            "projections": [
+                {"name": p.name, "path": p.path, "checkpoint_seq": p.checkpoint_seq, "lag": p.lag,
+                 "exported_at": p.exported_at, "file_present": p.file_present, "current": p.current}
+                for p in projections
+            ],
+            "batch": None if batch is None else {
+                "batch_id": batch.batch_id, "owner_pid": batch.pid, "owner_host": batch.host,
+                "owner_alive": batch.host == this_host() and is_alive(batch.pid, batch.pid_start),
+                "updated_at": batch.updated_at, "remaining": len(batch.remaining),
+                "in_flight": list(batch.in_flight),
+            },
+        })
+    exports = [p["exported_at"] for s in sessions for p in s["projections"] if p["exported_at"]]
+    return {
+        "journal": {"path": str(journal.path.resolve()), "bytes": journal_size(journal.path),
+                    "schema_version": journal.schema_version, "head_seq": journal.head()},
+        "sessions": sessions,
+        "last_export_at": max(exports) if exports else None,
+        "last_error": last_error(store),
+        "breakers": breaker_states(store),
+        "current": all(p["current"] for s in sessions for p in s["projections"]),
+    }
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    journal = report["journal"]
+    click.echo(f"journal {journal['path']} ({journal['bytes']:,} bytes, schema {journal['schema_version']}, head seq {journal['head_seq']})")
+    for session in report["sessions"]:
+        click.echo(f"session {session['session']}: {session['events']} events → {session['export_dir']}")
+        for p in session["projections"]:
+            state = "current" if p["current"] else (f"{p['lag']} event(s) behind" if p["checkpoint_seq"] is not None else f"never exported ({p['lag']} event(s))")
+            click.echo(f"  {p['name']:<18} {state}" + (f", exported {p['exported_at']}" if p["exported_at"] else ""))
+        batch = session["batch"]
+        if batch:
+            owner = "alive" if batch["owner_alive"] else "not running here"
+            click.echo(f"  batch {batch['batch_id']}: owner pid {batch['owner_pid']} on {batch['owner_host']} ({owner}), "
+                       f"{batch['remaining']} remaining, in flight: {', '.join(batch['in_flight']) or 'none'}")
+    for directory, breaker in report["breakers"].items():
+        click.echo(f"breaker {directory}: {breaker['state']} since {breaker['since']}")
+    error = report["last_error"]
+    if error:
+        click.echo(f"last error (seq {error['seq']}, {error['recorded_at']}): {error['component']} {error['operation']} "
+                   f"{error['errno'] or ''} [{error['error_type']}/{error['severity']}] "
+                   f"{'recovered' if error['recovery_success'] else 'failed'}: {error['message']}")
+    click.echo("all projections current" if report["current"] else "some projections lag: run `evstore project`")
+
+
+@app.command()
+@click.option("--since", metavar="SEQ|TIME", help="Only errors after this seq, or recorded after this ISO 8601 time.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_app
+def errors(obj: AppContext, since: str | None, *, as_json: bool) -> None:
+    """Summarize recorded failures: counts, retry success, resolution times, the last 10.
+
+    Every failure evstore handles (an export that failed or needed retries, a busy
+    journal that came free, breaker transitions of `evstore watch`) is recorded as an
+    ErrorRecorded event; refused input (exit 2) is not.
+
+    \b
+    Example:
+      evstore errors --since 2026-11-22T00:00:00Z --json
+    """
+    from cli.maintain import _parse_until  # noqa: PLC0415
+    from eventstore.reports import error_summary  # noqa: PLC0415
+
+    store = obj.store()
+    after = _parse_until(store, since, option="--since") if since is not None else 0
+    summary = error_summary(store, after=after)
+    if as_json:
+        emit_json(summary)
+        return
+    if not summary["total"]:
+        click.echo("no errors recorded" + (f" since seq {after}" if after else ""))
+        return
+    rate = summary["retry_success_rate"]
+    click.echo(f"{summary['total']} error(s) recorded" + (f" since seq {after}" if after else ""))
+    for title, key in (("by component", "by_component"), ("by errno", "by_errno"), ("by class", "by_class")):
+        click.echo(f"  {title}: " + ", ".join(f"{k} {v}" for k, v in sorted(summary[key].items(), key=lambda kv: -kv[1])))
+    click.echo(f"  retried {summary['retried']}, retry success rate {'-' if rate is None else f'{rate:.0%}'}; "
+               f"resolution mean {summary['mean_resolution_ms']} ms, worst {summary['worst_resolution_ms']} ms")
+    click.echo("last failures:")
+    for r in summary["last"]:
+        outcome = "recovered" if r["recovery_success"] else "failed"
+        click.echo(f"  {r['seq']:>6} {r['recorded_at']} {r['component']}/{r['operation']} {r['errno'] or '-'} "
+                   f"[{r['error_type']}/{r['severity']}] {outcome} after {r['retry_count']} retr{'y' if r['retry_count'] == 1 else 'ies'}: {r['message']}")

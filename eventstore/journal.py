@@ -551,6 +551,15 @@ class SQLiteJournal:
             self._scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream = ?", stream)
         )
 
+    def count(self, stream: str, *, after: int = 0) -> int:
+        """How many events of `stream` have seq > `after` (a projection's lag)."""
+        return int(self._scalar("SELECT count(*) FROM events WHERE stream = ? AND seq > ?", stream, after))
+
+    def latest(self, stream: str) -> StoredEvent | None:
+        """The newest event of `stream`."""
+        version = self.stream_version(stream)
+        return self.event_at(stream, version) if version else None
+
     def seq_at(self, moment: datetime) -> int:
         """The last `seq` recorded at or before `moment` (0 if none)."""
         return int(

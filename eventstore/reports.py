@@ -1,0 +1,120 @@
+"""Read-only reports over the journal: recorded errors, and where each projection stands."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eventstore.runner import ERRORS_STREAM
+
+if TYPE_CHECKING:
+    from eventstore.journal import StoredEvent
+    from eventstore.store import Store
+
+BREAKER_COMPONENT = "breaker"
+
+
+def error_summary(store: Store, *, after: int = 0, last: int = 10) -> dict[str, Any]:
+    """Counts by component, errno and class; retry success rate; mean and worst
+    resolution time; the last `last` failures, newest first."""
+    records = [e for e in store.journal.read(ERRORS_STREAM, after=after) if e.type == "ErrorRecorded"]
+    failures = [r for r in records if r.data.get("component") != BREAKER_COMPONENT]
+    retried = [r for r in failures if r.data.get("retry_count", 0) > 0]
+    times = [r.data["resolution_time_ms"] for r in failures if r.data.get("resolution_time_ms") is not None]
+    return {
+        "since_seq": after,
+        "total": len(failures),
+        "by_component": dict(Counter(r.data["component"] for r in failures)),
+        "by_errno": dict(Counter(r.data.get("errno") or "none" for r in failures)),
+        "by_class": dict(Counter(r.data["error_type"] for r in failures)),
+        "by_severity": dict(Counter(r.data["severity"] for r in failures)),
+        "retried": len(retried),
+        "retry_success_rate": (
+            round(sum(1 for r in retried if r.data.get("recovery_success")) / len(retried), 3)
+            if retried else None
+        ),
+        "recovered": sum(1 for r in failures if r.data.get("recovery_success")),
+        "mean_resolution_ms": round(sum(times) / len(times), 1) if times else None,
+        "worst_resolution_ms": max(times) if times else None,
+        "last": [_record(r) for r in reversed(failures[-last:])],
+    }
+
+
+def _record(event: StoredEvent) -> dict[str, Any]:
+    data = event.data
+    return {
+        "seq": event.seq,
+        "recorded_at": event.recorded_at,
+        "component": data["component"],
+        "operation": data["operation"],
+        "errno": data.get("errno"),
+        "error_type": data["error_type"],
+        "severity": data["severity"],
+        "retryable": data["retryable"],
+        "retry_count": data.get("retry_count", 0),
+        "recovery_success": data.get("recovery_success", False),
+        "message": data["message"],
+    }
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    name: str
+    path: str
+    checkpoint_seq: int | None
+    lag: int
+    exported_at: str | None
+    file_present: bool
+
+    @property
+    def current(self) -> bool:
+        return self.lag == 0 and self.checkpoint_seq is not None
+
+
+def projection_status(store: Store, session: str) -> list[ProjectionStatus]:
+    """Each projection's checkpoint and lag (the session's events not yet exported)."""
+    export_dir = store.export_dir(session)
+    found = []
+    for projection in store.projections:
+        checkpoint = store.journal.checkpoint(projection.name, session)
+        after = checkpoint.seq if checkpoint else 0
+        found.append(ProjectionStatus(
+            name=projection.name,
+            path=str(export_dir / projection.file_name),
+            checkpoint_seq=checkpoint.seq if checkpoint else None,
+            lag=store.journal.count(session, after=after),
+            exported_at=checkpoint.exported_at if checkpoint else None,
+            file_present=(export_dir / projection.file_name).exists(),
+        ))
+    return found
+
+
+def breaker_states(store: Store) -> dict[str, dict[str, Any]]:
+    """The latest breaker transition per export directory, as `evstore watch` records
+    them (message "<export dir>: ...")."""
+    states: dict[str, dict[str, Any]] = {}
+    for event in store.journal.read(ERRORS_STREAM):
+        if event.type == "ErrorRecorded" and event.data.get("component") == BREAKER_COMPONENT:
+            directory = event.data["message"].split(": ", 1)[0]
+            states[directory] = {"state": event.data["operation"], "since": event.recorded_at,
+                                 "message": event.data["message"]}
+    return states
+
+
+def last_error(store: Store) -> dict[str, Any] | None:
+    latest = store.journal.latest(ERRORS_STREAM)
+    return _record(latest) if latest is not None and latest.type == "ErrorRecorded" else None
+
+
+def journal_size(path: Path) -> int:
+    """Bytes of the journal with its WAL (what it takes on disk now)."""
+    total = 0
+    for suffix in ("", "-wal"):
+        try:
+            total += os.stat(f"{path}{suffix}").st_size
+        except FileNotFoundError:
+            pass
+    return total
