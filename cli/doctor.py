@@ -1,1 +1,109 @@
-"""Placeholder: commands of this family are being written."""
+"""`evstore doctor`: check the journal and every session's files; repair with --fix."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from cli.app import app
+from cli.context import AppContext
+from cli.output import emit_json
+
+if TYPE_CHECKING:
+    from projections.doctor import Problem, Report
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+@app.command()
+@click.option("--fix", is_flag=True,
+              help="Repair what can be repaired (migrate, append, re-export, move aside), then check again.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields below).")
+@pass_app
+def doctor(obj: AppContext, *, fix: bool, as_json: bool) -> None:
+    """Check the journal and every session's files; with --fix, repair them.
+
+    \b
+    Checks (code: what --fix does):
+      JOURNAL_CORRUPT          not fixable: restore the journal from a backup
+      JOURNAL_SCHEMA_OUTDATED  migrate the journal (events kept as they are)
+      PROJECTION_STALE         export: the file is behind the journal
+      PROJECTION_MISSING       export: the file should exist but does not
+      PROJECTION_DRIFT         keep the edited file as <name>.drift-<UTC time>, re-export
+      BATCH_PROGRESS_CORRUPT   move the file to lost+found, re-export from the journal
+      STALE_BATCH_PROGRESS     append BatchAbandoned ("doctor: stale"): owner dead, >24 h
+      ORPHAN_TEMP_FILE         move a temp file of an interrupted export to lost+found
+      LEGACY_RECOVERY_FILE     import a tasks.json.failed as events, move it to lost+found
+
+    A fix never destroys information: the journal is only migrated or appended to,
+    files are re-exported from it, and anything set aside goes to
+    .evstore/lost+found/ (or beside the file, for a drift copy). Checking alone
+    writes nothing.
+
+    Exit 0 when healthy (or when everything found was fixed), 1 when problems
+    remain, 5 when there is no journal.
+
+    \b
+    --json prints one object:
+      healthy     true when no problem remains
+      fix         whether --fix was given
+      journal     the journal's path; schema_version, latest_schema_version
+      sessions    the session ids checked
+      problems    [{code, message, path?, session?, fixable, fixed, remedy,
+                  outcome?, error?}]: remedy is what --fix does when fixable,
+                  else what to do yourself; outcome what --fix did; error why
+                  the fix failed
+      found, fixed, remaining   counts
+      skipped     checks not run, and why
+
+    \b
+    Example:
+      evstore doctor
+      evstore doctor --fix --json
+    """
+    from pathlib import Path  # noqa: PLC0415 - lazy: fast --help
+
+    from eventstore.locate import find_journal  # noqa: PLC0415
+    from projections.doctor import Doctor  # noqa: PLC0415
+
+    path = Path(obj.db) if obj.db else find_journal(Path.cwd())
+    doc = Doctor(path, durability=obj.durability, tool="evstore-cli")  # type: ignore[arg-type]
+    report = doc.fix() if fix else doc.check()
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        for problem in report.problems:
+            click.echo(f"{problem.code}  {problem.message}  ({_state(problem)})")
+        for note in report.skipped:
+            click.echo(f"skipped: {note}")
+        click.echo(_summary(report))
+    if not report.healthy:
+        click.get_current_context().exit(1)
+
+
+def _state(problem: Problem) -> str:
+    if problem.fixed:
+        return f"fixed: {problem.outcome}" if problem.outcome else "fixed"
+    if problem.error is not None:
+        return f"not fixed: {problem.error}"
+    if problem.fixable:
+        return f"fixable with --fix: {problem.remedy}"
+    return f"not fixable: {problem.remedy}"
+
+
+def _summary(report: Report) -> str:
+    sessions = f"{len(report.sessions)} session{'s' if len(report.sessions) != 1 else ''}"
+    where = f"journal {report.show(report.journal)}, schema {report.schema_version}, {sessions}"
+    found = len(report.problems)
+    if not found:
+        return f"healthy: no problems ({where})"
+    plural = "s" if found != 1 else ""
+    if report.fix:
+        fixed = sum(p.fixed for p in report.problems)
+        if report.healthy:
+            return f"{found} problem{plural} found, all fixed: healthy ({where})"
+        return f"{found} problem{plural} found, {fixed} fixed, {len(report.remaining)} remain ({where})"
+    fixable = sum(p.fixable for p in report.problems)
+    return (f"{found} problem{plural} found: {fixable} fixable with --fix, "
+            f"{found - fixable} not fixable ({where})")

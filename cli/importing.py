@@ -25,7 +25,9 @@ def import_file(store: Store, path: Path, session: str, export_dir: str | None) 
     recovery = read_recovery_file(data, source=source)
     if recovery is not None:
         parsed, session_path = recovery
-        default_dir = Path(session_path) if session_path else path.parent
+        default_dir = path.parent
+        if session_path and export_dir is None and not store.has_session(session):
+            default_dir = store.confined(session_path, source=f"sessionPath in {path}")
     else:
         parsed = parse_backlog(data, source=source)
         default_dir = path.parent

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from eventstore.errors import InvalidInputError
-from eventstore.events import Event, ItemUpdated, parse_event, validate_status
+from eventstore.events import Event, ItemUpdated, SessionCreated, parse_event, validate_status
 
 # Keys of `evstore log --json` lines that describe where an event was, not what it is.
 _ENVELOPE = ("seq", "stream", "version", "meta", "recorded_at", "schema_version")
@@ -30,6 +30,10 @@ def read_jsonl(data: bytes, *, source: str) -> tuple[list[Event], list[str | Non
         if event_id is not None and not isinstance(event_id, str):
             raise InvalidInputError(f"{where}: event_id must be a string")
         event = parse_event(_payload(obj, where), where=where)
+        if isinstance(event, SessionCreated):
+            # A line of data must not choose where files get written: sessions (and
+            # their export directories) are created by `evstore import`.
+            raise InvalidInputError(f"{where}: SessionCreated is not accepted here: create sessions with `evstore import`")
         if isinstance(event, ItemUpdated) and "status" in event.changes:
             _checked_status(event.changes["status"], where)
         events.append(event)

@@ -485,7 +485,7 @@ class SQLiteJournal:
             params.extend(types)
         sql = (
             "SELECT seq, stream, version, type, data, meta, recorded_at, event_id,"
-            f" schema_version FROM events WHERE {' AND '.join(clauses)} ORDER BY seq"
+            f" schema_version FROM events WHERE {' AND '.join(clauses)} ORDER BY seq"  # noqa: S608 - fixed clauses, values bound
         )
         if limit is not None:
             sql += " LIMIT ?"

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from eventstore.errors import InvalidInputError, UnknownSessionError
+from eventstore.errors import ExportError, InvalidInputError, UnknownSessionError
 from eventstore.events import Event, SessionCreated, validate_session_id
 from eventstore.journal import AppendResult, Durability, SQLiteJournal, StoredEvent, utc_now
 from eventstore.locate import find_journal, project_root
@@ -102,6 +102,21 @@ class Store:
         path = Path(created.data["export_dir"])
         # Relative export dirs belong to the project, not to whoever runs the command.
         return path if path.is_absolute() else self.root / path
+
+    def confined(self, export_dir: str | os.PathLike[str], *, source: str) -> Path:
+        """`export_dir` (relative to the project root) if it stays inside the root once
+        `..` and symlinks are resolved; InvalidInputError naming `source` otherwise.
+
+        For paths that come from data (a file's fields), not from the user's own command
+        line: data must not choose to write outside the project."""
+        path = Path(export_dir)
+        path = path if path.is_absolute() else self.root / path
+        root = self.root.resolve()
+        if not path.resolve().is_relative_to(root):
+            raise InvalidInputError(
+                f"{source}: {str(export_dir)!r} is outside the project root {root}: pass --export-dir"
+            )
+        return path
 
     def normalize_export_dir(self, export_dir: str | os.PathLike[str]) -> str:
         path = Path(export_dir)
@@ -237,8 +252,21 @@ class Store:
         results: list[ExportResult] = []
         for name in sessions:
             self._require(name)
-            results.extend(self.runner.export(name, self.export_dir(name)))
+            results.extend(self.runner.export(name, self._checked_export_dir(name)))
         return results
+
+    def _checked_export_dir(self, session: str) -> Path:
+        """The export dir, refused if a project-relative one now leads outside the project
+        (a symlink planted since the session was created)."""
+        created = self.journal.event_at(session, 1)
+        path = self.export_dir(session)
+        if created is not None and not Path(created.data["export_dir"]).is_absolute():
+            try:
+                self.confined(created.data["export_dir"], source=f"export dir of session {session}")
+            except InvalidInputError as exc:
+                raise ExportError(f"{exc} (a symlink?); nothing written", path=str(path),
+                                  errno_code=None, attempts=0) from None
+        return path
 
     def replay(
         self,
@@ -258,7 +286,7 @@ class Store:
         for name in sessions:
             self._require(name)
             if out is None:
-                target, save = self.export_dir(name), True
+                target, save = self._checked_export_dir(name), True
             else:
                 base = Path(out)
                 target, save = (base if session is not None else base / name), False

@@ -1,0 +1,256 @@
+"""Keep projections current as the journal grows (DESIGN §10): the `evstore watch` loop.
+
+Each poll asks SQLite whether anything was committed since the last one (`PRAGMA
+data_version` for other connections, `total_changes` for this one: no table is read
+while the journal is idle), and only then which sessions gained events. Every session
+that did is exported once, for all the events that arrived: a burst of appends between
+two polls costs one export per projection. Between polls the watcher sleeps the
+interval; it never spins.
+
+Exports go through the store's runner, so they have the §6 retry (`flush_retries`).
+A failed export leaves its session pending, tried again at the next poll, behind a
+circuit breaker per export directory (eventstore.breaker): after 5 consecutive
+failures that directory is left alone for 30 s. Appends, by any process, never wait on
+the watcher.
+
+`stop()` (from a signal handler, another thread, or an export hook) lets the export in
+progress finish, then `run()` returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eventstore.breaker import CircuitBreaker
+from eventstore.errors import EvstoreError
+from eventstore.events import ErrorRecorded
+from eventstore.logs import get_logger
+from eventstore.runner import ERRORS_STREAM, ExportResult
+
+if TYPE_CHECKING:
+    from eventstore.store import Store
+
+log = get_logger("evstore.watch")
+
+DEFAULT_INTERVAL_MS = 500
+MIN_INTERVAL_MS = 10
+MAX_INTERVAL_MS = 86_400_000  # a day
+
+
+def parse_interval(value: object, *, name: str = "--interval") -> int:
+    """Milliseconds between polls: a whole number from 10 to 86400000."""
+    from eventstore.errors import InvalidInputError  # noqa: PLC0415
+
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.lstrip("+").isdigit() or not (
+        MIN_INTERVAL_MS <= int(text) <= MAX_INTERVAL_MS
+    ):
+        raise InvalidInputError(
+            f"invalid {name} value {value!r}: expected a whole number of milliseconds from "
+            f"{MIN_INTERVAL_MS} to {MAX_INTERVAL_MS}"
+        )
+    return int(text)
+
+
+@dataclass
+class WatchStats:
+    polls: int = 0
+    changes: int = 0  # polls that found new events in a watched session
+    exports: int = 0  # export runs that succeeded (one per session, all its projections)
+    failures: int = 0  # export runs that failed (after their retries)
+    skipped: int = 0  # export runs the breaker refused
+    stopped_by: str | None = None  # the signal's name, "stop", or "max_polls"
+
+
+class Watcher:
+    """Poll the store's journal and export what changed.
+
+    `sleep(seconds)` waits between polls (default: wait on the stop event, so `stop()`
+    wakes it at once); `clock()` is the breakers' monotonic clock; `max_polls` ends
+    `run()` after that many polls (tests). `on_export` sees each session's results.
+    """
+
+    def __init__(  # noqa: PLR0913 - keyword-only knobs with defaults
+        self,
+        store: Store,
+        *,
+        session: str | None = None,
+        interval_s: float = DEFAULT_INTERVAL_MS / 1000,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] | None = None,
+        max_polls: int | None = None,
+        on_export: Callable[[str, list[ExportResult]], object] | None = None,
+        breaker_options: dict[str, Any] | None = None,
+    ) -> None:
+        if session is not None:
+            store._require(session)  # noqa: SLF001 - an unknown session is refused up front
+        self.store = store
+        self.session = session
+        self.interval_s = interval_s
+        self.max_polls = max_polls
+        self._clock = clock
+        self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+        self._on_export = on_export
+        self._breaker_options = breaker_options or {}
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self.stats = WatchStats()
+        self._token: tuple[int, ...] | None = None
+        self._seen_seq = 0
+        self._pending: dict[str, None] = {}  # sessions to export, in the order they came
+
+    # --- control ------------------------------------------------------------------------
+
+    def stop(self, reason: str = "stop") -> None:
+        """Finish the export in progress, then return from `run()`. Safe from a signal
+        handler or another thread."""
+        if self.stats.stopped_by is None:
+            self.stats.stopped_by = reason
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> WatchStats:
+        """Export everything pending now, then poll until stopped."""
+        log.info("watch_started", journal=str(self.store.journal.path), session=self.session,
+                 interval_ms=round(self.interval_s * 1000))
+        # The token before the head: a commit in between is then seen twice, never missed.
+        self._token = self._change_token()
+        self._seen_seq = self.store.journal.head()
+        self._pending = dict.fromkeys(self._watched(self.store.sessions()))
+        while not self.stopping:
+            self._export_pending()
+            self.stats.polls += 1
+            if self.max_polls is not None and self.stats.polls >= self.max_polls:
+                self.stop("max_polls")
+                break
+            if self.stopping:
+                break
+            self._sleep(self.interval_s)
+            if self.stopping:
+                break
+            self._notice_changes()
+        log.info("watch_stopped", reason=self.stats.stopped_by, polls=self.stats.polls,
+                 exports=self.stats.exports, failures=self.stats.failures, skipped=self.stats.skipped,
+                 pending=list(self._pending))
+        return self.stats
+
+    @property
+    def pending(self) -> list[str]:
+        """Sessions whose files are behind the journal (failed or refused exports)."""
+        return list(self._pending)
+
+    # --- noticing -----------------------------------------------------------------------
+
+    def _change_token(self) -> tuple[int, ...]:
+        """Changes when anything commits: `data_version` moves on another connection's
+        commit, `total_changes` on this connection's own. Neither reads a table."""
+        journal = self.store.journal
+        conn = getattr(journal, "_conn", None)
+        if conn is None:  # another backend: the head seq is the token
+            return (journal.head(),)
+        with journal._lock:  # noqa: SLF001 - the journal's one connection is not re-entrant
+            (version,) = conn.execute("PRAGMA data_version").fetchone()
+            return (int(version), conn.total_changes)
+
+    def _notice_changes(self) -> None:
+        token = self._change_token()
+        if token == self._token:
+            return
+        self._token = token
+        head = self.store.journal.head()
+        if head <= self._seen_seq:
+            return  # checkpoints, or another exporter: nothing new to fold
+        streams = self._streams_between(self._seen_seq, head)
+        self._seen_seq = head
+        changed = self._watched(streams)
+        if changed:
+            self.stats.changes += 1
+            log.debug("watch_changes", sessions=changed, head=head)
+            for name in changed:
+                self._pending.setdefault(name)
+
+    def _streams_between(self, after: int, until: int) -> list[str]:
+        journal = self.store.journal
+        conn = getattr(journal, "_conn", None)
+        if conn is None:
+            return list(dict.fromkeys(e.stream for e in journal.read(after=after, until=until)))
+        with journal._lock:  # noqa: SLF001
+            rows = conn.execute(
+                "SELECT stream FROM events WHERE seq > ? AND seq <= ? GROUP BY stream ORDER BY min(seq)",
+                (after, until),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def _watched(self, streams: list[str]) -> list[str]:
+        if self.session is not None:
+            return [self.session] if self.session in streams else []
+        return [s for s in streams if s != ERRORS_STREAM]
+
+    # --- exporting ----------------------------------------------------------------------
+
+    def breaker(self, export_dir: Path) -> CircuitBreaker:
+        key = str(export_dir)
+        found = self.breakers.get(key)
+        if found is None:
+            options = {"clock": self._clock, "record": self._record, **self._breaker_options}
+            found = self.breakers[key] = CircuitBreaker(key, **options)
+        return found
+
+    def _export_pending(self) -> None:
+        for session in list(self._pending):
+            if self.stopping:
+                return  # the export in progress is done; the rest wait for the next start
+            export_dir = self.store.export_dir(session)
+            breaker = self.breaker(export_dir)
+            if not breaker.allow():
+                self.stats.skipped += 1
+                log.debug("watch_export_skipped", session=session, export_dir=str(export_dir),
+                          breaker=breaker.state, retry_in_s=round(breaker.retry_in_s(), 1))
+                continue
+            try:
+                results = self.store.project(session)
+            except (EvstoreError, OSError) as exc:
+                # The runner has logged and recorded the failure itself (exit 4's path).
+                self.stats.failures += 1
+                breaker.failure(exc)
+                log.warning("watch_export_failed", session=session, export_dir=str(export_dir),
+                            failures=breaker.failures, breaker=breaker.state, error=str(exc))
+                continue
+            breaker.success()
+            self._pending.pop(session, None)
+            self.stats.exports += 1
+            if self._on_export is not None:
+                self._on_export(session, results)
+
+    def _record(self, event: ErrorRecorded) -> None:
+        self.store.journal.append(ERRORS_STREAM, [event])
+
+
+@contextlib.contextmanager
+def stop_on_signals(watcher: Watcher, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """While inside, SIGINT/SIGTERM ask `watcher` to stop after the export in progress.
+    A second SIGINT interrupts at once (KeyboardInterrupt). Main thread only."""
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+
+    def handler(signum: int, _frame: object) -> None:
+        watcher.stop(signal.Signals(signum).name)
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    for sig in signals:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
