@@ -21,7 +21,10 @@ def _interval(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 
 
 @app.command()
-@click.option("--session", "-s", callback=_session_id, help="Only this session (default: all, including new ones).")
+@click.option(
+    "--session", "-s", callback=_session_id,
+    help="Only this session (default: all, including sessions imported while it runs).",
+)
 @click.option(
     "--interval",
     callback=_interval,
@@ -36,9 +39,11 @@ def _interval(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     help="Retries after the first attempt for transient write errors (EBUSY, EAGAIN, EIO, "
     "ENFILE), 0-10. Default 3; env EVSTORE_FLUSH_RETRIES.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print each file written as one JSON object per line.")
+@click.option("--json", "as_json", is_flag=True, help="Print each file written as a JSON line.")
 @pass_app
-def watch(obj: AppContext, session: str | None, interval: int, flush_retries: int, *, as_json: bool) -> None:
+def watch(
+    obj: AppContext, session: str | None, interval: int, flush_retries: int, *, as_json: bool
+) -> None:
     """Export new events as they arrive, until SIGINT or SIGTERM.
 
     Polls the journal every --interval ms (it never spins); a burst of appends between
@@ -78,4 +83,6 @@ def _report(results: list[Any], *, as_json: bool) -> None:
                        "seq": r.seq, "action": r.action, "events_applied": r.events_applied,
                        "bytes": r.bytes}, pretty=False)
         else:
-            click.echo(f"{r.session}: {r.path} {r.action} (seq {r.seq}, +{r.events_applied} event(s))")
+            click.echo(
+                f"{r.session}: {r.path} {r.action} (seq {r.seq}, +{r.events_applied} event(s))"
+            )

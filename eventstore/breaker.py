@@ -20,12 +20,14 @@ The clock is injectable (monotonic seconds), so tests drive it without waiting.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from eventstore.classify import classify
 from eventstore.events import ErrorRecorded
 from eventstore.logs import get_logger
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 log = get_logger("evstore.breaker")
 
@@ -112,7 +114,8 @@ class CircuitBreaker:
     def failure(self, exc: BaseException) -> None:
         self.failures += 1
         self.last_error = exc
-        if self._state == "half_open" or (self._state == "closed" and self.failures >= self.threshold):
+        tripped = self._state == "closed" and self.failures >= self.threshold
+        if self._state == "half_open" or tripped:
             previous = self._state
             self.opened_at = self._clock()
             if previous == "closed":
@@ -146,19 +149,19 @@ class CircuitBreaker:
         """`<export_dir>: breaker <state words> ...`: the export dir always comes first,
         before the last `": breaker "`, so a reader can take it back out."""
         cause = f" ({errno})" if errno else ""
+        wait = f"next trial in {self.open_s:g}s"
         if state == "open" and reopened:
-            text = f"breaker open again after a failed trial export{cause}; next trial in {self.open_s:g}s"
+            text = f"breaker open again after a failed trial export{cause}; {wait}"
         elif state == "open":
-            text = (
-                f"breaker open after {self.failures} consecutive failures{cause};"
-                f" next trial in {self.open_s:g}s"
-            )
+            text = f"breaker open after {self.failures} consecutive failures{cause}; {wait}"
         elif state == "half_open":
             last = f" (last failure {errno})" if errno else ""
-            text = f"breaker half-open after {self.open_s:g}s: up to {self.trials} trial exports{last}"
+            text = (f"breaker half-open after {self.open_s:g}s:"
+                    f" up to {self.trials} trial exports{last}")
         else:
             last = f", last {errno}" if errno else ""
-            text = f"breaker closed: a trial export succeeded after {self.failures} failed exports{last}"
+            text = (f"breaker closed: a trial export succeeded after {self.failures}"
+                    f" failed exports{last}")
         return f"{self.export_dir}: {text}"
 
     def _resolution_ms(self) -> float | None:

@@ -543,6 +543,23 @@ class SQLiteJournal:
                 payload = upcast(type_, sv, payload)
             yield make(seq, stream, version, type_, payload, _NO_META, recorded_at, "", sv)
 
+    def change_token(self) -> tuple[int, ...]:
+        """Changes whenever anything commits, without reading a table: `data_version`
+        moves on another connection's commit, `total_changes` on this one's own."""
+        with self._lock:
+            (version,) = self._conn.execute("PRAGMA data_version").fetchone()
+            return (int(version), self._conn.total_changes)
+
+    def streams_between(self, after: int, until: int) -> list[str]:
+        """The streams with events in `after < seq <= until`, in order of first event."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT stream FROM events WHERE seq > ? AND seq <= ?"
+                " GROUP BY stream ORDER BY min(seq)",
+                (after, until),
+            ).fetchall()
+        return [row[0] for row in rows]
+
     def head(self) -> int:
         return int(self._scalar("SELECT coalesce(max(seq), 0) FROM events"))
 

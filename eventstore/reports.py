@@ -98,7 +98,7 @@ def breaker_states(store: Store) -> dict[str, dict[str, Any]]:
     states: dict[str, dict[str, Any]] = {}
     for event in store.journal.read(ERRORS_STREAM):
         if event.type == "ErrorRecorded" and event.data.get("component") == BREAKER_COMPONENT:
-            directory = event.data["message"].split(": ", 1)[0]
+            directory = event.data["message"].rsplit(": breaker ", 1)[0]
             states[directory] = {"state": event.data["operation"], "since": event.recorded_at,
                                  "message": event.data["message"]}
     return states

@@ -128,6 +128,10 @@ class Store:
         except ValueError:
             return str(path)
 
+    def require_session(self, session: str) -> None:
+        """Raise UnknownSessionError (exit 2, naming the known ones) unless it exists."""
+        self._require(session)
+
     def _require(self, session: str) -> None:
         if not self.has_session(session):
             known = ", ".join(self.sessions()) or "none yet"

@@ -23,18 +23,21 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eventstore.breaker import CircuitBreaker
-from eventstore.errors import EvstoreError
-from eventstore.events import ErrorRecorded
+from eventstore.classify import classify
+from eventstore.errors import EvstoreError, InvalidInputError
 from eventstore.logs import get_logger
-from eventstore.runner import ERRORS_STREAM, ExportResult
+from eventstore.runner import ERRORS_STREAM
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from eventstore.events import ErrorRecorded
+    from eventstore.runner import ExportResult
     from eventstore.store import Store
 
 log = get_logger("evstore.watch")
@@ -46,8 +49,6 @@ MAX_INTERVAL_MS = 86_400_000  # a day
 
 def parse_interval(value: object, *, name: str = "--interval") -> int:
     """Milliseconds between polls: a whole number from 10 to 86400000."""
-    from eventstore.errors import InvalidInputError  # noqa: PLC0415
-
     text = str(value).strip()
     if isinstance(value, bool) or not text.lstrip("+").isdigit() or not (
         MIN_INTERVAL_MS <= int(text) <= MAX_INTERVAL_MS
@@ -90,7 +91,7 @@ class Watcher:
         breaker_options: dict[str, Any] | None = None,
     ) -> None:
         if session is not None:
-            store._require(session)  # noqa: SLF001 - an unknown session is refused up front
+            store.require_session(session)  # an unknown session is refused up front
         self.store = store
         self.session = session
         self.interval_s = interval_s
@@ -139,9 +140,14 @@ class Watcher:
             if self.stopping:
                 break
             self._notice_changes()
-        log.info("watch_stopped", reason=self.stats.stopped_by, polls=self.stats.polls,
-                 exports=self.stats.exports, failures=self.stats.failures, skipped=self.stats.skipped,
-                 pending=list(self._pending))
+        stats = self.stats
+        fields = {"reason": stats.stopped_by, "polls": stats.polls, "exports": stats.exports,
+                  "failures": stats.failures, "skipped": stats.skipped}
+        if self._pending:  # files left behind the journal: say so, and how to catch up
+            log.warning("watch_stopped", pending=list(self._pending),
+                        hint="run `evstore project` once the cause is fixed", **fields)
+        else:
+            log.info("watch_stopped", **fields)
         return self.stats
 
     @property
@@ -152,15 +158,7 @@ class Watcher:
     # --- noticing -----------------------------------------------------------------------
 
     def _change_token(self) -> tuple[int, ...]:
-        """Changes when anything commits: `data_version` moves on another connection's
-        commit, `total_changes` on this connection's own. Neither reads a table."""
-        journal = self.store.journal
-        conn = getattr(journal, "_conn", None)
-        if conn is None:  # another backend: the head seq is the token
-            return (journal.head(),)
-        with journal._lock:  # noqa: SLF001 - the journal's one connection is not re-entrant
-            (version,) = conn.execute("PRAGMA data_version").fetchone()
-            return (int(version), conn.total_changes)
+        return self.store.journal.change_token()
 
     def _notice_changes(self) -> None:
         token = self._change_token()
@@ -180,16 +178,7 @@ class Watcher:
                 self._pending.setdefault(name)
 
     def _streams_between(self, after: int, until: int) -> list[str]:
-        journal = self.store.journal
-        conn = getattr(journal, "_conn", None)
-        if conn is None:
-            return list(dict.fromkeys(e.stream for e in journal.read(after=after, until=until)))
-        with journal._lock:  # noqa: SLF001
-            rows = conn.execute(
-                "SELECT stream FROM events WHERE seq > ? AND seq <= ? GROUP BY stream ORDER BY min(seq)",
-                (after, until),
-            ).fetchall()
-        return [row[0] for row in rows]
+        return self.store.journal.streams_between(after, until)
 
     def _watched(self, streams: list[str]) -> list[str]:
         if self.session is not None:
@@ -224,7 +213,8 @@ class Watcher:
                 self.stats.failures += 1
                 breaker.failure(exc)
                 log.warning("watch_export_failed", session=session, export_dir=str(export_dir),
-                            failures=breaker.failures, breaker=breaker.state, error=str(exc))
+                            errno=classify(exc).code, failures=breaker.failures,
+                            breaker=breaker.state)
                 continue
             breaker.success()
             self._pending.pop(session, None)
@@ -237,7 +227,9 @@ class Watcher:
 
 
 @contextlib.contextmanager
-def stop_on_signals(watcher: Watcher, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+def stop_on_signals(
+    watcher: Watcher, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+) -> Iterator[None]:
     """While inside, SIGINT/SIGTERM ask `watcher` to stop after the export in progress.
     A second SIGINT interrupts at once (KeyboardInterrupt). Main thread only."""
     previous = {sig: signal.getsignal(sig) for sig in signals}

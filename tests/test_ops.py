@@ -130,7 +130,7 @@ def test_errors_since_time_and_bad_since(project: Path, cli: Cli) -> None:
 def test_status_shows_the_breaker_of_each_watched_directory(project: Path, cli: Cli) -> None:
     with Store.open(project / ".evstore" / "journal.db", projections=DEFAULT) as store:
         store.journal.append("_errors", [ErrorRecorded(
-            component="breaker", operation="open", message=f"{project}/plan/{SESSION}: breaker open after 5 consecutive failures (EROFS)",
+            component="breaker", operation="open", message=f"{project}/plan/{SESSION}: breaker open after 5 consecutive failures (EROFS); next trial in 30s",
             errno="EROFS", error_type="resource", severity="high", recoverability="degradable",
             category="configuration", retryable=False)])
     report = json.loads(cli("status", "--json").stdout)
