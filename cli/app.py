@@ -61,8 +61,10 @@ class EvstoreGroup(click.Group):
                 for line in getattr(exc, "history", ()):  # FixLimitError: what was tried
                     click.echo(line, err=True)
                 sys.exit(exc.exit_code)
+            from cli.logs import reapply_logging  # noqa: PLC0415
             from eventstore.logs import get_logger  # noqa: PLC0415
 
+            reapply_logging()
             get_logger("evstore.cli").exception("unexpected_error")
             _fail(f"unexpected {type(exc).__name__}: {exc} (please report it)", 1)
         sys.exit(result if isinstance(result, int) else 0)

@@ -17,12 +17,13 @@ class AppContext:
     _store: Store | None = field(default=None, repr=False)
 
     def store(self, *, create: bool = False, flush_retries: int = 3, **kwargs: Any) -> Store:
-        from eventstore.locate import default_journal  # noqa: PLC0415 - lazy: fast --help
+        from eventstore.locate import default_journal, is_url  # noqa: PLC0415 - lazy: fast --help
         from eventstore.store import Store  # noqa: PLC0415
         from projections import DEFAULT  # noqa: PLC0415
 
         if self._store is None:
-            db: Path | None = Path(self.db) if self.db else None
+            # A PostgreSQL URL is passed through as given: Path() would fold its `//`.
+            db: str | Path | None = self.db if is_url(self.db) else Path(self.db) if self.db else None
             if create and db is None:
                 db = default_journal(Path.cwd())
             self._store = Store.open(

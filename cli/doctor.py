@@ -17,8 +17,8 @@ pass_app = click.make_pass_decorator(AppContext)
 
 
 @app.command()
-@click.option("--fix", is_flag=True,
-              help="Repair what can be repaired (migrate, append, re-export, move aside), then check again.")
+@click.option("--fix", is_flag=True, help="Repair what can be repaired (migrate, append, "
+              "re-export, move aside), then check again.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields below).")
 @pass_app
 def doctor(obj: AppContext, *, fix: bool, as_json: bool) -> None:
@@ -38,11 +38,12 @@ def doctor(obj: AppContext, *, fix: bool, as_json: bool) -> None:
 
     A fix never destroys information: the journal is only migrated or appended to,
     files are re-exported from it, and anything set aside goes to
-    .evstore/lost+found/ (or beside the file, for a drift copy). Checking alone
-    writes nothing.
+    .evstore/lost+found/ (or beside the file, for a drift copy). A legacy
+    tasks.json.failed brings only the updates the journal has not superseded since
+    it was written. Checking alone writes nothing.
 
     Exit 0 when healthy (or when everything found was fixed), 1 when problems
-    remain, 5 when there is no journal.
+    remain, 5 when there is no journal or it is from a newer evstore.
 
     \b
     --json prints one object:
@@ -67,6 +68,13 @@ def doctor(obj: AppContext, *, fix: bool, as_json: bool) -> None:
     from eventstore.locate import find_journal  # noqa: PLC0415
     from projections.doctor import Doctor  # noqa: PLC0415
 
+    if obj.db and "://" in obj.db:
+        from eventstore.errors import InvalidInputError  # noqa: PLC0415
+
+        raise InvalidInputError(
+            "evstore doctor checks SQLite journals (a file); a journal on a server is "
+            "checked by its own tools (for PostgreSQL: its logs and pg_amcheck)"
+        )
     path = Path(obj.db) if obj.db else find_journal(Path.cwd())
     doc = Doctor(path, durability=obj.durability, tool="evstore-cli")  # type: ignore[arg-type]
     report = doc.fix() if fix else doc.check()
@@ -93,8 +101,11 @@ def _state(problem: Problem) -> str:
 
 
 def _summary(report: Report) -> str:
-    sessions = f"{len(report.sessions)} session{'s' if len(report.sessions) != 1 else ''}"
-    where = f"journal {report.show(report.journal)}, schema {report.schema_version}, {sessions}"
+    where = f"journal {report.show(report.journal)}"
+    if report.schema_version is not None:
+        where += f", schema {report.schema_version}"
+    if report.sessions or not report.skipped:  # sessions are not listed when not checked
+        where += f", {len(report.sessions)} session{'s' if len(report.sessions) != 1 else ''}"
     found = len(report.problems)
     if not found:
         return f"healthy: no problems ({where})"
@@ -103,7 +114,8 @@ def _summary(report: Report) -> str:
         fixed = sum(p.fixed for p in report.problems)
         if report.healthy:
             return f"{found} problem{plural} found, all fixed: healthy ({where})"
-        return f"{found} problem{plural} found, {fixed} fixed, {len(report.remaining)} remain ({where})"
+        left = len(report.remaining)
+        return f"{found} problem{plural} found, {fixed} fixed, {left} remain ({where})"
     fixable = sum(p.fixable for p in report.problems)
     return (f"{found} problem{plural} found: {fixable} fixable with --fix, "
             f"{found - fixable} not fixable ({where})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from eventstore.logs import before_first_log
 
@@ -16,7 +17,22 @@ def configure_logging(*, log_format: str, verbosity: int) -> None:
     # Deferred: most runs log nothing at the level shown, and importing structlog would
     # cost them more than the command itself.
     stream = sys.stderr
-    before_first_log(lambda: _configure(log_format, verbosity, stream))
+    global _last_setup  # noqa: PLW0603 - the one set-up of this run
+    _last_setup = lambda: _configure(log_format, verbosity, stream)  # noqa: E731
+    before_first_log(_last_setup)
+
+
+_last_setup: Any = None
+
+
+def reapply_logging() -> None:
+    """Configure again as this run asked (for the last-resort error report, which may
+    come after the run's pending set-up was dropped)."""
+    if _last_setup is not None:
+        try:
+            _last_setup()
+        except (OSError, ImportError):
+            pass
 
 
 def _configure(log_format: str, verbosity: int, stream: object) -> None:

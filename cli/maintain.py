@@ -75,7 +75,7 @@ def _parse_until(store: Any, value: str, *, option: str = "--until") -> int:
     from eventstore.errors import InvalidInputError  # noqa: PLC0415
 
     text = value.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not "²", which isdigit() also accepts
         return int(text)
     try:
         moment = datetime.fromisoformat(text)

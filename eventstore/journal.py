@@ -168,7 +168,20 @@ def translate(exc: sqlite3.Error, path: Path) -> JournalError:
         return JournalCorruptError(
             f"journal {path} is not a valid SQLite database ({exc}): restore it from a backup"
         )
-    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN")):
+    if name == "SQLITE_IOERR_FSYNC":
+        # The commit's frames may be in the WAL already: after a crash SQLite can recover
+        # them. Saying "not written" would invite a duplicate append.
+        return JournalWriteError(
+            f"journal {path}: the commit could not be made durable ({name}: {exc}); its "
+            "outcome is unknown: check `evstore log` before appending again, or retry with "
+            "the same --event-id"
+        )
+    if name.startswith("SQLITE_CANTOPEN"):
+        return JournalWriteError(
+            f"journal {path} cannot be opened ({name}: {exc}): check the path, its "
+            "permissions and the open-file limit (ulimit -n)"
+        )
+    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY")):
         return JournalWriteError(
             f"journal {path} cannot be written ({name}: {exc}): free space or fix permissions"
         )
@@ -241,6 +254,12 @@ class SQLiteJournal:
         except JournalError:
             conn.close()
             raise
+        except OSError as exc:  # out of descriptors or memory while setting up
+            conn.close()
+            raise JournalWriteError(
+                f"journal {self.path} cannot be opened: {exc.strerror or exc}: "
+                "check the open-file limit (ulimit -n) and the disk"
+            ) from exc
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:

@@ -1,19 +1,56 @@
-"""Where the journal is: `--db`, `EVSTORE_DB`, or `.evstore/` found as git finds `.git/`."""
+"""Where the journal is: `--db`, `EVSTORE_DB`, or `.evstore/` found as git finds `.git/`.
+
+`--db` (or `EVSTORE_DB`) may also be a PostgreSQL URL (`postgresql://` or `postgres://`):
+the journal then lives on a server, and the project root (where relative export dirs
+resolve) is found from the working directory instead of from the journal's path.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from eventstore.errors import JournalNotFoundError
 
 STATE_DIR = ".evstore"
 JOURNAL_NAME = "journal.db"
+URL_SCHEMES = ("postgresql", "postgres")
+_URL = re.compile(r"^(?:postgresql|postgres)://", re.IGNORECASE)
+_PASSWORD_PARAM = re.compile(r"(?i)((?:^|[?&])password=)[^&]*")
+
+
+def is_url(db: str | os.PathLike[str] | None) -> bool:
+    """Whether `db` names a PostgreSQL journal (a URL) rather than an SQLite file."""
+    return isinstance(db, str) and bool(_URL.match(db))
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password hidden (`postgresql://user:***@host/db`), also one given
+    as a `password=` query parameter: what errors and logs may show."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hostinfo = netloc.rpartition("@")
+            if ":" in userinfo:
+                userinfo = userinfo.split(":", 1)[0] + ":***"
+            netloc = f"{userinfo}@{hostinfo}"
+        query = _PASSWORD_PARAM.sub(r"\1***", parts.query)
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:  # unparseable: show the scheme only, never the rest
+        return url.split("://", 1)[0] + "://***"
+
+
+def journal_from_env() -> str | None:
+    """`EVSTORE_DB` as given (a path or a URL), or None when unset or empty."""
+    return os.environ.get("EVSTORE_DB") or None
 
 
 def find_journal(start: Path) -> Path:
     """`EVSTORE_DB` if set, else `.evstore/journal.db` in `start` or its nearest ancestor."""
-    env = os.environ.get("EVSTORE_DB")
+    env = journal_from_env()
     if env:
         return Path(env)
     here = start.resolve()
@@ -37,3 +74,15 @@ def project_root(journal: Path) -> Path:
     if journal.parent.name == STATE_DIR:
         return journal.parent.parent
     return journal.parent
+
+
+def find_project_root(start: Path) -> Path:
+    """The project root of a journal that is not a file (PostgreSQL): the nearest
+    directory at or above `start` that holds `.evstore/` (as git finds `.git/`), else
+    `start` itself. Every host running a pipeline resolves relative export dirs against
+    its own checkout this way."""
+    here = start.resolve()
+    for directory in (here, *here.parents):
+        if (directory / STATE_DIR).is_dir():
+            return directory
+    return here

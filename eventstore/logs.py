@@ -45,9 +45,14 @@ class LazyLogger:
         self._name = name
 
     def __getattr__(self, method: str) -> Any:
-        if not _ready:
-            _prepare()
-        import structlog  # noqa: PLC0415 - the point of this module
+        try:
+            if not _ready:
+                _prepare()
+            import structlog  # noqa: PLC0415 - the point of this module
+        except (OSError, ImportError):
+            # Out of descriptors (EMFILE) an import fails too; logging must never replace
+            # the error being reported with one of its own.
+            return _discard
 
         if structlog.is_configured():
             return getattr(structlog.get_logger(self._name), method)
@@ -62,6 +67,10 @@ class LazyLogger:
             processors=[structlog.processors.KeyValueRenderer(key_order=["event"])],
         )
         return getattr(logger, method)
+
+
+def _discard(*_args: Any, **_kwargs: Any) -> None:
+    return None
 
 
 def get_logger(name: str) -> Any:

@@ -25,7 +25,8 @@ DEFAULT_RETRIES = 3
 def parse_retries(value: object, *, name: str = "--flush-retries") -> int:
     """Accept an int (or its decimal text) from 0 to 10; refuse anything else by name."""
     text = str(value).strip()
-    if isinstance(value, bool) or not text.lstrip("+").isdigit():
+    digits = text.lstrip("+")
+    if isinstance(value, bool) or not (digits.isascii() and digits.isdigit()):
         raise InvalidInputError(
             f"invalid {name} value {value!r}: expected a whole number from 0 to {MAX_RETRIES}"
         )

@@ -192,7 +192,10 @@ class ProjectionRunner:
         projection = rendered.projection
         path = export_dir / projection.file_name
         last_sha = checkpoint.exported_sha256 if checkpoint else None
-        on_disk = file_sha256(path)
+        try:
+            on_disk = file_sha256(path)
+        except OSError as exc:  # EACCES, EIO, EMFILE reading what is there: fail as a write would
+            self._fail(exc, path, attempts=1, pending=rendered.applied)
 
         if rendered.data is None:
             action: Action = "absent"

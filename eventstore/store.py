@@ -7,17 +7,26 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from eventstore.errors import ExportError, InvalidInputError, UnknownSessionError
+from eventstore.errors import ExportError, InvalidInputError, JournalError, UnknownSessionError
 from eventstore.events import Event, SessionCreated, validate_session_id
 from eventstore.journal import AppendResult, Durability, SQLiteJournal, StoredEvent, utc_now
-from eventstore.locate import find_journal, project_root
+from eventstore.locate import (
+    find_journal,
+    find_project_root,
+    is_url,
+    journal_from_env,
+    project_root,
+)
 from eventstore.logs import get_logger
 from eventstore.projection import Projection
 from eventstore.retry import RetryPolicy
 from eventstore.runner import ERRORS_STREAM, ExportResult, ProjectionRunner, resume_point
 from eventstore.session import Session
+
+if TYPE_CHECKING:
+    from eventstore.pgjournal import PostgresJournal
 
 log = get_logger("evstore.store")
 
@@ -32,7 +41,7 @@ class Store:
 
     def __init__(
         self,
-        journal: SQLiteJournal,
+        journal: SQLiteJournal | PostgresJournal,
         *,
         projections: Sequence[Projection] = (),
         root: Path | None = None,
@@ -41,7 +50,7 @@ class Store:
     ) -> None:
         self.journal = journal
         self.projections = tuple(projections)
-        self.root = root or project_root(journal.path)
+        self.root = root or _default_root(journal)
         kwargs: dict[str, Any] = {"policy": policy}
         if write_file is not None:
             kwargs["write_file"] = write_file
@@ -62,9 +71,25 @@ class Store:
         clock: Callable[[], datetime] = utc_now,
         tool: str = "evstore-lib",
     ) -> Store:
-        """Open the journal at `db` (default: `.evstore/journal.db` found like git finds .git)."""
-        path = Path(db) if db is not None else find_journal(Path.cwd())
-        journal = SQLiteJournal(path, create=create, durability=durability, clock=clock, tool=tool)
+        """Open the journal at `db` (default: `EVSTORE_DB`, else `.evstore/journal.db` found
+        like git finds .git). A `postgresql://` (or `postgres://`) URL opens a PostgreSQL
+        journal (needs `pip install 'evstore[postgres]'`)."""
+        if db is None and is_url(journal_from_env()):
+            db = journal_from_env()
+        journal: SQLiteJournal | PostgresJournal
+        if is_url(db):
+            try:
+                from eventstore.pgjournal import PostgresJournal  # noqa: PLC0415 - psycopg only when asked
+            except ImportError as exc:
+                raise JournalError(
+                    f"a PostgreSQL journal needs psycopg ({exc}): pip install 'evstore[postgres]'"
+                ) from None
+            journal = PostgresJournal(str(db), create=create, durability=durability, clock=clock,
+                                      tool=tool)
+        else:
+            path = Path(db) if db is not None else find_journal(Path.cwd())
+            journal = SQLiteJournal(path, create=create, durability=durability, clock=clock,
+                                    tool=tool)
         policy = RetryPolicy(retries=flush_retries, **({"sleep": sleep} if sleep else {}))
         return cls(journal, projections=projections, policy=policy)
 
@@ -301,3 +326,12 @@ class Store:
         if session is not None:
             validate_session_id(session)
         return list(self.journal.read(session, **kwargs))
+
+
+def _default_root(journal: SQLiteJournal | PostgresJournal) -> Path:
+    """Where relative export dirs resolve: beside an SQLite journal's `.evstore/`; for a
+    journal on a server, the nearest directory at or above the working directory that
+    holds `.evstore/` (else the working directory), so each host uses its own checkout."""
+    if journal.backend == "sqlite":
+        return project_root(Path(journal.path))
+    return find_project_root(Path.cwd())

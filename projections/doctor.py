@@ -1,0 +1,931 @@
+"""`evstore doctor`: what is wrong with a journal and its files, and the repairs that lose
+nothing (DESIGN §10).
+
+    from projections.doctor import Doctor
+    report = Doctor(".evstore/journal.db").check()      # reads only
+    report = Doctor(".evstore/journal.db").fix()        # repairs what it can, then re-checks
+    report.healthy, [p.code for p in report.problems]
+
+Checks write nothing. A fix never destroys information: it migrates the journal, appends
+events, re-exports files from the journal, or moves files aside (into lost+found, or next
+to the file as `<name>.drift-<UTC time>`). It never deletes a file the user may want:
+the only bytes replaced are projections the journal can render again.
+
+Every time-dependent decision (a temp file older than a minute, a batch older than 24 h,
+the drift copy's name) reads the injectable `clock`; owner liveness is the injectable
+`alive`, so tests set file times and journal times instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from eventstore import schema
+from eventstore.atomic import fsync_directory
+from eventstore.errors import (
+    EvstoreError,
+    InvalidInputError,
+    JournalCorruptError,
+    JournalError,
+    JournalNotFoundError,
+    JournalSchemaError,
+)
+from eventstore.events import (
+    BacklogImported,
+    BatchAbandoned,
+    Event,
+    ItemAdded,
+    ItemRemoved,
+    ItemStatusChanged,
+    ItemUpdated,
+)
+from eventstore.journal import Durability, SQLiteJournal, translate, utc_now
+from eventstore.locate import STATE_DIR
+from eventstore.logs import get_logger
+from eventstore.owner import is_alive, this_host
+from eventstore.runner import LOCK_NAME, resume_point, sha256
+from eventstore.store import Store
+from projections import DEFAULT
+from projections.backlog import BacklogState, TasksProjection
+from projections.batch import Batch, BatchProgressProjection, BatchState
+from projections.batch_runs import STALE_AFTER, parse_time
+from projections.imports import ParsedBacklog, diff_backlogs, import_event, read_recovery_file
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from eventstore.projection import Projection
+
+log = get_logger("evstore.doctor")
+
+JOURNAL_CORRUPT = "JOURNAL_CORRUPT"
+JOURNAL_SCHEMA_OUTDATED = "JOURNAL_SCHEMA_OUTDATED"
+PROJECTION_STALE = "PROJECTION_STALE"
+PROJECTION_MISSING = "PROJECTION_MISSING"
+PROJECTION_DRIFT = "PROJECTION_DRIFT"
+BATCH_PROGRESS_CORRUPT = "BATCH_PROGRESS_CORRUPT"
+STALE_BATCH_PROGRESS = "STALE_BATCH_PROGRESS"
+ORPHAN_TEMP_FILE = "ORPHAN_TEMP_FILE"
+LEGACY_RECOVERY_FILE = "LEGACY_RECOVERY_FILE"
+CODES = (
+    JOURNAL_CORRUPT, JOURNAL_SCHEMA_OUTDATED, PROJECTION_STALE, PROJECTION_MISSING,
+    PROJECTION_DRIFT, BATCH_PROGRESS_CORRUPT, STALE_BATCH_PROGRESS, ORPHAN_TEMP_FILE,
+    LEGACY_RECOVERY_FILE,
+)
+
+ORPHAN_AGE = timedelta(minutes=1)
+TEMP_FILE = re.compile(r"^\.(?P<target>.+)\.[0-9a-f]{16}\.tmp$")  # eventstore.atomic.temp_name
+LEGACY_FILE = "tasks.json.failed"
+LOST_AND_FOUND = "lost+found"
+STALE_REASON = "doctor: stale"
+DRIFT_TIME = "%Y%m%dT%H%M%SZ"
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_UNTRUSTED = "every other check: the journal cannot be trusted"
+# Problems whose repair ends with an export of their session.
+_EXPORTED = frozenset({PROJECTION_STALE, PROJECTION_MISSING, PROJECTION_DRIFT,
+                       BATCH_PROGRESS_CORRUPT, STALE_BATCH_PROGRESS, LEGACY_RECOVERY_FILE})
+# Problems whose repair moves or copies a file in an export directory (under its lock).
+_MOVED = frozenset({ORPHAN_TEMP_FILE, BATCH_PROGRESS_CORRUPT, PROJECTION_DRIFT,
+                    LEGACY_RECOVERY_FILE})
+
+
+@dataclass
+class Problem:
+    """One finding. `remedy` is what `fix()` does when `fixable`, else what to do by hand;
+    after `fix()`, `outcome` says what was done and `error` why it could not be."""
+
+    code: str
+    message: str
+    fixable: bool
+    remedy: str
+    path: Path | None = None
+    session: str | None = None
+    fixed: bool = False
+    outcome: str | None = None
+    error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def key(self) -> tuple[str, str | None, str | None]:
+        return self.code, self.session, str(self.path) if self.path is not None else None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.path is not None:
+            out["path"] = str(self.path)
+        if self.session is not None:
+            out["session"] = self.session
+        out |= {"fixable": self.fixable, "fixed": self.fixed, "remedy": self.remedy}
+        if self.outcome is not None:
+            out["outcome"] = self.outcome
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+@dataclass
+class Report:
+    """What `check()` found, or what `fix()` found, did and left. `remaining` is what a
+    check after the repairs still finds (for `check()`, every problem)."""
+
+    journal: Path
+    root: Path
+    fix: bool
+    schema_version: int | None
+    latest_schema_version: int
+    sessions: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    remaining: list[Problem] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.remaining
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "healthy": self.healthy,
+            "fix": self.fix,
+            "journal": str(self.journal),
+            "schema_version": self.schema_version,
+            "latest_schema_version": self.latest_schema_version,
+            "sessions": list(self.sessions),
+            "problems": [p.as_dict() for p in self.problems],
+            "found": len(self.problems),
+            "fixed": sum(p.fixed for p in self.problems),
+            "remaining": len(self.remaining),
+            "skipped": list(self.skipped),
+        }
+
+    def show(self, path: Path) -> str:
+        """`path` relative to the project root when inside it (for people)."""
+        try:
+            return str(path.resolve().relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+
+class Doctor:
+    """Checks one journal and the files of all its sessions; `fix()` repairs them."""
+
+    def __init__(  # noqa: PLR0913 - every seam is keyword-only with a default
+        self,
+        db: str | os.PathLike[str],
+        *,
+        projections: Sequence[Projection] = DEFAULT,
+        clock: Callable[[], datetime] = utc_now,
+        alive: Callable[[int, int | None], bool] = is_alive,
+        host: str | None = None,
+        orphan_age: timedelta = ORPHAN_AGE,
+        stale_after: timedelta = STALE_AFTER,
+        durability: Durability = "full",
+        tool: str = "evstore-doctor",
+        lock_timeout_s: float = 10.0,
+    ) -> None:
+        self.db = Path(db)
+        self.projections = tuple(projections)
+        self._clock = clock
+        self._alive = alive
+        self._host = host or this_host()
+        self._orphan_age = orphan_age
+        self._stale_after = stale_after
+        self._durability = durability
+        self._tool = tool
+        self._lock_timeout_s = lock_timeout_s
+
+    # --- entry points -------------------------------------------------------------------------
+
+    def check(self) -> Report:
+        """Find every problem; write nothing."""
+        return self._run(fix=False)
+
+    def fix(self) -> Report:
+        """Find every problem, repair the fixable ones, and check again."""
+        return self._run(fix=True)
+
+    def _run(self, *, fix: bool) -> Report:
+        journal_problems, version = self._inspect_journal()
+        report = Report(journal=self.db, root=self._root(), fix=fix, schema_version=version,
+                        latest_schema_version=schema.latest_version("sqlite"),
+                        problems=list(journal_problems))
+        report.remaining = report.problems
+        if any(p.code == JOURNAL_CORRUPT for p in journal_problems):
+            report.skipped.append(_UNTRUSTED)
+            return report
+        outdated = next((p for p in journal_problems if p.code == JOURNAL_SCHEMA_OUTDATED), None)
+        if outdated is not None and not fix:
+            report.skipped.append(
+                "projections, batches, temp files and recovery files: checked once the "
+                "journal is migrated (run with --fix)"
+            )
+            return report
+        try:
+            store = self._open()  # migrates an outdated journal
+        except JournalCorruptError as exc:  # an SQLite file, but not an evstore journal
+            report.problems = report.remaining = [self._corrupt(str(exc))]
+            report.skipped.append(_UNTRUSTED)
+            return report
+        except (JournalNotFoundError, JournalSchemaError):
+            raise
+        except JournalError as exc:
+            if outdated is None:
+                raise
+            outdated.error = str(exc)  # the migration itself failed
+            return report
+        with store:
+            if outdated is not None:
+                report.schema_version = store.journal.schema_version
+                outdated.fixed = True
+                outdated.outcome = f"migrated to schema version {report.schema_version}"
+                log.info("doctor_fixed", code=outdated.code, outcome=outdated.outcome)
+            self._examine(store, report)
+        return report
+
+    def _examine(self, store: Store, report: Report) -> None:
+        """Scan the sessions; when fixing, repair, scan again and settle what is fixed."""
+        report.sessions = store.sessions()
+        found = self._scan(store)
+        report.problems = [*report.problems, *found]
+        if not report.fix:
+            report.remaining = report.problems
+            return
+        self._repair(store, found)
+        remaining = self._scan(store)
+        keys = {p.key for p in remaining}
+        for problem in found:
+            problem.fixed = problem.fixable and problem.error is None and problem.key not in keys
+            if problem.fixed:
+                log.info("doctor_fixed", code=problem.code, path=str(problem.path),
+                         session=problem.session, outcome=problem.outcome)
+        known = {p.key for p in found}
+        report.problems += [p for p in remaining if p.key not in known]  # arose meanwhile
+        report.remaining = remaining
+
+    # --- the journal ----------------------------------------------------------------------------
+
+    def _root(self) -> Path:
+        journal = self.db.resolve()
+        return journal.parent.parent if journal.parent.name == STATE_DIR else journal.parent
+
+    def lost_and_found(self) -> Path:
+        """`<project root>/.evstore/lost+found/`: beside the journal (which, elsewhere than in
+        .evstore/, gets a `lost+found/` of its own rather than a new `.evstore/` that would
+        change where other commands find their journal)."""
+        return self.db.resolve().parent / LOST_AND_FOUND
+
+    def _inspect_journal(self) -> tuple[list[Problem], int | None]:
+        """Header, schema version and integrity, with a plain connection that writes
+        nothing (SQLiteJournal would migrate an old journal on open)."""
+        path, shown = self.db, self._shown(self.db)
+        try:
+            with path.open("rb") as handle:
+                header = handle.read(len(_SQLITE_HEADER))
+        except FileNotFoundError:
+            raise JournalNotFoundError(
+                f"no journal at {path}: run `evstore init` in the project root, or pass --db"
+            ) from None
+        except IsADirectoryError:
+            return [self._corrupt(f"journal path {shown} is a directory, not a file")], None
+        if header and header != _SQLITE_HEADER:
+            return [self._corrupt(f"journal {shown} is not an SQLite database")], None
+        version, failures, foreign = _read_sqlite(path)
+        latest = schema.latest_version("sqlite")
+        if failures:
+            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+            message = f"journal {shown} {failures[0]}{more}"
+            return [self._corrupt(message)], version
+        if foreign:
+            message = f"{shown} is an SQLite database but not an evstore journal"
+            return [self._corrupt(message)], version
+        if version is not None and version < latest:
+            return [Problem(
+                JOURNAL_SCHEMA_OUTDATED,
+                f"journal {shown} has schema version {version}; this evstore uses {latest}",
+                fixable=True, path=path,
+                remedy="migrate it (opening it with evstore does; events are kept as they are)",
+            )], version
+        return [], version
+
+    def _corrupt(self, message: str) -> Problem:
+        return Problem(JOURNAL_CORRUPT, message, fixable=False, remedy=_restore_hint(self.db),
+                       path=self.db)
+
+    def _open(self) -> Store:
+        # The journal keeps the real clock: `clock` decides what is old, and must not
+        # stamp events out of order with the ones around them.
+        journal = SQLiteJournal(self.db, durability=self._durability, tool=self._tool)
+        return Store(journal, projections=self.projections)
+
+    # --- scanning -------------------------------------------------------------------------------
+
+    def _scan(self, store: Store) -> list[Problem]:
+        problems: list[Problem] = []
+        heads = {s.stream: s.last_seq for s in store.journal.streams()}
+        owners: dict[Path, list[str]] = {}
+        for session in store.sessions():
+            owners.setdefault(store.export_dir(session), []).append(session)
+        for export_dir, sessions in owners.items():
+            for session in sessions:
+                problems += self._session(store, session, export_dir, heads[session], sessions)
+            if len(sessions) > 1:
+                problems += self._legacy_shared(export_dir, sessions)
+            problems += self._orphans(export_dir)
+        return problems
+
+    def _session(  # noqa: C901 - one branch per finding
+        self, store: Store, session: str, export_dir: Path, head: int, sharing: list[str]
+    ) -> list[Problem]:
+        checkpoints = {p.name: store.journal.checkpoint(p.name, session) for p in self.projections}
+        starts = [(p, *resume_point(p, checkpoints[p.name])) for p in self.projections]
+        folded = store.runner.fold_many(session, starts)
+        states = {r.projection.name: r.state for r in folded}
+        problems: list[Problem] = []
+        for rendered in folded:
+            projection = rendered.projection
+            path = export_dir / projection.file_name
+            shown = self._shown(path)
+            checkpoint = checkpoints[projection.name]
+            want = projection.render(rendered.state)
+            want_sha = sha256(want) if want is not None else None
+            exported = checkpoint.exported_sha256 if checkpoint is not None else None
+            at = checkpoint.seq if checkpoint is not None else 0
+            try:
+                data: bytes | None = path.read_bytes()
+            except (FileNotFoundError, NotADirectoryError):
+                data = None
+            except IsADirectoryError:
+                continue  # not a file we could have written; export reports it
+            on_disk = sha256(data) if data is not None else None
+            if isinstance(projection, BatchProgressProjection) and data is not None:
+                why = _batch_progress_defect(data)
+                if why is not None:
+                    problems.append(self._batch_corrupt(session, path, why, unfinished=bool(want)))
+                    continue
+            if exported is not None and on_disk is not None and on_disk not in (exported, want_sha):
+                problems.append(Problem(
+                    PROJECTION_DRIFT,
+                    f"{shown} (session {session}) was changed outside evstore "
+                    f"(sha256 {on_disk[:12]}, exported {exported[:12]})",
+                    fixable=True, path=path, session=session,
+                    remedy=f"keep the edited copy beside it as {path.name}.drift-<UTC time>, "
+                    "then re-export from the journal",
+                    detail={"sha256": on_disk},
+                ))
+            elif on_disk is None and want is not None:
+                why = (f"last exported at seq {at}" if exported is not None
+                       else f"never exported; events up to seq {rendered.seq} to render")
+                problems.append(Problem(
+                    PROJECTION_MISSING, f"{shown} (session {session}) is missing ({why})",
+                    fixable=True, path=path, session=session, remedy="export it from the journal",
+                ))
+            elif on_disk != want_sha and (want is not None or exported is not None):
+                why = (f"checkpoint at seq {at}, session head at seq {head}" if at < head
+                       else "its bytes differ from what the journal renders")
+                if checkpoint is None:
+                    why = f"never exported; session head at seq {head}"
+                problems.append(Problem(
+                    PROJECTION_STALE, f"{shown} (session {session}) is behind the journal ({why})",
+                    fixable=True, path=path, session=session, remedy="export it from the journal",
+                ))
+        batch_state = states.get(BatchProgressProjection.name)
+        if isinstance(batch_state, BatchState) and batch_state.batch is not None:
+            problems += self._stale_batch(session, export_dir, batch_state.batch)
+        tasks = states.get(TasksProjection.name)
+        if len(sharing) == 1 and isinstance(tasks, BacklogState):
+            problems += self._legacy(store, session, export_dir, tasks.doc)
+        return problems
+
+    def _batch_corrupt(self, session: str, path: Path, why: str, *, unfinished: bool) -> Problem:
+        where = self.show_lost_and_found()
+        remedy = (f"move it to {where} and re-export it from the journal (session {session} "
+                  "has an unfinished batch)" if unfinished else
+                  f"move it to {where} (the journal has no unfinished batch in session {session})")
+        message = f"{self._shown(path)} (session {session}) is {why}"
+        return Problem(BATCH_PROGRESS_CORRUPT, message, fixable=True, path=path, session=session,
+                       remedy=remedy)
+
+    def _stale_batch(self, session: str, export_dir: Path, batch: Batch) -> list[Problem]:
+        age = self._clock() - parse_time(batch.updated_at)
+        if age <= self._stale_after:
+            return []
+        hours = f"{age.total_seconds() / 3600:.0f} h"
+        path = export_dir / BatchProgressProjection.file_name
+        detail = {"batch_id": batch.batch_id}
+        if batch.host != self._host:
+            return [Problem(
+                STALE_BATCH_PROGRESS,
+                f"batch {batch.batch_id} of session {session} was last updated {batch.updated_at} "
+                f"({hours} ago) by pid {batch.pid} on host {batch.host}",
+                fixable=False, path=path, session=session, detail=detail,
+                remedy=f"this machine cannot tell whether its owner on {batch.host} is alive: run "
+                "`evstore doctor --fix` there, or `evstore batch start --no-resume` to abandon it",
+            )]
+        if self._alive(batch.pid, batch.pid_start):
+            return []  # a live process owns it, however long it has been quiet
+        return [Problem(
+            STALE_BATCH_PROGRESS,
+            f"batch {batch.batch_id} of session {session} is stale: its owner (pid {batch.pid}) "
+            f"is gone and its last update was {batch.updated_at} ({hours} ago)",
+            fixable=True, path=path, session=session, detail=detail,
+            remedy=f'append BatchAbandoned (reason "{STALE_REASON}") and re-export',
+        )]
+
+    def _legacy(
+        self, store: Store, session: str, export_dir: Path, current: dict[str, Any] | None
+    ) -> list[Problem]:
+        path = export_dir / LEGACY_FILE
+        if not path.is_file():
+            return []
+        try:
+            parsed, written_at = _read_legacy(path)
+            pending = self._pending(store, session, parsed, written_at, current, source=str(path))
+        except InvalidInputError as exc:
+            return [self._legacy_unreadable(path, session, str(exc))]
+        except OSError as exc:
+            why = f"cannot read it: {exc.strerror or exc}"
+            return [self._legacy_unreadable(path, session, why)]
+        what = f"{len(pending.events)} difference(s) from the journal to import"
+        if pending.superseded:
+            what += f", {pending.superseded} superseded by newer journal events"
+        return [Problem(
+            LEGACY_RECOVERY_FILE,
+            f"{self._shown(path)} (session {session}) is a legacy recovery file with {what}",
+            fixable=True, path=path, session=session,
+            remedy="import its differences as events, then move it to "
+            f"{self.show_lost_and_found()}",
+        )]
+
+    def _pending(  # noqa: PLR0913 - the file, where it goes, and the state it meets
+        self, store: Store, session: str, parsed: ParsedBacklog, written_at: datetime | None,
+        current: dict[str, Any] | None, *, source: str,
+    ) -> Pending:
+        """The events that bring a legacy file's pending updates into the journal.
+
+        The file's `pendingUpdates` is the whole backlog as the old pipeline held it when
+        it gave up. Its differences from the journal's current state would also undo every
+        update the journal recorded after the file was written, so only what the file
+        changed relative to the state it was written against (the journal at the file's
+        `timestamp`, or right after the session's first import when that is later) is
+        applied; a field the journal changed since is newer and kept as the journal has it.
+        """
+        seed = import_event(parsed, source=source)
+        if current is None:
+            return Pending([seed], 0)
+        events = diff_backlogs(current, parsed.doc, fallback=seed)
+        base = self._base(store, session, written_at)
+        if base is None or not events:
+            return Pending(list(events), 0)
+        kept, superseded = _not_superseded(events, base, current)
+        if kept == [seed] and _differs(base, current):
+            raise InvalidInputError(
+                "its differences can only be imported as a whole backlog, which would undo "
+                "updates the journal recorded since it was written"
+            )
+        return Pending(kept, superseded)
+
+    def _base(
+        self, store: Store, session: str, written_at: datetime | None
+    ) -> dict[str, Any] | None:
+        """The backlog the legacy file was written against (see `_pending`)."""
+        first = next(iter(store.journal.read(session, types=["BacklogImported"], limit=1)), None)
+        if first is None:
+            return None
+        until = first.seq
+        if written_at is not None:
+            until = max(until, store.journal.seq_at(written_at))
+        tasks = next((p for p in self.projections if p.name == TasksProjection.name), None)
+        if tasks is None:
+            return None
+        state, _, _ = store.runner.fold(tasks, session, until=until)
+        doc: dict[str, Any] | None = state.doc
+        return doc
+
+    def _legacy_unreadable(self, path: Path, session: str, why: str) -> Problem:
+        return Problem(
+            LEGACY_RECOVERY_FILE, f"{self._shown(path)} (session {session}) is a legacy recovery "
+            f"file that cannot be imported: {why}",
+            fixable=False, path=path, session=session,
+            remedy=f"inspect it; `evstore import {path} --session {session}` names the problem",
+        )
+
+    def _legacy_shared(self, export_dir: Path, sessions: list[str]) -> list[Problem]:
+        path = export_dir / LEGACY_FILE
+        if not path.is_file():
+            return []
+        names = ", ".join(sessions)
+        return [Problem(
+            LEGACY_RECOVERY_FILE,
+            f"{self._shown(path)} is a legacy recovery file in an export dir shared by "
+            f"sessions {names}",
+            fixable=False, path=path,
+            remedy=f"import it into the right session: `evstore import {path} --session SESSION`",
+        )]
+
+    def _orphans(self, export_dir: Path) -> list[Problem]:
+        found = list(self._old_temp_files(export_dir))
+        if not found or self._lock_held(export_dir):
+            return []  # a live exporter owns its temp files
+        where = self.show_lost_and_found()
+        return [Problem(
+            ORPHAN_TEMP_FILE,
+            f"{self._shown(path)} was left by an interrupted export "
+            f"({age.total_seconds() / 60:.0f} min old, no exporter running)",
+            fixable=True, path=path, remedy=f"move it to {where}",
+        ) for path, age in found]
+
+    def _old_temp_files(self, export_dir: Path) -> Iterator[tuple[Path, timedelta]]:
+        try:
+            entries = sorted(os.scandir(export_dir), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        now = self._clock()
+        for entry in entries:
+            if not TEMP_FILE.match(entry.name) or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                mtime = datetime.fromtimestamp(entry.stat(follow_symlinks=False).st_mtime, UTC)
+            except FileNotFoundError:
+                continue  # its exporter finished meanwhile
+            if now - mtime > self._orphan_age:
+                yield Path(entry.path), now - mtime
+
+    @staticmethod
+    def _lock_held(export_dir: Path) -> bool:
+        from filelock import FileLock, Timeout  # noqa: PLC0415 - only locks need it
+
+        lock_path = export_dir / LOCK_NAME
+        if not lock_path.exists():
+            return False  # nobody ever locked it, and checking must not create it
+        lock = FileLock(lock_path, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            return True
+        lock.release()
+        return False
+
+    def show_lost_and_found(self) -> str:
+        return f"{self._shown(self.lost_and_found())}/"
+
+    # --- repairing ------------------------------------------------------------------------------
+
+    def _repair(self, store: Store, found: list[Problem]) -> None:
+        fixable = [p for p in found if p.fixable]
+        # 1. Appends: the journal first, so a file is moved only once what it held is recorded.
+        for problem in fixable:
+            try:
+                if problem.code == LEGACY_RECOVERY_FILE:
+                    self._import_legacy(store, problem)
+                elif problem.code == STALE_BATCH_PROGRESS:
+                    self._abandon(store, problem)
+            except (EvstoreError, OSError) as exc:
+                self._failed(problem, exc)
+        # 2. Moves and copies, per export directory, holding its exporter lock.
+        moved = [p for p in fixable if p.code in _MOVED and p.error is None and p.path is not None]
+        for export_dir, problems in _grouped(moved, lambda p: p.path.parent).items():  # type: ignore[union-attr]
+            self._move_files(export_dir, problems)
+        # 3. Exports: every session with a file to bring back in line with the journal.
+        exported = [p for p in fixable if p.code in _EXPORTED and p.session is not None]
+        for session, problems in _grouped(exported, lambda p: p.session).items():
+            self._export(store, session, problems)
+
+    def _export(self, store: Store, session: str, problems: list[Problem]) -> None:
+        try:
+            results = {r.path: r for r in store.project(session)}
+        except (EvstoreError, OSError) as exc:
+            for problem in problems:
+                if problem.error is None:
+                    self._failed(problem, exc)
+            return
+        for problem in problems:
+            if problem.error is None and problem.code in (PROJECTION_STALE, PROJECTION_MISSING):
+                result = results.get(problem.path) if problem.path is not None else None
+                problem.outcome = (f"exported ({result.action}, seq {result.seq})" if result
+                                   else "exported")
+
+    def _failed(self, problem: Problem, exc: BaseException) -> None:
+        problem.error = str(exc)
+        log.warning("doctor_fix_failed", code=problem.code, path=str(problem.path),
+                    session=problem.session, error=str(exc))
+
+    def _import_legacy(self, store: Store, problem: Problem) -> None:
+        path, session = problem.path, problem.session
+        if path is None or session is None:
+            return
+        parsed, written_at = _read_legacy(path)
+
+        def decide() -> tuple[list[Event], Pending]:
+            current = store.state(session, TasksProjection.name).doc
+            pending = self._pending(store, session, parsed, written_at, current, source=str(path))
+            return list(pending.events), pending
+
+        pending, appended = store.append_decided(session, decide)
+        done = (f"imported {pending.count} event(s) (seq {appended.first_seq}..{appended.last_seq})"
+                if appended is not None else "nothing to import")
+        if pending.superseded:
+            done += f", {pending.superseded} superseded difference(s) left as the journal has them"
+        problem.outcome = done
+
+    def _abandon(self, store: Store, problem: Problem) -> None:
+        session, batch_id = problem.session, problem.detail["batch_id"]
+        if session is None:
+            return
+
+        def decide() -> tuple[list[Event], bool]:
+            batch = store.state(session, BatchProgressProjection.name).batch
+            if batch is None or batch.batch_id != batch_id:
+                return [], False  # finished, abandoned or replaced meanwhile
+            if self._clock() - parse_time(batch.updated_at) <= self._stale_after:
+                return [], False  # its owner (or a new one) came back
+            return [BatchAbandoned(batch_id=batch_id, reason=STALE_REASON)], True
+
+        abandoned, appended = store.append_decided(session, decide)
+        problem.outcome = (
+            f'appended BatchAbandoned (reason "{STALE_REASON}", seq {appended.last_seq})'
+            if abandoned and appended is not None
+            else "left alone: the batch changed meanwhile"
+        )
+
+    def _move_files(self, export_dir: Path, problems: list[Problem]) -> None:
+        """Moves in an export dir happen under its exporter lock: no export writes a temp
+        file or replaces a projection while doctor decides what to set aside."""
+        from filelock import FileLock, Timeout  # noqa: PLC0415 - only locks need it
+
+        lock = FileLock(export_dir / LOCK_NAME, timeout=self._lock_timeout_s)
+        try:
+            lock.acquire()
+        except Timeout:
+            for problem in problems:
+                problem.error = (
+                    f"export directory {export_dir} is locked by an exporter for over "
+                    f"{self._lock_timeout_s:.0f}s: run doctor again when it is done"
+                )
+            return
+        try:
+            for problem in problems:
+                try:
+                    self._move_one(problem)
+                except OSError as exc:
+                    self._failed(problem, exc)
+        finally:
+            lock.release()
+
+    def _move_one(self, problem: Problem) -> None:  # noqa: C901 - one branch per code
+        path = problem.path
+        if path is None:
+            return
+        lost = self.lost_and_found()
+        if problem.code == ORPHAN_TEMP_FILE:
+            if not any(p == path for p, _ in self._old_temp_files(path.parent)):
+                problem.outcome = "gone or renewed meanwhile: left alone"
+                return
+            moved = move_aside(path, lost)
+            problem.outcome = f"moved to {self._shown(moved)}"
+        elif problem.code == BATCH_PROGRESS_CORRUPT:
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                problem.outcome = "gone meanwhile"
+                return
+            if _batch_progress_defect(data) is None:
+                problem.outcome = "valid again meanwhile: left alone"
+                return
+            moved = move_aside(path, lost)
+            problem.outcome = f"moved to {self._shown(moved)}"
+        elif problem.code == PROJECTION_DRIFT:
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                problem.outcome = "gone meanwhile"
+                return
+            stamp = self._clock().astimezone(UTC).strftime(DRIFT_TIME)
+            copy = keep_copy(path, path.parent, f"{path.name}.drift-{stamp}")
+            if sha256(data) != problem.detail.get("sha256"):
+                log.warning("doctor_drift_changed", path=str(path))  # edited again: keep that
+            problem.outcome = f"kept the edited copy as {copy.name}; re-exported"
+        elif problem.code == LEGACY_RECOVERY_FILE:
+            moved = move_aside(path, lost)
+            problem.outcome = f"{problem.outcome or 'imported'}; moved to {self._shown(moved)}"
+
+    def _shown(self, path: Path) -> str:
+        """`path` relative to the project root when inside it: what people read."""
+        try:
+            return str(path.resolve().relative_to(self._root()))
+        except ValueError:
+            return str(path)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _grouped(problems: list[Problem], key: Callable[[Problem], Any]) -> dict[Any, list[Problem]]:
+    groups: dict[Any, list[Problem]] = {}
+    for problem in problems:
+        groups.setdefault(key(problem), []).append(problem)
+    return groups
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What a legacy recovery file brings: the events to append, and how many of its
+    differences the journal has superseded since it was written."""
+
+    events: list[Event]
+    superseded: int
+
+    @property
+    def count(self) -> int:
+        return len(self.events)
+
+
+def _read_legacy(path: Path) -> tuple[ParsedBacklog, datetime | None]:
+    """A tasks.json.failed's pending backlog and when it was written (None if unknown)."""
+    data = path.read_bytes()
+    recovery = read_recovery_file(data, source=str(path))
+    if recovery is None:
+        raise InvalidInputError("no pendingUpdates in it")
+    stamp = orjson.loads(data).get("timestamp")
+    try:
+        written_at = parse_time(stamp) if isinstance(stamp, str) else None
+    except ValueError:
+        written_at = None
+    return recovery[0], written_at
+
+
+_MISSING = object()
+
+
+def _field(index: dict[str, Any], item_id: str, key: str) -> Any:
+    found = index.get(item_id)
+    return found[0].get(key, _MISSING) if found is not None else _MISSING
+
+
+def _differs(a: Any, b: Any) -> bool:
+    if a is _MISSING or b is _MISSING:
+        return a is not b
+    return orjson.dumps(a) != orjson.dumps(b)  # as JSON: Python says 1 == True
+
+
+def _not_superseded(  # noqa: C901 - one branch per event type
+    events: Sequence[Event], base: dict[str, Any], current: dict[str, Any]
+) -> tuple[list[Event], int]:
+    """`events` (current → the file's backlog) less every change to something the journal
+    changed after `base` (the state the file was written against): (kept, dropped)."""
+    before, now = BacklogState(base).index, BacklogState(current).index
+
+    def changed(item_id: str, key: str) -> bool:
+        return _differs(_field(before, item_id, key), _field(now, item_id, key))
+
+    def subtree_changed(item_id: str) -> bool:
+        if item_id not in before:
+            return True
+        return _differs(before[item_id][0], now[item_id][0]) if item_id in now else True
+
+    kept: list[Event] = []
+    dropped = 0
+    for event in events:
+        if isinstance(event, ItemStatusChanged):
+            if changed(event.item_id, "status"):
+                dropped += 1
+                continue
+        elif isinstance(event, ItemUpdated):
+            changes = {k: v for k, v in event.changes.items() if not changed(event.item_id, k)}
+            removed = [k for k in event.removed if not changed(event.item_id, k)]
+            dropped += len(event.changes) - len(changes) + len(event.removed) - len(removed)
+            if not changes and not removed:
+                continue
+            event = ItemUpdated(item_id=event.item_id, changes=changes, removed=removed)  # noqa: PLW2901
+        elif isinstance(event, ItemAdded):
+            if event.item.get("id") in before:  # the journal removed it since
+                dropped += 1
+                continue
+        elif isinstance(event, ItemRemoved):
+            if subtree_changed(event.item_id):  # added or updated by the journal since
+                dropped += 1
+                continue
+        elif isinstance(event, BacklogImported):
+            pass  # judged by the caller: only a whole re-import reproduces the file
+        kept.append(event)
+    return kept, dropped
+
+
+def _restore_hint(path: Path) -> str:
+    return (f"restore {path} from a backup, keeping the damaged file aside (sqlite3's "
+            "`.recover` or `.dump` may salvage rows from it); then `evstore replay` rewrites "
+            "the files from it")
+
+
+def _read_sqlite(path: Path) -> tuple[int | None, list[str], bool]:
+    """(user_version, integrity failures, whether it is another application's database),
+    read without writing; a journal from a newer evstore is refused (JournalSchemaError)."""
+    latest = schema.latest_version("sqlite")
+    try:
+        conn = sqlite3.connect(path, timeout=5, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise translate(exc, path) from exc
+    version = None
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > latest:
+            raise JournalSchemaError(
+                f"journal {path} has schema version {version}, newer than this evstore "
+                f"supports ({latest}): upgrade evstore"
+            )
+        failures = [
+            f"fails its integrity check: {line}"
+            for (row,) in conn.execute("PRAGMA integrity_check").fetchall()
+            for line in str(row).splitlines()
+            if line not in ("ok", "*** in database main ***")
+        ]
+        tables = conn.execute(
+            "SELECT count(*) FROM sqlite_master"
+            " WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ).fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN")):
+            raise translate(exc, path) from exc
+        step = "cannot be read" if version is None else "fails its integrity check"
+        return version, [f"{step}: {exc}"], False
+    finally:
+        conn.close()
+    return version, failures, version == 0 and tables > 0
+
+
+def _batch_progress_defect(data: bytes) -> str | None:
+    """Why `data` is not a schema v1 batch-progress.json, or None when it is one."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return f"not valid JSON ({exc})"
+    if not isinstance(doc, dict):
+        return f"not a schema v1 batch progress document (a JSON {type(doc).__name__})"
+    version = doc.get("schema_version")
+    if version != 1 or isinstance(version, bool):
+        return f"not a schema v1 batch progress document (schema_version {version!r})"
+    if not isinstance(doc.get("session_id"), str) or not isinstance(doc.get("queued_items"), list):
+        return "not a schema v1 batch progress document (session_id or queued_items missing)"
+    for name in ("completed", "failed", "skipped"):
+        if name in doc and not isinstance(doc[name], list):
+            return f"not a schema v1 batch progress document ({name} is not a list)"
+    return None
+
+
+def keep_copy(src: Path, directory: Path, name: str) -> Path:
+    """A copy of `src` as `directory/name` (`name.1`, `name.2`, ... when taken); never
+    overwrites. A hard link where the file system allows (same bytes, times and mode, no
+    copying), else a byte copy with the same mode and times."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count():
+        target = directory / (name if n == 0 else f"{name}.{n}")
+        try:
+            _link_or_copy(src, target)
+        except FileExistsError:
+            continue
+        fsync_directory(directory)
+        return target
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def move_aside(src: Path, directory: Path) -> Path:
+    """Move `src` into `directory` under its own name (a suffix when taken): a copy first,
+    then the original is unlinked, so a crash in between leaves two copies, never none."""
+    target = keep_copy(src, directory, src.name)
+    src.unlink()
+    fsync_directory(src.parent)
+    return target
+
+
+def _link_or_copy(src: Path, target: Path) -> None:
+    try:
+        os.link(src, target, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError:  # another file system, or no hard links here: copy
+        info = src.stat()
+        data = src.read_bytes()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        fd = os.open(target, flags, info.st_mode & 0o777)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                target.unlink()  # our own partial copy; the original is untouched
+            raise
