@@ -161,6 +161,23 @@ class ProjectionRunner:
             for index, (projection, position, _) in enumerate(starts)
         ]
 
+    def rendered_since(
+        self, projection: Projection, stream: str, checkpoint: Checkpoint | None, sha: str
+    ) -> bool:
+        """Whether the projection rendered bytes with this `sha` at some seq after the
+        checkpoint: the trace of an export killed after its rename and before its
+        checkpoint was saved. Rare, so it refolds event by event rather than record the
+        sha of every export before its rename."""
+        position, state = resume_point(projection, checkpoint)
+        if state is None:
+            state = projection.initial()
+        for event in self.journal.scan(stream, after=position):
+            state = projection.fold(state, event)
+            data = projection.render(state)
+            if data is not None and sha256(data) == sha:
+                return True
+        return False
+
     # --- incremental export -------------------------------------------------------------
 
     def export(self, stream: str, export_dir: Path) -> list[ExportResult]:
@@ -208,7 +225,8 @@ class ProjectionRunner:
             if on_disk == new_sha:  # already holds exactly these bytes: leave it be
                 action = "unchanged"
             else:
-                if on_disk is not None and last_sha is not None and on_disk not in (last_sha, new_sha):
+                if (on_disk is not None and last_sha is not None and on_disk not in (last_sha, new_sha)
+                        and not self.rendered_since(projection, stream, checkpoint, on_disk)):
                     log.warning("projection_drift_overwritten", path=str(path), projection=projection.name)
                 data = rendered.data
                 self._with_retry(lambda: self._write_file(path, data), path, rendered.applied)

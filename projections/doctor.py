@@ -371,7 +371,8 @@ class Doctor:
                 if why is not None:
                     problems.append(self._batch_corrupt(session, path, why, unfinished=bool(want)))
                     continue
-            if exported is not None and on_disk is not None and on_disk not in (exported, want_sha):
+            if (exported is not None and on_disk is not None and on_disk not in (exported, want_sha)
+                    and not store.runner.rendered_since(projection, session, checkpoint, on_disk)):
                 problems.append(Problem(
                     PROJECTION_DRIFT,
                     f"{shown} (session {session}) was changed outside evstore "
