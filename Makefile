@@ -14,7 +14,7 @@ BACKLOG := tests/fixtures/hacky-hack/001_14b9dc2a33c7.tasks.49991f1.initial.json
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,postgres]'
 	touch $@
 
 venv: $(BIN)/.installed

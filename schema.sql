@@ -58,3 +58,72 @@ CREATE TABLE checkpoints (
 -- range-scan this index instead of reading the whole session through UNIQUE(stream,
 -- version) and sorting it.
 CREATE INDEX events_stream_seq ON events (stream, seq);
+
+
+-- backend: postgresql
+-- ==========================================================================
+-- The same journal on PostgreSQL (DESIGN §12), read by eventstore/pgjournal.py.
+-- Blocks 1..3 mirror the SQLite ones above. Statements are split on ';'
+-- outside quotes, comments and $$ bodies (eventstore/schema.py).
+-- The schema version lives in evstore_schema (PostgreSQL has no user_version);
+-- the journal code bumps it after each block, in the block's transaction.
+-- ==========================================================================
+
+-- migration: 1
+-- The schema version: one row, created empty here and written by the migrator.
+CREATE TABLE evstore_schema (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    version   integer NOT NULL CHECK (version >= 1)
+);
+
+-- The journal. seq has no default on purpose: the appender assigns max(seq)+1
+-- while it holds the journal's append lock (pg_advisory_xact_lock), so writers
+-- commit one at a time in seq order. A sequence or identity column would hand
+-- out numbers at INSERT and let a later number commit first: a reader taking
+-- "seq > checkpoint" could then skip the earlier one for ever.
+-- data and meta are `json`, not `jsonb`: json keeps the text as written (key
+-- order included) and still refuses what is not JSON, like json_valid().
+CREATE TABLE events (
+    seq            bigint  PRIMARY KEY CHECK (seq >= 1),
+    stream         text    NOT NULL,
+    version        integer NOT NULL CHECK (version >= 1),
+    type           text    NOT NULL,
+    data           json    NOT NULL,
+    meta           json    NOT NULL,
+    recorded_at    text    NOT NULL,
+    event_id       text    NOT NULL UNIQUE,
+    schema_version integer NOT NULL DEFAULT 1 CHECK (schema_version >= 1),
+    UNIQUE (stream, version)
+);
+
+-- Append-only: UPDATE, DELETE and TRUNCATE are refused for every role that does
+-- not disable triggers. SQLSTATE 23000 (integrity_constraint_violation), as
+-- SQLite's RAISE(ABORT) in a trigger is a constraint failure.
+CREATE FUNCTION evstore_events_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'evstore journal is append-only: % on events refused', TG_OP
+        USING ERRCODE = 'integrity_constraint_violation';
+END;
+$$;
+
+CREATE TRIGGER events_append_only
+BEFORE UPDATE OR DELETE OR TRUNCATE ON events
+FOR EACH STATEMENT EXECUTE FUNCTION evstore_events_append_only();
+
+-- migration: 2
+-- Projection checkpoints, as in SQLite: last applied seq, the folded state, the
+-- sha256 of the bytes last exported.
+CREATE TABLE checkpoints (
+    projection      text   NOT NULL,
+    stream          text   NOT NULL,
+    seq             bigint NOT NULL CHECK (seq >= 0),
+    state           bytea  NOT NULL,
+    exported_sha256 text,
+    exported_at     text,
+    PRIMARY KEY (projection, stream)
+);
+
+-- migration: 3
+-- Catch-up reads ("this session's events after seq N") range-scan this index.
+CREATE INDEX events_stream_seq ON events (stream, seq);

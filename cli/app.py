@@ -81,7 +81,8 @@ def _fail(message: str, code: int) -> None:
     "--db",
     envvar="EVSTORE_DB",
     type=click.Path(dir_okay=False),
-    help="Journal file. Default: .evstore/journal.db in this directory or the nearest parent.",
+    help="Journal file, or a postgresql:// URL. Default: .evstore/journal.db in this "
+    "directory or the nearest parent.",
 )
 @click.option(
     "--durability",

@@ -23,7 +23,9 @@ class AppContext:
 
         if self._store is None:
             # A PostgreSQL URL is passed through as given: Path() would fold its `//`.
-            db: str | Path | None = self.db if is_url(self.db) else Path(self.db) if self.db else None
+            db: str | Path | None = Path(self.db) if self.db else None
+            if is_url(self.db):
+                db = self.db
             if create and db is None:
                 db = default_journal(Path.cwd())
             self._store = Store.open(

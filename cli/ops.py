@@ -80,7 +80,8 @@ def _status_report(obj: AppContext) -> dict[str, Any]:
 
 def _print_status(report: dict[str, Any]) -> None:
     journal = report["journal"]
-    click.echo(f"journal {journal['path']} ({journal['bytes']:,} bytes, schema {journal['schema_version']}, head seq {journal['head_seq']})")
+    size = f"{journal['bytes']:,} bytes, " if journal["bytes"] is not None else ""
+    click.echo(f"journal {journal['path']} ({size}schema {journal['schema_version']}, head seq {journal['head_seq']})")
     for session in report["sessions"]:
         click.echo(f"session {session['session']}: {session['events']} events → {session['export_dir']}")
         for p in session["projections"]:

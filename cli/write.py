@@ -40,6 +40,12 @@ def init(obj: AppContext) -> None:
     """
     from eventstore.locate import default_journal  # noqa: PLC0415
 
+    if obj.db and "://" in obj.db:  # a PostgreSQL URL: the schema version tells
+        store = obj.store(create=True)
+        events = store.journal.head()
+        verb = "Initialized" if events == 0 else "Reinitialized existing"
+        click.echo(f"{verb} evstore journal in {store.journal.path}")
+        return
     path = Path(obj.db) if obj.db else default_journal(Path.cwd())
     existed = path.exists()
     store = obj.store(create=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from eventstore.errors import JournalNotFoundError
 
@@ -28,19 +27,22 @@ def is_url(db: str | os.PathLike[str] | None) -> bool:
 
 def redact_url(url: str) -> str:
     """`url` with its password hidden (`postgresql://user:***@host/db`), also one given
-    as a `password=` query parameter: what errors and logs may show."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, hostinfo = netloc.rpartition("@")
-            if ":" in userinfo:
-                userinfo = userinfo.split(":", 1)[0] + ":***"
-            netloc = f"{userinfo}@{hostinfo}"
-        query = _PASSWORD_PARAM.sub(r"\1***", parts.query)
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:  # unparseable: show the scheme only, never the rest
-        return url.split("://", 1)[0] + "://***"
+    as a `password=` query parameter: what errors and logs may show. Nothing else of
+    the URL changes."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, tail = rest[:cut], rest[cut:]
+    if "@" in authority:
+        userinfo, _, hosts = authority.rpartition("@")
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        authority = f"{userinfo}@{hosts}"
+    path, qmark, query = tail.partition("?")
+    if qmark:
+        query = _PASSWORD_PARAM.sub(r"\1***", query)
+    return f"{scheme}{sep}{authority}{path}{qmark}{query}"
 
 
 def journal_from_env() -> str | None:

@@ -41,8 +41,6 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg import errors as pgerrors
-from psycopg.adapt import Loader
 
 from eventstore import schema
 from eventstore.errors import (
@@ -82,7 +80,11 @@ MIGRATE_LOCK = int.from_bytes(b"evstore?", "big")
 
 _CURRENT_SCHEMA = {name: cls.schema_version for name, cls in EVENT_TYPES.items()}
 _NO_META: dict[str, Any] = {}
-_COLUMNS = "seq, stream, version, type, data, meta::text, recorded_at, event_id, schema_version"
+# json columns read as text (psycopg's C text loader) and decoded by orjson in the loop:
+# faster than a Python-level json loader per cell, and `meta` stays undecoded until used.
+_COLUMNS = (
+    "seq, stream, version, type, data::text, meta::text, recorded_at, event_id, schema_version"
+)
 _INSERT_ONE = (
     "INSERT INTO events (seq, stream, version, type, data, meta, recorded_at, event_id,"
     " schema_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -133,12 +135,6 @@ class PgLocation(str):
         return self.rsplit("/", 1)[-1].split("?", 1)[0]
 
 
-class _JsonLoader(Loader):
-    """`json` columns decoded by orjson straight from the wire (key order kept)."""
-
-    load = orjson.loads  # type: ignore[assignment]
-
-
 class PostgresJournal:
     """The journal in a PostgreSQL database. Thread-safe: one connection behind a lock."""
 
@@ -172,6 +168,7 @@ class PostgresJournal:
         self._recording = False
         self._meta_base = {"host": socket.gethostname(), "user": _user(), "tool": tool}
         self._pg: psycopg.Connection[Any] | None = None
+        self._closed = False
         self._password: str | None = None
         self._conninfo = self._check_url(url)
         self._open(create=create)
@@ -199,7 +196,6 @@ class PostgresJournal:
         except psycopg.Error as exc:
             raise self._connect_error(exc) from exc
         try:
-            conn.adapters.register_loader("json", _JsonLoader)
             conn.execute(
                 "SELECT set_config('lock_timeout', %s, false),"
                 " set_config('synchronous_commit', %s, false)",
@@ -211,6 +207,9 @@ class PostgresJournal:
         return conn
 
     def _connection(self) -> psycopg.Connection[Any]:
+        """The connection, reconnected if it was lost (never after close())."""
+        if self._closed:
+            raise JournalError(f"journal {self.path} is closed")
         if self._pg is None or self._pg.closed:
             self._pg = self._connect()
         return self._pg
@@ -253,12 +252,16 @@ class PostgresJournal:
         """(schema version, name of a foreign `events`/`checkpoints` table or None)."""
         conn = conn or self._connection()
         try:
-            marker, events, checkpoints = conn.execute(
-                "SELECT to_regclass('evstore_schema') IS NOT NULL,"
-                " to_regclass('events') IS NOT NULL, to_regclass('checkpoints') IS NOT NULL"
-            ).fetchone() or (False, False, False)
-            if not marker:
-                foreign = "events" if events else "checkpoints" if checkpoints else None
+            # pg_class read with this statement's snapshot, not to_regclass(): the name
+            # cache is not refreshed by an advisory lock wait, so a migrator that waited
+            # for another one would not see the tables it just created.
+            present = {name for (name,) in conn.execute(
+                "SELECT relname FROM pg_class WHERE relnamespace = "
+                "(SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
+                " AND relname IN ('evstore_schema', 'events', 'checkpoints')"
+            ).fetchall()}
+            if "evstore_schema" not in present:
+                foreign = "events" if "events" in present else "checkpoints" if present else None
                 return 0, foreign
             row = conn.execute("SELECT version FROM evstore_schema").fetchone()
         except psycopg.Error as exc:
@@ -270,11 +273,16 @@ class PostgresJournal:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
             # Another process may have migrated while we waited for the lock.
             found, _ = self._found_version(conn)
+            if found > schema.latest_version(self.backend):
+                raise JournalSchemaError(
+                    f"journal {self.path} was just migrated to schema version {found} by a "
+                    "newer evstore: upgrade evstore"
+                )
             for version, statements in schema.migrations(self.backend):
                 if version <= found:
                     continue
                 for statement in statements:
-                    conn.execute(statement)  # type: ignore[call-overload]
+                    conn.execute(statement)
                 conn.execute(
                     "INSERT INTO evstore_schema (singleton, version) VALUES (true, %s)"
                     " ON CONFLICT (singleton) DO UPDATE SET version = excluded.version",
@@ -288,6 +296,7 @@ class PostgresJournal:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self._pg is not None:
                 self._pg.close()
                 self._pg = None
@@ -304,6 +313,7 @@ class PostgresJournal:
         """An error's first line (libpq adds hints on further lines), the password
         scrubbed if libpq ever echoed it."""
         text = _SPACES.sub(" ", str(exc).strip().split("\n", 1)[0]).strip()
+        text = text.replace(self._url, str(self.path))
         if self._password:
             text = text.replace(self._password, "***")
         return text.removeprefix("connection failed: ").removeprefix("connection is bad: ")
@@ -372,8 +382,9 @@ class PostgresJournal:
         def on_retry(attempt: int, delay_s: float, exc: BaseException) -> None:
             failures.append(exc)
             cause = exc.__cause__
+            busy = isinstance(exc, JournalBusyError)
             log.warning(
-                "journal_busy_retry" if isinstance(exc, JournalBusyError) else "journal_unavailable_retry",
+                "journal_busy_retry" if busy else "journal_unavailable_retry",
                 attempt=attempt,
                 max_attempts=policy.max_attempts,
                 delay_ms=round(delay_s * 1000, 1),
@@ -448,7 +459,7 @@ class PostgresJournal:
 
     # --- append -----------------------------------------------------------------------
 
-    def append(  # noqa: PLR0913, C901 - keyword-only options of one operation
+    def append(  # noqa: PLR0913, PLR0915, C901 - keyword-only options of one operation
         self,
         stream: str,
         events: Sequence[Event],
@@ -485,7 +496,7 @@ class PostgresJournal:
         own_ids = [event_id or new_event_id() for event_id in ids]
         progress: dict[str, Any] = {"committing": False, "written": None, "result": None}
 
-        def attempt() -> AppendResult:  # noqa: C901 - one transaction, step by step
+        def attempt() -> AppendResult:  # one transaction, step by step
             unsure = progress["committing"]
             progress["committing"] = False
             with self._lock:
@@ -609,7 +620,7 @@ class PostgresJournal:
             with self._lock:
                 conn = self._connection()
                 try:
-                    return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+                    return conn.execute(sql, params).fetchall()
                 except psycopg.Error as exc:
                     raise self._translate(exc) from exc
 
@@ -648,10 +659,11 @@ class PostgresJournal:
         if limit is not None:
             sql += " LIMIT %s"
             params.append(limit)
+        loads = orjson.loads
         current = _CURRENT_SCHEMA
         rows = self._rows(sql, params)
         for seq, stream_, version, type_, data, meta, recorded_at, event_id, sv in rows:
-            payload = data
+            payload = loads(data)
             if sv < current.get(type_, sv):
                 payload = upcast(type_, sv, payload)
             yield StoredEvent(seq, stream_, version, type_, payload, meta, recorded_at,
@@ -663,7 +675,7 @@ class PostgresJournal:
         """What folds need of one stream's events, in `seq` order (see SQLiteJournal.scan):
         `meta` and `event_id` are not loaded (they read as {} and "")."""
         sql = (
-            "SELECT seq, version, type, data, recorded_at, schema_version FROM events"
+            "SELECT seq, version, type, data::text, recorded_at, schema_version FROM events"
             " WHERE stream = %s AND seq > %s"
         )
         params: list[Any] = [stream, after]
@@ -672,12 +684,28 @@ class PostgresJournal:
             params.append(until)
         sql += " ORDER BY seq"
         rows = self._rows(sql, params)
+        loads = orjson.loads
         current = _CURRENT_SCHEMA
         make = StoredEvent
-        for seq, version, type_, payload, recorded_at, sv in rows:
+        for seq, version, type_, data, recorded_at, sv in rows:
+            payload = loads(data)
             if sv < current.get(type_, sv):
-                payload = upcast(type_, sv, payload)  # noqa: PLW2901 - upcast in place
+                payload = upcast(type_, sv, payload)
             yield make(seq, stream, version, type_, payload, _NO_META, recorded_at, "", sv)
+
+    def change_token(self) -> tuple[int, ...]:
+        """Changes whenever events commit (what `evstore watch` polls): the head seq, one
+        backward step on the primary key. Unlike SQLite's data_version it does not move
+        on a checkpoint, which watch ignores anyway."""
+        return (self.head(),)
+
+    def streams_between(self, after: int, until: int) -> list[str]:
+        """The streams with events in `after < seq <= until`, in order of first event."""
+        return [row[0] for row in self._rows(
+            "SELECT stream FROM events WHERE seq > %s AND seq <= %s"
+            " GROUP BY stream ORDER BY min(seq)",
+            (after, until),
+        )]
 
     def head(self) -> int:
         return int(self._scalar("SELECT coalesce(max(seq), 0) FROM events"))

@@ -109,8 +109,10 @@ def last_error(store: Store) -> dict[str, Any] | None:
     return _record(latest) if latest is not None and latest.type == "ErrorRecorded" else None
 
 
-def journal_size(path: Path) -> int:
-    """Bytes of the journal with its WAL (what it takes on disk now)."""
+def journal_size(path: Path) -> int | None:
+    """Bytes of the journal with its WAL (what it takes on disk now); None for a server."""
+    if "://" in str(path):
+        return None
     total = 0
     for suffix in ("", "-wal"):
         try:
