@@ -68,15 +68,9 @@ def doctor(obj: AppContext, *, fix: bool, as_json: bool) -> None:
     from eventstore.locate import find_journal  # noqa: PLC0415
     from projections.doctor import Doctor  # noqa: PLC0415
 
-    if obj.db and "://" in obj.db:
-        from eventstore.errors import InvalidInputError  # noqa: PLC0415
-
-        raise InvalidInputError(
-            "evstore doctor checks SQLite journals (a file); a journal on a server is "
-            "checked by its own tools (for PostgreSQL: its logs and pg_amcheck)"
-        )
-    path = Path(obj.db) if obj.db else find_journal(Path.cwd())
-    doc = Doctor(path, durability=obj.durability, tool="evstore-cli")  # type: ignore[arg-type]
+    # A PostgreSQL URL is checked through its own integrity check; files the same way.
+    target = obj.db if obj.db and "://" in obj.db else (Path(obj.db) if obj.db else find_journal(Path.cwd()))
+    doc = Doctor(target, durability=obj.durability, tool="evstore-cli")  # type: ignore[arg-type]
     report = doc.fix() if fix else doc.check()
     if as_json:
         emit_json(report.as_dict())

@@ -50,7 +50,7 @@ from eventstore.events import (
     ItemUpdated,
 )
 from eventstore.journal import Durability, SQLiteJournal, translate, utc_now
-from eventstore.locate import STATE_DIR
+from eventstore.locate import STATE_DIR, find_project_root, is_url, redact_url
 from eventstore.logs import get_logger
 from eventstore.owner import is_alive, this_host
 from eventstore.runner import LOCK_NAME, resume_point, sha256
@@ -192,7 +192,10 @@ class Doctor:
         tool: str = "evstore-doctor",
         lock_timeout_s: float = 10.0,
     ) -> None:
-        self.db = Path(db)
+        # A PostgreSQL URL: the journal checks are the server journal's own integrity
+        # check; the file checks are the same, on this machine's export directories.
+        self.url = str(db) if is_url(db) else None
+        self.db = Path(redact_url(str(db))) if self.url else Path(db)
         self.projections = tuple(projections)
         self._clock = clock
         self._alive = alive
@@ -214,6 +217,8 @@ class Doctor:
         return self._run(fix=True)
 
     def _run(self, *, fix: bool) -> Report:
+        if self.url is not None:
+            return self._run_on_server(fix=fix)
         journal_problems, version = self._inspect_journal()
         report = Report(journal=self.db, root=self._root(), fix=fix, schema_version=version,
                         latest_schema_version=schema.latest_version("sqlite"),
@@ -251,6 +256,25 @@ class Doctor:
             self._examine(store, report)
         return report
 
+    def _run_on_server(self, *, fix: bool) -> Report:
+        """A PostgreSQL journal: opening it migrates an older schema (the server journal
+        has no read-only open); its integrity check stands for SQLite's."""
+        assert self.url is not None  # noqa: S101 - only called for a URL
+        store = Store.open(self.url, projections=self.projections, durability=self._durability,
+                           tool=self._tool)
+        with store:
+            failures = store.journal.integrity_check()
+            report = Report(journal=self.db, root=self._root(), fix=fix,
+                            schema_version=store.journal.schema_version,
+                            latest_schema_version=schema.latest_version("postgresql"),
+                            problems=[self._corrupt(f"journal {self.db}: {f}") for f in failures])
+            report.remaining = report.problems
+            if failures:
+                report.skipped.append(_UNTRUSTED)
+                return report
+            self._examine(store, report)
+        return report
+
     def _examine(self, store: Store, report: Report) -> None:
         """Scan the sessions; when fixing, repair, scan again and settle what is fixed."""
         report.sessions = store.sessions()
@@ -274,6 +298,8 @@ class Doctor:
     # --- the journal ----------------------------------------------------------------------------
 
     def _root(self) -> Path:
+        if self.url is not None:
+            return find_project_root(Path.cwd())
         journal = self.db.resolve()
         return journal.parent.parent if journal.parent.name == STATE_DIR else journal.parent
 
@@ -281,6 +307,8 @@ class Doctor:
         """`<project root>/.evstore/lost+found/`: beside the journal (which, elsewhere than in
         .evstore/, gets a `lost+found/` of its own rather than a new `.evstore/` that would
         change where other commands find their journal)."""
+        if self.url is not None:
+            return self._root() / STATE_DIR / LOST_AND_FOUND
         return self.db.resolve().parent / LOST_AND_FOUND
 
     def _inspect_journal(self) -> tuple[list[Problem], int | None]:

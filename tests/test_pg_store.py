@@ -517,3 +517,26 @@ def test_a_malformed_url_is_refused_without_showing_its_password() -> None:
 def _no_env_db(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("EVSTORE_DB", raising=False)
     yield
+
+
+def test_doctor_on_a_postgresql_journal(url: str, project_dir: Path, cli: Cli) -> None:
+    """doctor checks the server journal (its integrity check) and this machine's files:
+    a stale and an edited tasks.json are found, and fixed without losing the edit."""
+    assert cli("--db", url, "init").exit_code == 0
+    assert cli("--db", url, "import", str(TASKS), "--session", SESSION).exit_code == 0
+    assert cli("--db", url, "project").exit_code == 0
+    healthy = cli("--db", url, "doctor", "--json")
+    assert healthy.exit_code == 0, healthy.stderr
+    assert json.loads(healthy.stdout)["healthy"] is True
+    cli("--db", url, "append", "-s", SESSION, "P1", "Complete")
+    stale = cli("--db", url, "doctor")
+    assert stale.exit_code == 1
+    assert "PROJECTION_STALE" in stale.stdout
+    (project_dir / TASKS).write_text('{"backlog": []}')
+    fixed = cli("--db", url, "doctor", "--fix", "--json")
+    assert fixed.exit_code == 0, fixed.stdout
+    report = json.loads(fixed.stdout)
+    assert {p["code"] for p in report["problems"]} == {"PROJECTION_DRIFT"}
+    drift = list((project_dir / TASKS).parent.glob("tasks.json.drift-*"))
+    assert [d.read_text() for d in drift] == ['{"backlog": []}']
+    assert b'"status": "Complete"' in (project_dir / TASKS).read_bytes()
