@@ -40,7 +40,20 @@ def import_file(store: Store, path: Path, session: str, export_dir: str | None) 
     if store.has_session(session):
         version = store.journal.stream_version(session)
         current = store.state(session, "tasks").doc
-        events = [seed] if current is None else diff_backlogs(current, parsed.doc, fallback=seed)
+        if recovery is not None:
+            # A recovery file was written against an older state: apply what it changed,
+            # never undo what the journal recorded since (as `doctor --fix` does).
+            from projections.doctor import read_legacy, recovery_events  # noqa: PLC0415
+
+            legacy = read_legacy(data, source=source)
+            written_at = legacy[1] if legacy else None
+            pending = recovery_events(store, session, parsed, written_at, current, source=source)
+            events = pending.events
+            if pending.superseded:
+                warnings.append(f"{source}: {pending.superseded} difference(s) left as the journal "
+                                "has them: it recorded newer updates since the file was written")
+        else:
+            events = [seed] if current is None else diff_backlogs(current, parsed.doc, fallback=seed)
         if export_dir is not None:
             warnings.append(f"--export-dir ignored: session {session} already exports to "
                             f"{store.export_dir(session)}")

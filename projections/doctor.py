@@ -498,46 +498,7 @@ class Doctor:
         self, store: Store, session: str, parsed: ParsedBacklog, written_at: datetime | None,
         current: dict[str, Any] | None, *, source: str,
     ) -> Pending:
-        """The events that bring a legacy file's pending updates into the journal.
-
-        The file's `pendingUpdates` is the whole backlog as the old pipeline held it when
-        it gave up. Its differences from the journal's current state would also undo every
-        update the journal recorded after the file was written, so only what the file
-        changed relative to the state it was written against (the journal at the file's
-        `timestamp`, or right after the session's first import when that is later) is
-        applied; a field the journal changed since is newer and kept as the journal has it.
-        """
-        seed = import_event(parsed, source=source)
-        if current is None:
-            return Pending([seed], 0)
-        events = diff_backlogs(current, parsed.doc, fallback=seed)
-        base = self._base(store, session, written_at)
-        if base is None or not events:
-            return Pending(list(events), 0)
-        kept, superseded = _not_superseded(events, base, current)
-        if kept == [seed] and _differs(base, current):
-            raise InvalidInputError(
-                "its differences can only be imported as a whole backlog, which would undo "
-                "updates the journal recorded since it was written"
-            )
-        return Pending(kept, superseded)
-
-    def _base(
-        self, store: Store, session: str, written_at: datetime | None
-    ) -> dict[str, Any] | None:
-        """The backlog the legacy file was written against (see `_pending`)."""
-        first = next(iter(store.journal.read(session, types=["BacklogImported"], limit=1)), None)
-        if first is None:
-            return None
-        until = first.seq
-        if written_at is not None:
-            until = max(until, store.journal.seq_at(written_at))
-        tasks = next((p for p in self.projections if p.name == TasksProjection.name), None)
-        if tasks is None:
-            return None
-        state, _, _ = store.runner.fold(tasks, session, until=until)
-        doc: dict[str, Any] | None = state.doc
-        return doc
+        return recovery_events(store, session, parsed, written_at, current, source=source)
 
     def _legacy_unreadable(self, path: Path, session: str, why: str) -> Problem:
         return Problem(
@@ -775,6 +736,66 @@ class Pending:
     @property
     def count(self) -> int:
         return len(self.events)
+
+
+def recovery_events(  # noqa: PLR0913 - the file, where it goes, and the state it meets
+    store: Store, session: str, parsed: ParsedBacklog, written_at: datetime | None,
+    current: dict[str, Any] | None, *, source: str,
+) -> Pending:
+    """The events that bring a legacy file's pending updates into the journal.
+
+    The file's `pendingUpdates` is the whole backlog as the old pipeline held it when
+    it gave up. Its differences from the journal's current state would also undo every
+    update the journal recorded after the file was written, so only what the file
+    changed relative to the state it was written against (the journal at the file's
+    `timestamp`, or right after the session's first import when that is later) is
+    applied; a field the journal changed since is newer and kept as the journal has it.
+    Used by `doctor --fix` and by `evstore import FILE.failed`.
+    """
+    seed = import_event(parsed, source=source)
+    if current is None:
+        return Pending([seed], 0)
+    events = diff_backlogs(current, parsed.doc, fallback=seed)
+    base = _recovery_base(store, session, written_at)
+    if base is None or not events:
+        return Pending(list(events), 0)
+    kept, superseded = _not_superseded(events, base, current)
+    if kept == [seed] and _differs(base, current):
+        raise InvalidInputError(
+            "its differences can only be imported as a whole backlog, which would undo "
+            "updates the journal recorded since it was written"
+        )
+    return Pending(kept, superseded)
+
+
+def _recovery_base(store: Store, session: str, written_at: datetime | None) -> dict[str, Any] | None:
+    """The backlog a legacy file was written against (see `recovery_events`)."""
+    first = next(iter(store.journal.read(session, types=["BacklogImported"], limit=1)), None)
+    if first is None:
+        return None
+    until = first.seq
+    if written_at is not None:
+        until = max(until, store.journal.seq_at(written_at))
+    tasks = next((p for p in store.projections if p.name == TasksProjection.name), None)
+    if tasks is None:
+        return None
+    state, _, _ = store.runner.fold(tasks, session, until=until)
+    doc: dict[str, Any] | None = state.doc
+    return doc
+
+
+def read_legacy(data: bytes, *, source: str) -> tuple[ParsedBacklog, datetime | None] | None:
+    """A tasks.json.failed's pending backlog and when it was written (None if unknown);
+    None when the bytes are not a recovery file."""
+    recovery = read_recovery_file(data, source=source)
+    if recovery is None:
+        return None
+    stamp = orjson.loads(data).get("timestamp")
+    try:
+        written_at = parse_time(stamp) if isinstance(stamp, str) else None
+    except ValueError:
+        written_at = None
+    return recovery[0], written_at
 
 
 def _read_legacy(path: Path) -> tuple[ParsedBacklog, datetime | None]:

@@ -294,3 +294,24 @@ def test_json_logs_on_stderr_for_machines(imported: Path, cli: Cli) -> None:
 def test_initial_fixture_is_the_demo_backlog() -> None:
     """The demo and these tests import the same real file."""
     assert INITIAL.name == "001_14b9dc2a33c7.tasks.49991f1.initial.json"
+
+
+def test_importing_a_legacy_failed_file_never_undoes_newer_updates(imported: Path, cli: Cli) -> None:
+    """The file was written before the journal recorded S1 Complete: its own change (S2)
+    is applied, its stale view of S1 is not, and the user is told."""
+    log = [json.loads(line) for line in cli("log", "--json").stdout.splitlines()]
+    written_at = log[-1]["recorded_at"]  # just after the import, before the next update
+    assert cli("append", "-s", SESSION, "P1.M1.T1.S1", "Complete").exit_code == 0
+    pending = loads((imported / TASKS).read_bytes())  # the pipeline's view: S1 still Planned
+    pending["backlog"][0]["milestones"][0]["tasks"][0]["subtasks"][1]["status"] = "Complete"
+    recovery = {"version": "1.0", "timestamp": written_at, "sessionPath": str(imported / "plan" / SESSION),
+                "pendingUpdates": pending, "error": {"message": "EBUSY", "attempts": 3}, "pendingCount": 1}
+    (imported / "old.failed").write_text(json.dumps(recovery))
+    result = cli("import", "old.failed", "-s", SESSION, "--json")
+    assert result.exit_code == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["events"] == 1
+    assert any("left as the journal has them" in w for w in outcome["warnings"])
+    cli("project")
+    subtasks = loads((imported / TASKS).read_bytes())["backlog"][0]["milestones"][0]["tasks"][0]["subtasks"]
+    assert [s["status"] for s in subtasks[:2]] == ["Complete", "Complete"]
