@@ -17,7 +17,7 @@ from eventstore.logs import forget_pending_setup
 from eventstore._version import __version__
 
 WRITE = ("init", "import", "append", "fail", "batch")
-READ = ("show", "log", "status", "errors")
+READ = ("show", "log", "history", "status", "errors")
 MAINTAIN = ("project", "replay", "watch", "doctor")
 
 

@@ -129,3 +129,68 @@ def _summary(event_type: str, data: dict[str, Any]) -> str:
     if event_type == "SessionCreated":
         return f"export dir {data['export_dir']}"
     return ", ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, (dict, list)))[:120]
+
+
+@app.command()
+@click.argument("item")
+@click.option("--session", "-s", callback=_session_id, help="The item's session (default: the only one that has it).")
+@click.option("--json", "as_json", is_flag=True, help="A list of entries: seq, at, kind, by {tool, user, host, pid}, and per kind status/held_s, error, fix_id, batch_id/outcome.")
+@pass_app
+def history(obj: AppContext, item: str, session: str | None, *, as_json: bool) -> None:
+    """Show an item's timeline: each status, how long it held, who set it, fixes, batches.
+
+    \b
+    Example:
+      evstore history P1.M1.T1.S1 --session 001
+    """
+    from eventstore.errors import InvalidInputError  # noqa: PLC0415
+    from eventstore.journal import utc_now  # noqa: PLC0415
+    from projections.history import item_history  # noqa: PLC0415
+
+    store = obj.store()
+    sessions = [session] if session else store.sessions()
+    found = {name: item_history(store.journal.read(name), item, now=utc_now()) for name in sessions}
+    found = {name: entries for name, entries in found.items() if entries}
+    if not found:
+        raise InvalidInputError(f"item {item!r} does not appear in session(s) {', '.join(sessions) or '(none)'}")
+    if len(found) > 1:
+        raise InvalidInputError(f"item {item!r} is in several sessions ({', '.join(found)}): pass --session")
+    ((name, entries),) = found.items()
+    if as_json:
+        emit_json(entries)
+        return
+    click.echo(f"{item} in session {name}")
+    for entry in entries:
+        click.echo(f"{entry['seq']:>6}  {entry['at']}  {_describe(entry):<58}  {_who(entry['by'])}")
+
+
+def _describe(entry: dict[str, Any]) -> str:
+    kind = entry["kind"]
+    held = f" (held {_duration(entry['held_s'])})" if "held_s" in entry else ""
+    if kind in ("imported", "added", "status"):
+        why = f" [{entry['reason']}]" if entry.get("reason") else ""
+        return f"{'imported as' if kind == 'imported' else 'added as' if kind == 'added' else '→'} {entry['status']}{why}{held}"
+    if kind == "failed":
+        return f"failed: {entry['error'].splitlines()[0][:40]}"
+    if kind == "fix":
+        return f"fix #{entry['attempt']} {entry['fix_id']} for {entry['original_id']}"
+    if kind == "fix_limit":
+        return f"fix limit reached after {entry['attempts']} fixes"
+    if kind == "batch":
+        return f"batch {entry['batch_id'][:8]}: {entry['outcome']}"
+    return kind
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{seconds:.1f}s"
+
+
+def _who(by: dict[str, Any]) -> str:
+    return " ".join(str(v) for v in (by.get("tool"), by.get("user") and f"{by['user']}@{by.get('host')}") if v)
