@@ -14,7 +14,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -509,19 +509,12 @@ class SQLiteJournal:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        loads = orjson.loads
-        current = _CURRENT_SCHEMA
         with self._lock:
             try:
                 rows = self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise translate(exc, self.path) from exc
-        for seq, stream_, version, type_, data, meta, recorded_at, event_id, sv in rows:
-            payload = loads(data)
-            if sv < current.get(type_, sv):
-                payload = upcast(type_, sv, payload)
-            yield StoredEvent(seq, stream_, version, type_, payload, meta, recorded_at,
-                              event_id, sv)
+        return decode_rows(rows)
 
     def scan(
         self, stream: str, *, after: int = 0, until: int | None = None
@@ -553,14 +546,7 @@ class SQLiteJournal:
                 rows = self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise translate(exc, self.path) from exc
-        loads = orjson.loads
-        current = _CURRENT_SCHEMA
-        make = StoredEvent
-        for seq, version, type_, data, recorded_at, sv in rows:
-            payload = loads(data)
-            if sv < current.get(type_, sv):
-                payload = upcast(type_, sv, payload)
-            yield make(seq, stream, version, type_, payload, _NO_META, recorded_at, "", sv)
+        yield from decode_scan_rows(stream, rows)
 
     def change_token(self) -> tuple[int, ...]:
         """Changes whenever anything commits, without reading a table: `data_version`
@@ -679,6 +665,28 @@ class SQLiteJournal:
         with self._lock:
             db = sqlite_utils.Database(self._conn)
             return {name: db[name].count for name in db.table_names()}
+
+
+def decode_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[StoredEvent]:
+    """Rows of (seq, stream, version, type, data, meta, recorded_at, event_id,
+    schema_version), data as JSON text, into events upcast to the current schema."""
+    loads, current = orjson.loads, _CURRENT_SCHEMA
+    for seq, stream, version, type_, data, meta, recorded_at, event_id, sv in rows:
+        payload = loads(data)
+        if sv < current.get(type_, sv):
+            payload = upcast(type_, sv, payload)
+        yield StoredEvent(seq, stream, version, type_, payload, meta, recorded_at, event_id, sv)
+
+
+def decode_scan_rows(stream: str, rows: Iterable[tuple[Any, ...]]) -> Iterator[StoredEvent]:
+    """The lean rows of `scan` (seq, version, type, data, recorded_at, schema_version):
+    what folds need, without meta or event id. This is the replay loop: keep it tight."""
+    loads, current, make = orjson.loads, _CURRENT_SCHEMA, StoredEvent
+    for seq, version, type_, data, recorded_at, sv in rows:
+        payload = loads(data)
+        if sv < current.get(type_, sv):
+            payload = upcast(type_, sv, payload)
+        yield make(seq, stream, version, type_, payload, _NO_META, recorded_at, "", sv)
 
 
 def _payloads(events: Sequence[Event]) -> list[tuple[str, bytes]]:

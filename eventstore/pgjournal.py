@@ -53,13 +53,16 @@ from eventstore.errors import (
     JournalSchemaError,
     JournalWriteError,
 )
-from eventstore.events import EVENT_TYPES, Event, upcast
+from eventstore.events import Event
 from eventstore.journal import (
     AppendResult,
     Checkpoint,
     Durability,
     StoredEvent,
+    decode_rows,
+    decode_scan_rows,
     StreamInfo,
+    _CURRENT_SCHEMA,
     _payloads,
     _user,
     format_time,
@@ -78,8 +81,6 @@ log = get_logger("evstore.journal")
 APPEND_LOCK = int.from_bytes(b"evstore!", "big")
 MIGRATE_LOCK = int.from_bytes(b"evstore?", "big")
 
-_CURRENT_SCHEMA = {name: cls.schema_version for name, cls in EVENT_TYPES.items()}
-_NO_META: dict[str, Any] = {}
 # json columns read as text (psycopg's C text loader) and decoded by orjson in the loop:
 # faster than a Python-level json loader per cell, and `meta` stays undecoded until used.
 _COLUMNS = (
@@ -659,15 +660,7 @@ class PostgresJournal:
         if limit is not None:
             sql += " LIMIT %s"
             params.append(limit)
-        loads = orjson.loads
-        current = _CURRENT_SCHEMA
-        rows = self._rows(sql, params)
-        for seq, stream_, version, type_, data, meta, recorded_at, event_id, sv in rows:
-            payload = loads(data)
-            if sv < current.get(type_, sv):
-                payload = upcast(type_, sv, payload)
-            yield StoredEvent(seq, stream_, version, type_, payload, meta, recorded_at,
-                              event_id, sv)
+        return decode_rows(self._rows(sql, params))
 
     def scan(
         self, stream: str, *, after: int = 0, until: int | None = None
@@ -683,15 +676,7 @@ class PostgresJournal:
             sql += " AND seq <= %s"
             params.append(until)
         sql += " ORDER BY seq"
-        rows = self._rows(sql, params)
-        loads = orjson.loads
-        current = _CURRENT_SCHEMA
-        make = StoredEvent
-        for seq, version, type_, data, recorded_at, sv in rows:
-            payload = loads(data)
-            if sv < current.get(type_, sv):
-                payload = upcast(type_, sv, payload)
-            yield make(seq, stream, version, type_, payload, _NO_META, recorded_at, "", sv)
+        yield from decode_scan_rows(stream, self._rows(sql, params))
 
     def change_token(self) -> tuple[int, ...]:
         """Changes whenever events commit (what `evstore watch` polls): the head seq, one
