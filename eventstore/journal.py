@@ -111,6 +111,12 @@ class StoredEvent:
             self._meta = orjson.loads(self._meta)
         return self._meta
 
+    @property
+    def meta_key(self) -> bytes | str | None:
+        """The meta column as stored while it is undecoded (None once decoded): a cheap
+        key for readers that see the same meta on thousands of events."""
+        return None if isinstance(self._meta, dict) else self._meta
+
     def model(self) -> Event:
         return parse_event({"type": self.type, **self.data}, where=f"event seq {self.seq}")
 

@@ -3,7 +3,7 @@ the failures, fix tasks and batch runs that touched it. Pure: events in, entries
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -17,50 +17,79 @@ _BATCH_KINDS = {
     "BatchItemFailed": "failed",
     "BatchItemSkipped": "skipped",
 }
+STATUS_KINDS = frozenset({"imported", "added", "status"})
 
 
 def item_history(events: Iterable[StoredEvent], item_id: str, *, now: datetime) -> list[dict[str, Any]]:
     """Entries in journal order. Status entries carry `held_s`: how long the item stayed in
     that status (until the next change, or until `now` for the current one)."""
-    entries: list[dict[str, Any]] = []
-    for event in events:
-        entry = _entry(event, item_id)
-        if entry is not None:
-            entry.update(seq=event.seq, at=event.recorded_at, by=_by(event))
-            entries.append(entry)
-    statuses = [e for e in entries if e["kind"] in ("imported", "added", "status")]
+    entries = [
+        entry
+        for event in events
+        for touched, entry in entries_of(event, only=item_id)
+        if touched == item_id
+    ]
+    add_held_times(entries, now=now)
+    return entries
+
+
+def entries_of(
+    event: StoredEvent, *, only: str | None = None, authors: dict[Any, dict[str, Any]] | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(item id, entry) for every item `event` touches; `only` narrows an import's walk to
+    one item, so following a single item does not build an entry for every item imported.
+    `authors` caches `by` per stored meta: one writer's thousands of events share one."""
+    for item_id, entry in _touched(event, only):
+        entry.update(seq=event.seq, at=event.recorded_at, by=_by(event, authors))
+        yield item_id, entry
+
+
+def add_held_times(entries: list[dict[str, Any]], *, now: datetime) -> None:
+    """Set `held_s` on each status entry of one item's entries (journal order)."""
+    statuses = [e for e in entries if e["kind"] in STATUS_KINDS]
     for index, current in enumerate(statuses):
         following = statuses[index + 1] if index + 1 < len(statuses) else None
         end = parse_time(following["at"]) if following else now
         current["held_s"] = round((end - parse_time(current["at"])).total_seconds(), 3)
-    return entries
 
 
-def _entry(event: StoredEvent, item_id: str) -> dict[str, Any] | None:  # noqa: PLR0911 - one answer per event type
+def _touched(event: StoredEvent, only: str | None) -> Iterator[tuple[str, dict[str, Any]]]:  # noqa: C901 - one answer per event type
     data, kind = event.data, event.type
-    if kind == "BacklogImported":
-        item = BacklogState(data["backlog"]).item(item_id)
-        return None if item is None else {"kind": "imported", "status": item.get("status"), "source": data.get("source")}
-    if kind == "ItemAdded" and data["item"].get("id") == item_id:
-        return {"kind": "added", "status": data["item"].get("status"), "parent_id": data.get("parent_id")}
-    if kind == "ItemStatusChanged" and data["item_id"] == item_id:
-        return {"kind": "status", "status": data["status"], "reason": data.get("reason")}
-    if kind == "ItemUpdated" and data["item_id"] == item_id and "status" in data.get("changes", {}):
-        return {"kind": "status", "status": data["changes"]["status"], "reason": "updated"}
-    if kind == "ItemRemoved" and data["item_id"] == item_id:
-        return {"kind": "removed"}
-    if kind == "TaskFailed" and data["item_id"] == item_id:
-        return {"kind": "failed", "error": data["error"]}
-    if kind == "FixTaskCreated" and item_id in (data["original_id"], data["fix_id"]):
-        return {"kind": "fix", "fix_id": data["fix_id"], "original_id": data["original_id"], "attempt": data["attempt"]}
-    if kind == "FixLimitReached" and data["original_id"] == item_id:
-        return {"kind": "fix_limit", "attempts": data["attempts"]}
-    if kind in _BATCH_KINDS and data.get("item") == item_id:
-        return {"kind": "batch", "batch_id": data["batch_id"], "outcome": _BATCH_KINDS[kind],
-                "detail": data.get("error") or data.get("reason")}
-    return None
+    if kind == "ItemStatusChanged":
+        yield data["item_id"], {"kind": "status", "status": data["status"], "reason": data.get("reason")}
+    elif kind == "BacklogImported":
+        index = BacklogState(data["backlog"]).index
+        if only is None:
+            items = [found[0] for found in index.values()]
+        else:
+            items = [index[only][0]] if only in index else []
+        for item in items:
+            yield item["id"], {"kind": "imported", "status": item.get("status"), "source": data.get("source")}
+    elif kind == "ItemAdded" and isinstance(data["item"].get("id"), str):
+        yield data["item"]["id"], {"kind": "added", "status": data["item"].get("status"), "parent_id": data.get("parent_id")}
+    elif kind == "ItemUpdated" and "status" in data.get("changes", {}):
+        yield data["item_id"], {"kind": "status", "status": data["changes"]["status"], "reason": "updated"}
+    elif kind == "ItemRemoved":
+        yield data["item_id"], {"kind": "removed"}
+    elif kind == "TaskFailed":
+        yield data["item_id"], {"kind": "failed", "error": data["error"]}
+    elif kind == "FixTaskCreated":
+        entry = {"fix_id": data["fix_id"], "original_id": data["original_id"], "attempt": data["attempt"]}
+        for item_id in dict.fromkeys((data["original_id"], data["fix_id"])):
+            yield item_id, {"kind": "fix", **entry}
+    elif kind == "FixLimitReached":
+        yield data["original_id"], {"kind": "fix_limit", "attempts": data["attempts"]}
+    elif kind in _BATCH_KINDS and isinstance(data.get("item"), str):
+        yield data["item"], {"kind": "batch", "batch_id": data["batch_id"], "outcome": _BATCH_KINDS[kind],
+                             "detail": data.get("error") or data.get("reason")}
 
 
-def _by(event: StoredEvent) -> dict[str, Any]:
+def _by(event: StoredEvent, authors: dict[Any, dict[str, Any]] | None) -> dict[str, Any]:
+    key = event.meta_key if authors is not None else None
+    if key is not None and key in authors:  # type: ignore[operator]
+        return authors[key]  # type: ignore[index]
     meta = event.meta
-    return {key: meta.get(key) for key in ("tool", "user", "host", "pid") if key in meta}
+    by = {name: meta.get(name) for name in ("tool", "user", "host", "pid") if name in meta}
+    if key is not None:
+        authors[key] = by  # type: ignore[index]
+    return by

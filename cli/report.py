@@ -1,0 +1,75 @@
+"""`evstore report`: the journal as one HTML page a person opens in a browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.app import app
+from cli.context import AppContext
+from cli.write import _session_id
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+@app.command()
+@click.option("--session", "-s", callback=_session_id, help="Only this session (default: every session).")
+@click.option("--out", "-o", default="report.html", show_default=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="Where to write the page (- for stdout).")
+@click.option("--until", metavar="SEQ|TIME", help="The journal as it was at this seq, or at the last event recorded at or before this ISO 8601 time.")
+@pass_app
+def report(obj: AppContext, session: str | None, out: str, until: str | None) -> None:
+    """Write a self-contained HTML report: backlog, status chart, timelines, errors.
+
+    One file with nothing to fetch: the backlog tree with status counts, a chart of how
+    many items held each status after every event, each item's timeline (click it),
+    batch runs, fix-task history and the recorded errors.
+
+    \b
+    Example:
+      evstore report --session 001 --out report.html
+      evstore report --until 2026-01-13T12:00:00Z -o then.html
+    """
+    from eventstore._version import __version__  # noqa: PLC0415
+    from eventstore.atomic import write_atomic  # noqa: PLC0415
+    from eventstore.errors import ExportError  # noqa: PLC0415
+    from eventstore.journal import format_time, utc_now  # noqa: PLC0415
+    from eventstore.reports import error_summary  # noqa: PLC0415
+    from cli.maintain import _parse_until  # noqa: PLC0415
+    from cli.report_html import render_report  # noqa: PLC0415
+    from projections.batch_runs import parse_time  # noqa: PLC0415
+    from projections.report import session_report  # noqa: PLC0415
+
+    store = obj.store()
+    if session is not None:
+        store.require_session(session)
+    until_seq = _parse_until(store, until) if until is not None else None
+    now = utc_now()
+    if until_seq is not None:
+        last = next(iter(store.journal.read(after=until_seq - 1, until=until_seq)), None) if until_seq else None
+        now = parse_time(last.recorded_at) if last is not None else now
+    sessions = [session] if session else store.sessions()
+    context: dict[str, Any] = {
+        "title": f"evstore report: {', '.join(sessions) or 'empty journal'}",
+        "version": __version__,
+        "journal": str(store.journal.path),
+        "head": store.journal.head(),
+        "until": until_seq,
+        "generated_at": format_time(utc_now()),
+        "sessions": [
+            session_report(name, store.journal.read(name, until=until_seq), now=now) for name in sessions
+        ],
+        "errors": error_summary(store, until=until_seq),
+    }
+    page = render_report(context)
+    if out == "-":
+        click.get_binary_stream("stdout").write(page)
+        return
+    try:
+        write_atomic(Path(out), page)
+    except OSError as exc:
+        raise ExportError(f"cannot write report {out}: {exc.strerror or exc}", path=out,
+                          errno_code=exc.errno, attempts=1) from None
+    click.echo(f"wrote {out} ({len(page) / 1024:.0f} KiB, {len(sessions)} session(s))")
