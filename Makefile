@@ -1,5 +1,5 @@
 # Two commands work on a fresh machine with only Python and pip:
-#   make demo   import a real backlog, append updates, project tasks.json, show it
+#   make demo   import a real backlog, append updates, project tasks.json, show it, write report.html
 #   make test   the whole test suite
 # Each creates the virtual environment it needs (.venv) on first use.
 
@@ -33,6 +33,8 @@ demo: venv
 	cd $(DEMO) && ../$(BIN)/evstore project --flush-retries 3
 	cd $(DEMO) && ../$(BIN)/evstore show --session 001_14b9dc2a33c7 --depth 2
 	cd $(DEMO) && ../$(BIN)/evstore log --since 2
+	cd $(DEMO) && ../$(BIN)/evstore report --out report.html
+	@echo "open $(DEMO)/report.html in a browser: the backlog, its status chart and each item's timeline"
 
 test: venv
 	$(BIN)/python -m pytest

@@ -47,3 +47,22 @@ def test_the_unpacked_wheel_creates_a_journal_without_the_source_tree(wheel: Pat
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "3"
+
+
+def test_the_unpacked_wheel_renders_a_report(wheel: Path, tmp_path: Path) -> None:
+    """The report's template and chart library travel in the wheel, not only the checkout."""
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = (
+        "import sys; sys.path = [p for p in sys.path if p not in (%r, '')]; sys.path.insert(0, %r)\n"
+        "import cli.report_html as r\n"
+        "assert r.__file__.startswith(%r), r.__file__\n"
+        "page = r.render_report({'title': 't', 'version': '', 'journal': 'j', 'head': 0, 'until': None,\n"
+        "    'generated_at': '', 'sessions': [], 'errors': {'total': 0}})\n"
+        "print(len(page), b'uPlot' in page)\n"
+    ) % (str(ROOT), str(site), str(site))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert out.returncode == 0, out.stderr
+    size, has_chart_library = out.stdout.split()
+    assert int(size) > 50_000
+    assert has_chart_library == "True"
