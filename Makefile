@@ -42,6 +42,7 @@ test: venv
 bench: venv
 	$(BIN)/python bench/append.py
 	$(BIN)/python bench/project.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) dist build .pytest_cache .hypothesis
