@@ -540,3 +540,31 @@ def test_doctor_on_a_postgresql_journal(url: str, project_dir: Path, cli: Cli) -
     drift = list((project_dir / TASKS).parent.glob("tasks.json.drift-*"))
     assert [d.read_text() for d in drift] == ['{"backlog": []}']
     assert b'"status": "Complete"' in (project_dir / TASKS).read_bytes()
+
+
+def test_report_on_a_postgresql_journal_matches_sqlite(url: str, project_dir: Path, cli: Cli) -> None:
+    """The same commands on both backends give the same report data: chart, counts,
+    timelines (times and authors aside) and fix rows."""
+    from test_report import busy_session, page_data  # noqa: PLC0415
+
+    shutil.copyfile(INITIAL, project_dir / TASKS)
+    reports = {}
+    for name, db in (("sqlite", str(project_dir / ".evstore" / "journal.db")), ("postgresql", url)):
+        def on(*args: str, db: str = db) -> Any:
+            return cli("--db", db, *args)
+
+        assert on("init").exit_code == 0
+        assert on("import", str(TASKS), "--session", SESSION).exit_code == 0
+        busy_session(on)
+        result = on("report", "-o", f"{name}.html")
+        assert result.exit_code == 0, result.stderr
+        data = page_data((project_dir / f"{name}.html").read_text())["sessions"][SESSION]
+        data["chart"].pop("at")
+        for timeline in data["timelines"]["items"].values():
+            for entry in timeline["entries"]:
+                for varying in ("at", "held_s", "by", "batch_id"):
+                    entry.pop(varying, None)
+        data["timelines"].pop("authors")
+        reports[name] = data
+    assert reports["sqlite"] == reports["postgresql"]
+    assert reports["postgresql"]["chart"]["series"]["Complete"][-1] >= 2
