@@ -35,7 +35,8 @@ def batch() -> None:
     \b
     Example:
       evstore batch start 001-a 002-b 003-c --session 001 --parallel 2
-      item=$(evstore batch next --session 001) && ... && evstore batch done "$item" --session 001
+      evstore batch next --session 001          # prints 001-a and marks it in flight
+      evstore batch done 001-a --session 001
     """
 
 
@@ -52,7 +53,7 @@ def start(  # noqa: PLR0913 - one parameter per option
     obj: AppContext, items: tuple[str, ...], session: str, parallel: int, *,
     no_resume: bool, retry_failed: bool, owner_pid: int | None, as_json: bool,
 ) -> None:
-    """Start a batch of ITEMs, or resume the unfinished one whose owner died.
+    """Start a batch of ITEMs, or resume the one whose owner died.
 
     \b
     Example:
@@ -77,14 +78,14 @@ def start(  # noqa: PLR0913 - one parameter per option
 @click.option("--json", "as_json", is_flag=True, help='Print {"item": ID or null, "batch_id": ...}.')
 @pass_app
 def next_(obj: AppContext, session: str, *, as_json: bool) -> None:
-    """Take the next item to run and mark it in flight; prints its id (nothing when none).
+    """Take the next item, mark it in flight; prints its id, or nothing.
 
     Nothing is printed (exit 0) when the queue is empty or --parallel items are already
     in flight.
 
     \b
     Example:
-      item=$(evstore batch next --session 001)
+      evstore batch next --session 001          # in a script: item=$(evstore batch next ...)
     """
     outcome = _run(obj, session).next()
     if as_json:
@@ -155,7 +156,7 @@ def heal(obj: AppContext, session: str) -> None:
 @session_option
 @pass_app
 def finish(obj: AppContext, session: str) -> None:
-    """Finish the batch: batch-progress.json is removed at the next export.
+    """Finish the batch; batch-progress.json goes at the next export.
 
     \b
     Example:
@@ -166,7 +167,7 @@ def finish(obj: AppContext, session: str) -> None:
 
 @batch.command("status")
 @session_option
-@click.option("--json", "as_json", is_flag=True, help="The progress document plus remaining and in_flight.")
+@click.option("--json", "as_json", is_flag=True, help="The progress document plus remaining, in_flight, host and errors; null when none.")
 @pass_app
 def status(obj: AppContext, session: str, *, as_json: bool) -> None:
     """Show the unfinished batch: owner, queue, outcomes, what remains.

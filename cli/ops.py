@@ -107,7 +107,7 @@ def _print_status(report: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
 def errors(obj: AppContext, since: str | None, *, as_json: bool) -> None:
-    """Summarize recorded failures: counts, retry success, resolution times, the last 10.
+    """Summarize recorded failures: counts, retries, resolution, the last 10.
 
     Every failure evstore handles (an export that failed or needed retries, a busy
     journal that came free, breaker transitions of `evstore watch`) is recorded as an

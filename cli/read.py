@@ -134,10 +134,10 @@ def _summary(event_type: str, data: dict[str, Any]) -> str:
 @app.command()
 @click.argument("item")
 @click.option("--session", "-s", callback=_session_id, help="The item's session (default: the only one that has it).")
-@click.option("--json", "as_json", is_flag=True, help="A list of entries: seq, at, kind, by {tool, user, host, pid}, and per kind status/held_s, error, fix_id, batch_id/outcome.")
+@click.option("--json", "as_json", is_flag=True, help="A list of entries: seq, at, kind, by {tool, user, host, pid}, and the fields of their kind (README: JSON output).")
 @pass_app
 def history(obj: AppContext, item: str, session: str | None, *, as_json: bool) -> None:
-    """Show an item's timeline: each status, how long it held, who set it, fixes, batches.
+    """Show an item's timeline: statuses, durations, authors, fixes, batches.
 
     \b
     Example:

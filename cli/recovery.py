@@ -21,7 +21,7 @@ pass_app = click.make_pass_decorator(AppContext)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole fix record as JSON.")
 @pass_app
 def fail(obj: AppContext, item: str, session: str, error: str, max_fix_tasks: int, *, as_json: bool) -> None:
-    """Record that ITEM failed and create its next fix subtask; prints the fix id.
+    """Record that ITEM failed and add its next fix subtask; prints its id.
 
     The fix subtask goes right after the failing one (after its previous fix, if any),
     with the next free id, status Planned and the error in its context_scope. Once
@@ -29,7 +29,7 @@ def fail(obj: AppContext, item: str, session: str, error: str, max_fix_tasks: in
 
     \b
     Example:
-      fix=$(evstore fail P1.M1.T1.S1 --session 001 --error "$(tail -1 test.log)")
+      evstore fail P1.M1.T1.S1 --session 001 --error "npm test: 3 failing"   # prints P1.M1.T1.S5
     """
     from projections.fix_tasks import record_failure  # noqa: PLC0415 - lazy: fast --help
 
