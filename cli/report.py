@@ -21,7 +21,7 @@ pass_app = click.make_pass_decorator(AppContext)
 @click.option("--until", metavar="SEQ|TIME", help="The journal as it was at this seq, or at the last event recorded at or before this ISO 8601 time.")
 @pass_app
 def report(obj: AppContext, session: str | None, out: str, until: str | None) -> None:
-    """Write a self-contained HTML report: backlog, status chart, timelines, errors.
+    """Write one HTML report: backlog, status chart, timelines, errors.
 
     One file with nothing to fetch: the backlog tree with status counts, a chart of how
     many items held each status after every event, each item's timeline (click it),
