@@ -65,13 +65,17 @@ def doctor(obj: AppContext, *, fix: bool, as_json: bool) -> None:
     """
     from pathlib import Path  # noqa: PLC0415 - lazy: fast --help
 
+    from cli.progress import progress_bar  # noqa: PLC0415
     from eventstore.locate import find_journal  # noqa: PLC0415
     from projections.doctor import Doctor  # noqa: PLC0415
 
     # A PostgreSQL URL is checked through its own integrity check; files the same way.
     target = obj.db if obj.db and "://" in obj.db else (Path(obj.db) if obj.db else find_journal(Path.cwd()))
-    doc = Doctor(target, durability=obj.durability, tool="evstore-cli")  # type: ignore[arg-type]
-    report = doc.fix() if fix else doc.check()
+    what = "checking and repairing" if fix else "checking"
+    with progress_bar(f"doctor: {what} the journal and its files") as bar:  # gone before the output
+        doc = Doctor(target, durability=obj.durability, tool="evstore-cli",  # type: ignore[arg-type]
+                     progress=bar.callback)
+        report = doc.fix() if fix else doc.check()
     if as_json:
         emit_json(report.as_dict())
     else:

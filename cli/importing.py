@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cli.progress import NullBar
 from eventstore.errors import InvalidInputError
 from eventstore.events import SessionCreated
 from eventstore.store import Store
@@ -16,12 +17,18 @@ from projections.imports import (
 )
 
 
-def import_file(store: Store, path: Path, session: str, export_dir: str | None) -> dict[str, Any]:
+def import_file(
+    store: Store, path: Path, session: str, export_dir: str | None, *, bar: NullBar | None = None
+) -> dict[str, Any]:
+    """Import `path` into `session`; `bar` (a progress bar) is told each step."""
+    bar = bar or NullBar()
+    bar.stage(f"reading {path}")
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from None
     source = str(path)
+    bar.stage(f"parsing {path}")
     recovery = read_recovery_file(data, source=source)
     if recovery is not None:
         parsed, session_path = recovery
@@ -38,6 +45,7 @@ def import_file(store: Store, path: Path, session: str, export_dir: str | None) 
     seed = import_event(parsed, source=source)
 
     if store.has_session(session):
+        bar.stage(f"comparing {path} with session {session}")
         version = store.journal.stream_version(session)
         current = store.state(session, "tasks").doc
         if recovery is not None:
@@ -59,10 +67,12 @@ def import_file(store: Store, path: Path, session: str, export_dir: str | None) 
                             f"{store.export_dir(session)}")
         if not events:
             return _outcome(store, session, None, 0, warnings)
-        result = store.append(session, events, expected_version=version)
+        bar.stage(f"appending {len(events):,} event(s) to session {session}")
+        result = store.append(session, events, expected_version=version, progress=bar.callback)
     else:
         created = SessionCreated(export_dir=store.normalize_export_dir(export_dir or default_dir))
-        result = store.append(session, [created, seed], expected_version=0)
+        bar.stage(f"appending {path} to new session {session}")
+        result = store.append(session, [created, seed], expected_version=0, progress=bar.callback)
     return _outcome(store, session, result, result.count, warnings)
 
 

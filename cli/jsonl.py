@@ -8,15 +8,22 @@ import orjson
 
 from eventstore.errors import InvalidInputError
 from eventstore.events import Event, ItemUpdated, SessionCreated, parse_event, validate_status
+from eventstore.progress import Progress, reporting
 
 # Keys of `evstore log --json` lines that describe where an event was, not what it is.
 _ENVELOPE = ("seq", "stream", "version", "meta", "recorded_at", "schema_version")
 
 
-def read_jsonl(data: bytes, *, source: str) -> tuple[list[Event], list[str | None]]:
+def read_jsonl(
+    data: bytes, *, source: str, progress: Progress | None = None
+) -> tuple[list[Event], list[str | None]]:
+    """The events and ids of every line; `progress(lines read, lines)` every thousand."""
     events: list[Event] = []
     ids: list[str | None] = []
-    for number, raw in enumerate(data.splitlines(), start=1):
+    lines = data.splitlines()
+    numbered = enumerate(lines if progress is None else reporting(lines, progress, len(lines)),
+                         start=1)
+    for number, raw in numbered:
         if not raw.strip():
             continue
         where = f"{source}:{number}"

@@ -64,9 +64,13 @@ def replay(obj: AppContext, session: str | None, until: str | None, out: str | N
       evstore replay
       evstore replay --session 001 --until 2026-01-13T12:00:00Z --out /tmp/then
     """
+    from cli.progress import progress_bar  # noqa: PLC0415
+
     store = obj.store()
     until_seq = _parse_until(store, until) if until is not None else None
-    _report(store.replay(session, until=until_seq, out=out), as_json=as_json)
+    with progress_bar(f"replaying {session or 'every session'}") as bar:  # gone before the output
+        results = store.replay(session, until=until_seq, out=out, progress=bar.callback)
+    _report(results, as_json=as_json)
 
 
 def _parse_until(store: Any, value: str, *, option: str = "--until") -> int:

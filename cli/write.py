@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -89,6 +90,7 @@ def import_(  # noqa: PLR0913 - one parameter per option
       evstore import --batch-progress .wreckit/batch-progress.json --session wreckit
     """
     from cli.importing import import_batch_progress, import_file  # noqa: PLC0415
+    from cli.progress import progress_bar  # noqa: PLC0415
 
     if (file is None) == (batch_progress is None):
         raise click.UsageError("give FILE or --batch-progress FILE, one of them")
@@ -98,7 +100,8 @@ def import_(  # noqa: PLR0913 - one parameter per option
         shown = batch_progress
     else:
         assert file is not None  # noqa: S101 - checked above
-        outcome = import_file(store, Path(file), session, export_dir)
+        with progress_bar(f"importing {file}") as bar:  # gone before the output
+            outcome = import_file(store, Path(file), session, export_dir, bar=bar)
         shown = file
     if as_json:
         emit_json(outcome)
@@ -151,22 +154,32 @@ def append(  # noqa: PLR0913 - one option per knob of an append
     from eventstore.events import ItemStatusChanged, validate_status  # noqa: PLC0415
     from eventstore.session import FlushStats  # noqa: PLC0415
 
-    if jsonl is not None:
-        if item is not None or status is not None:
-            raise click.UsageError("give ITEM STATUS or --jsonl, not both")
-        from cli.jsonl import read_jsonl  # noqa: PLC0415
+    with contextlib.ExitStack() as scope:  # a progress bar for --jsonl, gone before the output
+        progress = None
+        if jsonl is not None:
+            if item is not None or status is not None:
+                raise click.UsageError("give ITEM STATUS or --jsonl, not both")
+            from cli.jsonl import read_jsonl  # noqa: PLC0415
+            from cli.progress import progress_bar  # noqa: PLC0415
 
-        name = "<stdin>" if jsonl is sys.stdin.buffer or getattr(jsonl, "name", "-") == "-" else jsonl.name
-        events, ids = read_jsonl(jsonl.read(), source=str(name))
-        if event_id is not None:
-            raise click.UsageError("--event-id goes with ITEM STATUS; put event_id on each JSONL line")
-    else:
-        if item is None or status is None:
-            raise click.UsageError("missing ITEM STATUS (or --jsonl FILE)")
-        validate_status(status)
-        events = [ItemStatusChanged(item_id=item, status=status, reason=reason)]  # type: ignore[arg-type]
-        ids = [event_id]
-    result = obj.store().append(session, events, expected_version=expected_version, event_ids=ids)
+            stdin = jsonl is sys.stdin.buffer or getattr(jsonl, "name", "-") == "-"
+            name = "<stdin>" if stdin else jsonl.name
+            data = jsonl.read()  # before the bar: stdin may be someone typing
+            bar = scope.enter_context(progress_bar(f"parsing {name}"))
+            events, ids = read_jsonl(data, source=str(name), progress=bar.callback)
+            if event_id is not None:
+                raise click.UsageError(
+                    "--event-id goes with ITEM STATUS; put event_id on each JSONL line")
+            bar.stage(f"appending {len(events):,} event(s) to {session}")
+            progress = bar.callback
+        else:
+            if item is None or status is None:
+                raise click.UsageError("missing ITEM STATUS (or --jsonl FILE)")
+            validate_status(status)
+            events = [ItemStatusChanged(item_id=item, status=status, reason=reason)]  # type: ignore[arg-type]
+            ids = [event_id]
+        result = obj.store().append(session, events, expected_version=expected_version,
+                                    event_ids=ids, progress=progress)
     stats = FlushStats.of(len(events), result)
     payload: dict[str, Any] = {
         "session": session,

@@ -36,6 +36,7 @@ from eventstore.errors import (
 )
 from eventstore.events import EVENT_TYPES, Event, parse_event, upcast
 from eventstore.logs import get_logger
+from eventstore.progress import Progress, reporting
 from eventstore.retry import RetryPolicy
 
 log = get_logger("evstore.journal")
@@ -372,6 +373,7 @@ class SQLiteJournal:
         correlation_id: str | None = None,
         check: Callable[[int, list[StoredEvent], Sequence[Event]], None] | None = None,
         decide: Callable[[], Sequence[Event]] | None = None,
+        progress: Progress | None = None,
     ) -> AppendResult:
         """Append `events` to `stream` in one transaction: all of them or none.
 
@@ -384,6 +386,10 @@ class SQLiteJournal:
         With `decide`, the events are not given but decided inside the transaction,
         under the write lock, from state read there: no other writer can act between
         the decision and its append. An empty decision appends nothing (count 0).
+
+        `progress(done, total)` (for `events`, not decided ones) counts each event twice
+        out of `total = 2 * len(events)`: once serialized, once written (`check` runs
+        in between).
         """
         if decide is None and not events:
             raise InvalidInputError(f"nothing to append to session {stream!r}")
@@ -393,7 +399,8 @@ class SQLiteJournal:
         given = [event_id for event_id in ids if event_id is not None]
         if len(set(given)) != len(given):
             raise InvalidInputError("event_ids repeat within one append")
-        payloads = _payloads(events)
+        twice = 2 * len(events)
+        payloads = _payloads(events if progress is None else reporting(events, progress, twice))
         meta = {"pid": os.getpid(), **self._meta_base}
         if correlation_id is not None:
             meta["correlation_id"] = correlation_id
@@ -445,7 +452,8 @@ class SQLiteJournal:
                 conn.executemany(
                     "INSERT INTO events (stream, version, type, data, meta, recorded_at,"
                     " event_id, schema_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
+                    rows if progress is None or decide is not None
+                    else reporting(rows, progress, twice, start=len(events)),
                 )
                 return AppendResult(
                     stream=stream,
@@ -579,8 +587,13 @@ class SQLiteJournal:
             self._scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream = ?", stream)
         )
 
-    def count(self, stream: str, *, after: int = 0) -> int:
-        """How many events of `stream` have seq > `after` (a projection's lag)."""
+    def count(self, stream: str, *, after: int = 0, until: int | None = None) -> int:
+        """How many events of `stream` have `after < seq <= until` (a projection's lag)."""
+        if until is not None:
+            return int(self._scalar(
+                "SELECT count(*) FROM events WHERE stream = ? AND seq > ? AND seq <= ?",
+                stream, after, until,
+            ))
         return int(self._scalar("SELECT count(*) FROM events WHERE stream = ? AND seq > ?", stream, after))
 
     def latest(self, stream: str) -> StoredEvent | None:
@@ -695,7 +708,7 @@ def decode_scan_rows(stream: str, rows: Iterable[tuple[Any, ...]]) -> Iterator[S
         yield make(seq, stream, version, type_, payload, _NO_META, recorded_at, "", sv)
 
 
-def _payloads(events: Sequence[Event]) -> list[tuple[str, bytes]]:
+def _payloads(events: Iterable[Event]) -> list[tuple[str, bytes]]:
     return [(event.type, orjson.dumps(event.model_dump(mode="json"))) for event in events]  # type: ignore[attr-defined]
 
 

@@ -71,6 +71,7 @@ from eventstore.journal import (
 )
 from eventstore.locate import redact_url
 from eventstore.logs import get_logger
+from eventstore.progress import Progress, reporting
 from eventstore.retry import RetryPolicy
 
 log = get_logger("evstore.journal")
@@ -470,11 +471,14 @@ class PostgresJournal:
         correlation_id: str | None = None,
         check: Callable[[int, list[StoredEvent], Sequence[Event]], None] | None = None,
         decide: Callable[[], Sequence[Event]] | None = None,
+        progress: Progress | None = None,
     ) -> AppendResult:
         """Append `events` to `stream` in one transaction: all of them or none.
 
         Exactly SQLiteJournal.append (see there): expected_version, idempotent
-        event_ids, `check` inside the transaction, `decide` under the append lock.
+        event_ids, `check` inside the transaction, `decide` under the append lock,
+        `progress` out of 2 * len(events) (the rows go in one statement: their half is
+        reported once they are committed).
         """
         if decide is None and not events:
             raise InvalidInputError(f"nothing to append to session {stream!r}")
@@ -486,7 +490,8 @@ class PostgresJournal:
             raise InvalidInputError("event_ids repeat within one append")
         if any("\x00" in event_id for event_id in given):
             raise InvalidInputError("event_ids may not contain NUL characters")
-        payloads = _payloads(events)
+        twice = 2 * len(events)
+        payloads = _payloads(events if progress is None else reporting(events, progress, twice))
         meta = {"pid": os.getpid(), **self._meta_base}
         if correlation_id is not None:
             meta["correlation_id"] = correlation_id
@@ -495,11 +500,11 @@ class PostgresJournal:
         # in flight, the retry looks for the ids that attempt wrote to learn whether it
         # landed (and then answers as if it had not been interrupted).
         own_ids = [event_id or new_event_id() for event_id in ids]
-        progress: dict[str, Any] = {"committing": False, "written": None, "result": None}
+        tracking: dict[str, Any] = {"committing": False, "written": None, "result": None}
 
         def attempt() -> AppendResult:  # one transaction, step by step
-            unsure = progress["committing"]
-            progress["committing"] = False
+            unsure = tracking["committing"]
+            tracking["committing"] = False
             with self._lock:
                 conn = self._connection()
                 self._in_tx = True
@@ -511,13 +516,13 @@ class PostgresJournal:
                         conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
                         landed = conn.execute(
                             "SELECT count(*) FROM events WHERE event_id = ANY(%s)",
-                            (progress["written"],),
-                        ) if unsure and progress["written"] else None
+                            (tracking["written"],),
+                        ) if unsure and tracking["written"] else None
                         present = conn.execute(_EXISTING, (given,)) if given else None
                         head_row = conn.execute(_HEAD, (stream,))
                     if landed is not None and (landed.fetchone() or (0,))[0]:
                         self._finish(conn, "ROLLBACK")
-                        return progress["result"]  # type: ignore[no-any-return]
+                        return tracking["result"]  # type: ignore[no-any-return]
                     if present is not None:
                         original = self._existing(present.fetchall(), stream, given, len(events))
                         if original is not None:
@@ -555,8 +560,8 @@ class PostgresJournal:
                             for row in rows
                         ]
                         check(head, pending, chosen)
-                    progress["written"] = [row[4] for row in rows]
-                    progress["result"] = AppendResult(
+                    tracking["written"] = [row[4] for row in rows]
+                    tracking["result"] = AppendResult(
                         stream=stream,
                         first_seq=head + 1,
                         last_seq=head + len(rows),
@@ -566,9 +571,11 @@ class PostgresJournal:
                     # One more round trip: the rows and COMMIT together.
                     with self._pipeline(conn):
                         self._insert(conn, stream, rows, meta_json, recorded_at)
-                        progress["committing"] = True
+                        tracking["committing"] = True
                         conn.execute("COMMIT")
-                    return progress["result"]  # type: ignore[no-any-return]
+                    if progress is not None and decide is None:
+                        progress(twice, twice)
+                    return tracking["result"]  # type: ignore[no-any-return]
                 except BaseException as exc:
                     self._abort(conn, exc)
                     raise
@@ -700,8 +707,13 @@ class PostgresJournal:
             self._scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream = %s", stream)
         )
 
-    def count(self, stream: str, *, after: int = 0) -> int:
-        """How many events of `stream` have seq > `after` (a projection's lag)."""
+    def count(self, stream: str, *, after: int = 0, until: int | None = None) -> int:
+        """How many events of `stream` have `after < seq <= until` (a projection's lag)."""
+        if until is not None:
+            return int(self._scalar(
+                "SELECT count(*) FROM events WHERE stream = %s AND seq > %s AND seq <= %s",
+                stream, after, until,
+            ))
         return int(self._scalar(
             "SELECT count(*) FROM events WHERE stream = %s AND seq > %s", stream, after
         ))

@@ -23,8 +23,9 @@ from eventstore.classify import classify
 from eventstore.errnos import errno_name, is_retryable
 from eventstore.errors import ExportError
 from eventstore.events import ErrorRecorded
-from eventstore.journal import Checkpoint, SQLiteJournal
+from eventstore.journal import Checkpoint, SQLiteJournal, StoredEvent
 from eventstore.logs import get_logger
+from eventstore.progress import Progress, reporting
 from eventstore.projection import Projection
 from eventstore.retry import RetryPolicy
 
@@ -122,14 +123,19 @@ class ProjectionRunner:
         starts: Sequence[tuple[Projection, int, Any]],
         *,
         until: int | None = None,
+        progress: Progress | None = None,
     ) -> list[_Rendered]:
         """Fold several projections in one pass over the journal, each from its own
-        position and state (None: its initial state)."""
+        position and state (None: its initial state). `progress(events folded, events to
+        fold)` is called every thousand events and at the end."""
         states = [state if state is not None else p.initial() for p, _, state in starts]
         applied = [0] * len(starts)
         first = min(position for _, position, _ in starts)
         last = first
-        events = self.journal.scan(stream, after=first, until=until)
+        events: Iterable[StoredEvent] = self.journal.scan(stream, after=first, until=until)
+        if progress is not None:
+            total = self.journal.count(stream, after=first, until=until)
+            events = reporting(events, progress, total)
         if all(position == first for _, position, _ in starts):
             # Every projection starts at the same place (a rebuild, a single projection):
             # no per-event position checks. This is the replay loop.
@@ -180,11 +186,14 @@ class ProjectionRunner:
 
     # --- incremental export -------------------------------------------------------------
 
-    def export(self, stream: str, export_dir: Path) -> list[ExportResult]:
+    def export(
+        self, stream: str, export_dir: Path, *, progress: Progress | None = None
+    ) -> list[ExportResult]:
         """Bring every projection file of `stream` in `export_dir` up to the journal head.
 
         Checkpoints of the files written are saved together at the end, in one
         transaction, even when a later file fails: each moves only once its file is on disk.
+        `progress` follows the fold (see `fold_many`).
         """
         with self._exclusive(export_dir):
             checkpoints = {p.name: self.journal.checkpoint(p.name, stream) for p in self.projections}
@@ -192,7 +201,7 @@ class ProjectionRunner:
             results: list[ExportResult] = []
             to_save: list[Checkpoint] = []
             try:
-                for rendered in self.fold_many(stream, starts):
+                for rendered in self.fold_many(stream, starts, progress=progress):
                     rendered.data = rendered.projection.render(rendered.state)
                     result, checkpoint = self._export_one(rendered, checkpoints[rendered.projection.name], stream, export_dir)
                     results.append(result)
@@ -262,14 +271,16 @@ class ProjectionRunner:
         *,
         until: int | None = None,
         save_checkpoints: bool = False,
+        progress: Progress | None = None,
     ) -> list[ExportResult]:
         """Fold from nothing (one pass for all projections) and write every file; nothing
-        is written unless all render.
+        is written unless all render. `progress` follows the fold (see `fold_many`).
 
         A target that does not exist yet is built in a sibling temp directory and renamed
         into place; an existing one (it may hold other files) gets each file atomically.
         """
-        rendered = self.fold_many(stream, [(p, 0, None) for p in self.projections], until=until)
+        rendered = self.fold_many(stream, [(p, 0, None) for p in self.projections], until=until,
+                                  progress=progress)
         for r in rendered:
             r.data = r.projection.render(r.state)
         if not target_dir.exists():

@@ -20,12 +20,15 @@ from eventstore.locate import (
     project_root,
 )
 from eventstore.logs import get_logger
+from eventstore.progress import Progress, reporting, span
 from eventstore.projection import Projection
 from eventstore.retry import RetryPolicy
 from eventstore.runner import ERRORS_STREAM, ExportResult, ProjectionRunner, resume_point
 from eventstore.session import Session
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from eventstore.pgjournal import PostgresJournal
 
 log = get_logger("evstore.store")
@@ -164,7 +167,7 @@ class Store:
 
     # --- appending --------------------------------------------------------------------------
 
-    def append(
+    def append(  # noqa: PLR0913 - keyword-only options of one operation
         self,
         session: str,
         events: Sequence[Event],
@@ -172,10 +175,16 @@ class Store:
         expected_version: int | None = None,
         event_ids: Sequence[str | None] | None = None,
         correlation_id: str | None = None,
+        progress: Progress | None = None,
     ) -> AppendResult:
-        """Validate `events` against the session's live state, then append them atomically."""
+        """Validate `events` against the session's live state, then append them atomically.
+
+        `progress(done, total)`, when given, is called every thousand events and at the
+        end, out of `total = 3 * len(events)`: each event is serialized, validated and
+        written."""
         return self._append(session, events, expected_version=expected_version,
-                            event_ids=event_ids, correlation_id=correlation_id)
+                            event_ids=event_ids, correlation_id=correlation_id,
+                            progress=progress)
 
     def append_decided(
         self, session: str, decide: Callable[[], tuple[Sequence[Event], Any]]
@@ -201,10 +210,12 @@ class Store:
         events: Sequence[Event],
         *,
         decide: Callable[[], Sequence[Event]] | None = None,
+        progress: Progress | None = None,
         **options: Any,
     ) -> AppendResult:
         validate_session_id(session)
         key_streams = [(p, (p.name, session)) for p in self.projections]
+        options["progress"] = _around_validation(progress, len(events))
 
         def check(head: int, pending: list[StoredEvent], chosen: Sequence[Event]) -> None:
             if pending[0].version == 1 and not isinstance(chosen[0], SessionCreated):
@@ -213,10 +224,11 @@ class Store:
                 if isinstance(event, SessionCreated) and stored.version != 1:
                     raise InvalidInputError(f"session {session!r} exists already")
             states = self._catch_up_all(session, head=head)
-            for projection, key in key_streams:
+            for index, (projection, key) in enumerate(key_streams):
                 state = states[projection.name]
+                pairs = _validating(chosen, pending, progress, index, len(key_streams))
                 try:
-                    for event, stored in zip(chosen, pending, strict=True):
+                    for event, stored in pairs:
                         projection.validate(state, event, session)
                         state = projection.fold(state, stored)
                 except BaseException:
@@ -275,13 +287,25 @@ class Store:
 
     # --- exporting ----------------------------------------------------------------------------
 
-    def project(self, session: str | None = None) -> list[ExportResult]:
-        """Export every projection of `session` (default: all sessions) up to the head."""
+    def project(
+        self, session: str | None = None, *, progress: Progress | None = None
+    ) -> list[ExportResult]:
+        """Export every projection of `session` (default: all sessions) up to the head.
+
+        `progress(done, total)`, when given: `total` is the sessions' events, and each
+        session's share fills as its new events are folded (every thousand, and at its
+        end)."""
         sessions = [session] if session is not None else self.sessions()
+        sizes = [self.journal.stream_version(name) for name in sessions] if progress else []
+        total, done = sum(sizes), 0
         results: list[ExportResult] = []
-        for name in sessions:
+        for index, name in enumerate(sessions):
             self._require(name)
-            results.extend(self.runner.export(name, self._checked_export_dir(name)))
+            part = None
+            if progress is not None:
+                part = span(progress, done, sizes[index], total)
+                done += sizes[index]
+            results.extend(self.runner.export(name, self._checked_export_dir(name), progress=part))
         return results
 
     def _checked_export_dir(self, session: str) -> Path:
@@ -303,29 +327,66 @@ class Store:
         *,
         until: int | None = None,
         out: str | os.PathLike[str] | None = None,
+        progress: Progress | None = None,
     ) -> list[ExportResult]:
         """Rebuild files from nothing: into the export dirs (resetting checkpoints), or into
-        `out` (as `out/<session>/` for several sessions, `out/` for one named session)."""
+        `out` (as `out/<session>/` for several sessions, `out/` for one named session).
+
+        `progress(events folded, events to fold)`, when given, is called every thousand
+        events and at the end of each session."""
         if until is not None and out is None:
             raise InvalidInputError(
                 "replay --until needs --out DIR: an earlier state must not overwrite the live files"
             )
         sessions = [session] if session is not None else self.sessions()
+        sizes = [self.journal.count(name, until=until) for name in sessions] if progress else []
+        total, done = sum(sizes), 0
         results: list[ExportResult] = []
-        for name in sessions:
+        for index, name in enumerate(sessions):
             self._require(name)
             if out is None:
                 target, save = self._checked_export_dir(name), True
             else:
                 base = Path(out)
                 target, save = (base if session is not None else base / name), False
-            results.extend(self.runner.rebuild(name, target, until=until, save_checkpoints=save))
+            part = None
+            if progress is not None:
+                part = span(progress, done, sizes[index], total)
+                done += sizes[index]
+            results.extend(self.runner.rebuild(name, target, until=until, save_checkpoints=save,
+                                               progress=part))
         return results
 
     def read(self, session: str | None = None, **kwargs: Any) -> list[StoredEvent]:
         if session is not None:
             validate_session_id(session)
         return list(self.journal.read(session, **kwargs))
+
+
+def _around_validation(progress: Progress | None, count: int) -> Progress | None:
+    """The journal's share of an append's progress: it counts each event twice (serialized,
+    written) out of 2 * count; validation, the third count, goes in between."""
+    if progress is None:
+        return None
+
+    def report(done: int, _total: int | None) -> None:
+        progress(done if done <= count else done + count, 3 * count)
+
+    return report
+
+
+def _validating(
+    chosen: Sequence[Event], pending: list[StoredEvent], progress: Progress | None,
+    index: int, projections: int,
+) -> Iterator[tuple[Event, StoredEvent]]:
+    """(event, stored) pairs for the `index`-th projection to validate, reporting its share
+    of the validation third of an append's progress."""
+    pairs = zip(chosen, pending, strict=True)
+    if progress is None:
+        return pairs
+    count = len(chosen)
+    start, end = count + index * count // projections, count + (index + 1) * count // projections
+    return reporting(pairs, span(progress, start, end - start, 3 * count), count)
 
 
 def _default_root(journal: SQLiteJournal | PostgresJournal) -> Path:

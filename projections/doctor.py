@@ -53,7 +53,8 @@ from eventstore.journal import Durability, SQLiteJournal, translate, utc_now
 from eventstore.locate import STATE_DIR, find_project_root, is_url, redact_url
 from eventstore.logs import get_logger
 from eventstore.owner import is_alive, this_host
-from eventstore.runner import LOCK_NAME, resume_point, sha256
+from eventstore.progress import span
+from eventstore.runner import ERRORS_STREAM, LOCK_NAME, resume_point, sha256
 from eventstore.store import Store
 from projections import DEFAULT
 from projections.backlog import BacklogState, TasksProjection
@@ -64,6 +65,8 @@ from projections.imports import ParsedBacklog, diff_backlogs, import_event, read
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
+    from eventstore.journal import StreamInfo
+    from eventstore.progress import Progress
     from eventstore.projection import Projection
 
 log = get_logger("evstore.doctor")
@@ -191,6 +194,7 @@ class Doctor:
         durability: Durability = "full",
         tool: str = "evstore-doctor",
         lock_timeout_s: float = 10.0,
+        progress: Progress | None = None,
     ) -> None:
         # A PostgreSQL URL: the journal checks are the server journal's own integrity
         # check; the file checks are the same, on this machine's export directories.
@@ -205,6 +209,10 @@ class Doctor:
         self._durability = durability
         self._tool = tool
         self._lock_timeout_s = lock_timeout_s
+        # progress(done, total): None while the journal's integrity is checked, then the
+        # events of every session checked (three times over with fix(): check, repair,
+        # check again).
+        self._progress = progress
 
     # --- entry points -------------------------------------------------------------------------
 
@@ -217,6 +225,8 @@ class Doctor:
         return self._run(fix=True)
 
     def _run(self, *, fix: bool) -> Report:
+        if self._progress is not None:
+            self._progress(0, None)
         if self.url is not None:
             return self._run_on_server(fix=fix)
         journal_problems, version = self._inspect_journal()
@@ -278,13 +288,14 @@ class Doctor:
     def _examine(self, store: Store, report: Report) -> None:
         """Scan the sessions; when fixing, repair, scan again and settle what is fixed."""
         report.sessions = store.sessions()
-        found = self._scan(store)
+        phases = 3 if report.fix else 1
+        found = self._scan(store, phase=(0, phases))
         report.problems = [*report.problems, *found]
         if not report.fix:
             report.remaining = report.problems
             return
-        self._repair(store, found)
-        remaining = self._scan(store)
+        self._repair(store, found, phase=(1, phases))
+        remaining = self._scan(store, phase=(2, phases))
         keys = {p.key for p in remaining}
         for problem in found:
             problem.fixed = problem.fixable and problem.error is None and problem.key not in keys
@@ -356,26 +367,47 @@ class Doctor:
 
     # --- scanning -------------------------------------------------------------------------------
 
-    def _scan(self, store: Store) -> list[Problem]:
+    def _scan(self, store: Store, *, phase: tuple[int, int] = (0, 1)) -> list[Problem]:
         problems: list[Problem] = []
-        heads = {s.stream: s.last_seq for s in store.journal.streams()}
+        streams = store.journal.streams()
+        heads = {s.stream: s.last_seq for s in streams}
         owners: dict[Path, list[str]] = {}
         for session in store.sessions():
             owners.setdefault(store.export_dir(session), []).append(session)
+        parts = self._parts(streams, [s for group in owners.values() for s in group], phase)
         for export_dir, sessions in owners.items():
             for session in sessions:
-                problems += self._session(store, session, export_dir, heads[session], sessions)
+                problems += self._session(store, session, export_dir, heads[session], sessions,
+                                          progress=parts.get(session))
             if len(sessions) > 1:
                 problems += self._legacy_shared(export_dir, sessions)
             problems += self._orphans(export_dir)
         return problems
 
-    def _session(  # noqa: C901 - one branch per finding
-        self, store: Store, session: str, export_dir: Path, head: int, sharing: list[str]
+    def _parts(
+        self, streams: Sequence[StreamInfo], order: Sequence[str], phase: tuple[int, int]
+    ) -> dict[str, Progress]:
+        """Each session's share of `progress` in phase `index` of `count` (a phase counts
+        every session's events), for sessions handled in `order` (none without progress)."""
+        if self._progress is None:
+            return {}
+        sizes = {s.stream: s.events for s in streams if s.stream != ERRORS_STREAM}
+        index, count = phase
+        size = sum(sizes.values())
+        done, total = index * size, count * size
+        parts = {}
+        for session in order:
+            parts[session] = span(self._progress, done, sizes.get(session, 0), total)
+            done += sizes.get(session, 0)
+        return parts
+
+    def _session(  # noqa: C901, PLR0913 - one branch per finding
+        self, store: Store, session: str, export_dir: Path, head: int, sharing: list[str],
+        *, progress: Progress | None = None,
     ) -> list[Problem]:
         checkpoints = {p.name: store.journal.checkpoint(p.name, session) for p in self.projections}
         starts = [(p, *resume_point(p, checkpoints[p.name])) for p in self.projections]
-        folded = store.runner.fold_many(session, starts)
+        folded = store.runner.fold_many(session, starts, progress=progress)
         states = {r.projection.name: r.state for r in folded}
         problems: list[Problem] = []
         for rendered in folded:
@@ -569,7 +601,9 @@ class Doctor:
 
     # --- repairing ------------------------------------------------------------------------------
 
-    def _repair(self, store: Store, found: list[Problem]) -> None:
+    def _repair(
+        self, store: Store, found: list[Problem], *, phase: tuple[int, int] = (1, 3)
+    ) -> None:
         fixable = [p for p in found if p.fixable]
         # 1. Appends: the journal first, so a file is moved only once what it held is recorded.
         for problem in fixable:
@@ -586,12 +620,17 @@ class Doctor:
             self._move_files(export_dir, problems)
         # 3. Exports: every session with a file to bring back in line with the journal.
         exported = [p for p in fixable if p.code in _EXPORTED and p.session is not None]
-        for session, problems in _grouped(exported, lambda p: p.session).items():
-            self._export(store, session, problems)
+        groups = _grouped(exported, lambda p: p.session)
+        parts = self._parts(store.journal.streams(), list(groups), phase)
+        for session, problems in groups.items():
+            self._export(store, session, problems, progress=parts.get(session))
 
-    def _export(self, store: Store, session: str, problems: list[Problem]) -> None:
+    def _export(
+        self, store: Store, session: str, problems: list[Problem],
+        *, progress: Progress | None = None,
+    ) -> None:
         try:
-            results = {r.path: r for r in store.project(session)}
+            results = {r.path: r for r in store.project(session, progress=progress)}
         except (EvstoreError, OSError) as exc:
             for problem in problems:
                 if problem.error is None:
