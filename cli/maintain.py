@@ -43,7 +43,11 @@ def project(obj: AppContext, session: str | None, flush_retries: int, *, as_json
     Example:
       evstore project --flush-retries 3
     """
-    results = obj.store(flush_retries=flush_retries).project(session)
+    from cli.progress import progress_bar  # noqa: PLC0415
+
+    store = obj.store(flush_retries=flush_retries)
+    with progress_bar(f"projecting {session or 'every session'}") as bar:  # gone before the output
+        results = store.project(session, progress=bar.callback)
     _report(results, as_json=as_json)
 
 

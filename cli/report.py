@@ -38,6 +38,7 @@ def report(obj: AppContext, session: str | None, out: str, until: str | None) ->
     from eventstore.journal import format_time, utc_now  # noqa: PLC0415
     from eventstore.reports import error_summary  # noqa: PLC0415
     from cli.maintain import _parse_until  # noqa: PLC0415
+    from cli.progress import progress_bar  # noqa: PLC0415
     from cli.report_html import render_report  # noqa: PLC0415
     from projections.batch_runs import parse_time  # noqa: PLC0415
     from projections.report import session_report  # noqa: PLC0415
@@ -51,6 +52,9 @@ def report(obj: AppContext, session: str | None, out: str, until: str | None) ->
         last = next(iter(store.journal.read(after=until_seq - 1, until=until_seq)), None) if until_seq else None
         now = parse_time(last.recorded_at) if last is not None else now
     sessions = [session] if session else store.sessions()
+    with progress_bar("reading the journal") as bar:  # gone before the output
+        counted = _counted(store, sessions, until_seq, bar.callback)
+        folded = [session_report(name, counted(name), now=now) for name in sessions]
     context: dict[str, Any] = {
         "title": f"evstore report: {', '.join(sessions) or 'empty journal'}",
         "version": __version__,
@@ -58,9 +62,7 @@ def report(obj: AppContext, session: str | None, out: str, until: str | None) ->
         "head": store.journal.head(),
         "until": until_seq,
         "generated_at": format_time(utc_now()),
-        "sessions": [
-            session_report(name, store.journal.read(name, until=until_seq), now=now) for name in sessions
-        ],
+        "sessions": folded,
         "errors": error_summary(store, until=until_seq),
     }
     page = render_report(context)
@@ -73,3 +75,16 @@ def report(obj: AppContext, session: str | None, out: str, until: str | None) ->
         raise ExportError(f"cannot write report {out}: {exc.strerror or exc}", path=out,
                           errno_code=exc.errno, attempts=1) from None
     click.echo(f"wrote {out} ({len(page) / 1024:.0f} KiB, {len(sessions)} session(s))")
+
+
+
+def _counted(store: Any, sessions: list[str], until: int | None, progress: Any) -> Any:
+    """`events(session)`, counted for one bar over every session when there is a bar."""
+    if progress is None:
+        return lambda name: store.journal.read(name, until=until)
+    from eventstore.progress import reporting  # noqa: PLC0415
+
+    sizes = {name: store.journal.count(name, until=until) for name in sessions}
+    total = sum(sizes.values())
+    starts = dict(zip(sessions, [sum(list(sizes.values())[:i]) for i in range(len(sessions))], strict=True))
+    return lambda name: reporting(store.journal.read(name, until=until), progress, total, start=starts[name])

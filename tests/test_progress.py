@@ -165,6 +165,23 @@ def test_replay_json_output_is_identical_with_a_bar(journal: Path) -> None:
     assert json.loads(tty.stdout)[0]["events_applied"] == 5002
 
 
+def test_project_and_report_draw_a_bar_on_a_terminal_only(journal: Path) -> None:
+    """`project` folds the 5,000 new events; `report` reads them: each draws its bar on a
+    terminal and prints the same stdout as on pipes (the page's bytes aside: it holds
+    the time it was made)."""
+    tty = on_tty("project", "--json", cwd=journal)
+    assert drawn(tty.stderr, "projecting every session"), tty.stderr
+    (journal / "plan" / SESSION / "tasks.json").unlink()  # so the piped run exports again
+    piped = on_pipes("project", "--json", cwd=journal)
+    assert piped.stderr == ""
+    assert [r["action"] for r in json.loads(tty.stdout)] == [r["action"] for r in json.loads(piped.stdout)]
+    tty = on_tty("report", "-o", "tty.html", cwd=journal)
+    assert drawn(tty.stderr, "reading the journal"), tty.stderr
+    piped = on_pipes("report", "-o", "piped.html", cwd=journal)
+    assert piped.stderr == ""
+    assert tty.stdout.replace("tty.html", "piped.html") == piped.stdout
+
+
 def test_append_jsonl_draws_parsing_then_appending(
     seeded: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
