@@ -424,7 +424,15 @@ class Doctor:
             except (FileNotFoundError, NotADirectoryError):
                 data = None
             except IsADirectoryError:
-                continue  # not a file we could have written; export reports it
+                if want is not None or exported is not None:
+                    # Nothing evstore may do about it: a directory could hold anyone's work.
+                    problems.append(Problem(
+                        PROJECTION_MISSING,
+                        f"{shown} (session {session}) is a directory, not the file evstore exports",
+                        fixable=False, path=path, session=session,
+                        remedy=f"move the directory {shown} aside, then run `evstore project`",
+                    ))
+                continue
             on_disk = sha256(data) if data is not None else None
             if isinstance(projection, BatchProgressProjection) and data is not None:
                 why = _batch_progress_defect(data)

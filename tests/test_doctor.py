@@ -319,6 +319,23 @@ def test_a_deleted_file_is_missing_and_exported_again(project: Path, cli: Cli) -
     assert (project / TASKS).read_bytes() == original
 
 
+def test_a_directory_in_place_of_a_file_is_reported_and_left_alone(project: Path, cli: Cli) -> None:
+    """`project` cannot write tasks.json over a directory (exit 4), so doctor may not call
+    the project healthy; what is in the directory is someone's, so --fix leaves it."""
+    (project / TASKS).unlink()
+    (project / TASKS).mkdir()
+    (project / TASKS / "notes.txt").write_text("mine")
+    assert cli("project").exit_code == 4
+    before = stable(project)
+    status, report = doctor_json(cli, "--fix")
+    assert status == 1
+    (problem,) = report["problems"]
+    assert (problem["code"], problem["fixable"], problem["fixed"]) == (PROJECTION_MISSING, False, False)
+    assert problem["message"] == f"{TASKS} (session {SESSION}) is a directory, not the file evstore exports"
+    assert stable(project) == before
+    assert (project / TASKS / "notes.txt").read_text() == "mine"
+
+
 def test_an_edited_file_is_kept_as_a_drift_copy_and_re_exported(project: Path, cli: Cli) -> None:
     original = (project / TASKS).read_bytes()
     edited = original.replace(b'"status": "Planned"', b'"status": "Complete"', 1)
