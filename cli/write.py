@@ -180,15 +180,16 @@ def append(  # noqa: PLR0913 - one option per knob of an append
             ids = [event_id]
         result = obj.store().append(session, events, expected_version=expected_version,
                                     event_ids=ids, progress=progress)
-    stats = FlushStats.of(len(events), result)
+    # A duplicate wrote nothing: no items, no write saved, whatever was handed in.
+    stats = FlushStats.of(0 if result.duplicate else len(events), result)
     payload: dict[str, Any] = {
         "session": session,
         "first_seq": result.first_seq,
         "last_seq": result.last_seq,
         "version": result.last_version,
         "duplicate": result.duplicate,
-        "items_written": 0 if result.duplicate else stats.items_written,
-        "write_ops_saved": 0 if result.duplicate else stats.write_ops_saved,
+        "items_written": stats.items_written,
+        "write_ops_saved": stats.write_ops_saved,
         "efficiency": stats.efficiency,
     }
     if as_json:

@@ -145,6 +145,16 @@ def test_append_with_an_event_id_is_idempotent(imported: Path, cli: Cli) -> None
     assert len(cli("log", "--json").stdout.splitlines()) == 3
 
 
+def test_a_duplicate_jsonl_append_reports_nothing_written(imported: Path, cli: Cli) -> None:
+    lines = '{"item_id": "P1", "status": "Complete", "event_id": "a"}\n{"item_id": "P2", "status": "Complete", "event_id": "b"}\n'
+    first = json.loads(cli("append", "-s", SESSION, "--jsonl", "-", "--json", input=lines).stdout)
+    again = json.loads(cli("append", "-s", SESSION, "--jsonl", "-", "--json", input=lines).stdout)
+    assert (first["items_written"], first["write_ops_saved"], first["efficiency"]) == (2, 1, "50.0%")
+    assert again["duplicate"] is True
+    assert (again["items_written"], again["write_ops_saved"], again["efficiency"]) == (0, 0, "0.0%")
+    assert (again["first_seq"], again["last_seq"]) == (first["first_seq"], first["last_seq"])
+
+
 def test_expected_version_conflict_exits_3(imported: Path, cli: Cli) -> None:
     assert cli("append", "-s", SESSION, "P1", "Complete", "--expected-version", "2").exit_code == 0
     before = stable(imported)
