@@ -381,7 +381,7 @@ class Doctor:
                                           progress=parts.get(session))
             if len(sessions) > 1:
                 problems += self._legacy_shared(export_dir, sessions)
-            problems += self._orphans(export_dir)
+            problems += self._orphans(export_dir, sessions[0] if len(sessions) == 1 else None)
         return problems
 
     def _parts(
@@ -561,7 +561,8 @@ class Doctor:
             remedy=f"import it into the right session: `evstore import {path} --session SESSION`",
         )]
 
-    def _orphans(self, export_dir: Path) -> list[Problem]:
+    def _orphans(self, export_dir: Path, session: str | None) -> list[Problem]:
+        """Temp files no exporter owns; `session` is the export dir's only session, if so."""
         found = list(self._old_temp_files(export_dir))
         if not found or self._lock_held(export_dir):
             return []  # a live exporter owns its temp files
@@ -570,7 +571,7 @@ class Doctor:
             ORPHAN_TEMP_FILE,
             f"{self._shown(path)} was left by an interrupted export "
             f"({age.total_seconds() / 60:.0f} min old, no exporter running)",
-            fixable=True, path=path, remedy=f"move it to {where}",
+            fixable=True, path=path, session=session, remedy=f"move it to {where}",
         ) for path, age in found]
 
     def _old_temp_files(self, export_dir: Path) -> Iterator[tuple[Path, timedelta]]:
