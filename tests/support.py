@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import ast
+import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from eventstore import Store
+from eventstore.atomic import write_atomic
 from eventstore.events import SessionCreated
+from eventstore.journal import SQLiteJournal
+from eventstore.retry import RetryPolicy
+from projections import DEFAULT
 from projections.imports import import_event, parse_backlog
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -48,3 +55,27 @@ def tasks_of(results: list[object]) -> object:
     """The tasks.json result among a project/replay run's results (one per projection)."""
     (found,) = [r for r in results if getattr(r, "projection", None) == "tasks"]
     return found
+
+
+def failing_store(root: Path, failures: list[int]) -> Store:
+    """A Store on root's journal whose file writes fail with these errnos first (the one
+    injection seam), retrying without sleeping."""
+
+    def write(path: Path, data: bytes) -> None:
+        if failures:
+            code = failures.pop(0)
+            raise OSError(code, os.strerror(code), str(path))
+        write_atomic(path, data)
+
+    journal = SQLiteJournal(root / ".evstore" / "journal.db")
+    return Store(journal, projections=DEFAULT, policy=RetryPolicy(retries=3, sleep=lambda _: None),
+                 write_file=write)
+
+
+def imports_of(path: Path) -> Iterator[tuple[int, str]]:
+    """(line, module) of every import in a source file, lazy ones inside functions too."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.lineno, node.module

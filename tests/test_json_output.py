@@ -28,14 +28,11 @@ from typing import TYPE_CHECKING, Any
 import click
 import pytest
 from click.testing import CliRunner
-from support import INITIAL, evstore_bin
+from support import INITIAL, evstore_bin, failing_store
 
 from cli.app import app
 from eventstore import ExportError, Store
-from eventstore.atomic import write_atomic
 from eventstore.events import ErrorRecorded, ItemStatusChanged
-from eventstore.journal import SQLiteJournal
-from eventstore.retry import RetryPolicy
 from projections import DEFAULT
 
 if TYPE_CHECKING:
@@ -228,24 +225,6 @@ def command_path(args: tuple[str, ...]) -> tuple[str, ...]:
             break
         command, path = sub, [*path, word]
     return tuple(path)
-
-
-def failing_store(root: Path, failures: list[int]) -> Store:
-    """A Store whose file writes fail with these errnos first (the injection seam)."""
-
-    def write(path: Path, data: bytes) -> None:
-        if failures:
-            code = failures.pop(0)
-            raise OSError(code, os.strerror(code), str(path))
-        write_atomic(path, data)
-
-    journal = SQLiteJournal(root / ".evstore" / "journal.db")
-    return Store(
-        journal,
-        projections=DEFAULT,
-        policy=RetryPolicy(retries=3, sleep=lambda _: None),
-        write_file=write,
-    )
 
 
 def watch_lines(root: Path, env: dict[str, str]) -> str:

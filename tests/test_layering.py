@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support import imports_of
 
 ROOT = Path(__file__).parent.parent
 
@@ -28,15 +28,12 @@ def test_importing_eventstore_loads_neither_projections_nor_cli() -> None:
 @pytest.mark.parametrize(("package", "forbidden"), [("eventstore", {"projections", "cli"}), ("projections", {"cli"})])
 def test_no_module_imports_an_upper_layer(package: str, forbidden: set[str]) -> None:
     """Static check over every module, including imports done lazily inside functions."""
-    offenders = []
-    for path in (ROOT / package).glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in forbidden]
+    offenders = [
+        f"{path.name}: {module}"
+        for path in (ROOT / package).glob("*.py")
+        for _, module in imports_of(path)
+        if module.split(".")[0] in forbidden
+    ]
     assert offenders == []
 
 

@@ -10,15 +10,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
+from support import SESSION, failing_store, snapshot
 
 from eventstore import ExportError, Store
-from eventstore.atomic import write_atomic
 from eventstore.events import ErrorRecorded, ItemStatusChanged
-from eventstore.journal import SQLiteJournal
-from eventstore.retry import RetryPolicy
 from projections import DEFAULT
 from projections.batch_runs import BatchRun
-from support import SESSION, snapshot
 
 Cli = Callable[..., Result]
 
@@ -28,19 +25,6 @@ def project(cli: Cli, project_dir: Path) -> Path:
     cli("init")
     cli("import", f"plan/{SESSION}/tasks.json", "-s", SESSION)
     return project_dir
-
-
-def failing_store(root: Path, failures: list[int]) -> Store:
-    """A Store whose file writes fail with these errnos first (the one injection seam)."""
-
-    def write(path: Path, data: bytes) -> None:
-        if failures:
-            code = failures.pop(0)
-            raise OSError(code, os.strerror(code), str(path))
-        write_atomic(path, data)
-
-    journal = SQLiteJournal(root / ".evstore" / "journal.db")
-    return Store(journal, projections=DEFAULT, policy=RetryPolicy(retries=3, sleep=lambda _: None), write_file=write)
 
 
 def test_status_is_current_after_project_and_lags_after_an_append(project: Path, cli: Cli) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import INITIAL, SESSION, evstore_bin, seed
+from support import INITIAL, SESSION, evstore_bin, imports_of, seed
 
 from cli.jsonl import read_jsonl
 from cli.progress import DEFAULT_AFTER_S, after_seconds
@@ -417,15 +417,10 @@ def test_the_library_never_draws_or_prints() -> None:
     offenders = []
     for package in ("eventstore", "projections"):
         for path in (ROOT / package).glob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                names = []
-                if isinstance(node, ast.Import):
-                    names = [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.module:
-                    names = [node.module]
-                offenders += [f"{package}/{path.name}: import {n}" for n in names
-                              if n.split(".")[0] == "rich"]
-                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                        and node.func.id == "print"):
-                    offenders.append(f"{package}/{path.name}:{node.lineno}: print()")
+            offenders += [f"{package}/{path.name}:{line}: import {module}"
+                          for line, module in imports_of(path) if module.split(".")[0] == "rich"]
+            offenders += [f"{package}/{path.name}:{node.lineno}: print()"
+                          for node in ast.walk(ast.parse(path.read_text()))
+                          if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                          and node.func.id == "print"]
     assert offenders == []
