@@ -195,7 +195,146 @@ def translate(exc: sqlite3.Error, path: Path) -> JournalError:
     return JournalError(f"journal {path}: {name or type(exc).__name__}: {exc}")
 
 
-class SQLiteJournal:
+def duplicate_of(
+    found: list[tuple[Any, ...]], stream: str, given: Sequence[str], count: int
+) -> AppendResult | None:
+    """What an append whose event ids are `given` already did, from the (seq, stream,
+    version) rows holding those ids: None when none exist, its result when all of them
+    do in `stream` (a retried append), ConcurrencyError when only some do or elsewhere."""
+    if not found:
+        return None
+    if len(found) != len(given) or len(given) != count or {r[1] for r in found} != {stream}:
+        raise ConcurrencyError(
+            f"event ids already used by another append ({len(found)} of {len(given)} "
+            f"present): use fresh ids for new events in session {stream!r}"
+        )
+    return AppendResult(
+        stream=stream,
+        first_seq=found[0][0],
+        last_seq=found[-1][0],
+        last_version=found[-1][2],
+        count=len(found),
+        duplicate=True,
+    )
+
+
+class JournalReads:
+    """The read side both journals share, written once in SQLite's `?` style: a backend
+    supplies `_rows(sql, params)`, its placeholder and how it selects an event's columns
+    (PostgreSQL casts its json columns to text, so their bytes are decoded as stored)."""
+
+    placeholder = "?"
+    event_columns = "seq, stream, version, type, data, meta, recorded_at, event_id, schema_version"
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        return self._rows(sql if self.placeholder == "?" else sql.replace("?", self.placeholder), params)
+
+    def _value(self, sql: str, *params: Any) -> Any:
+        rows = self._query(sql, *params)
+        return rows[0][0] if rows else None
+
+    def read(
+        self,
+        stream: str | None = None,
+        *,
+        after: int = 0,
+        until: int | None = None,
+        limit: int | None = None,
+        types: Sequence[str] | None = None,
+    ) -> Iterator[StoredEvent]:
+        """Events with `after < seq <= until`, in `seq` order, of one stream or all."""
+        clauses = ["seq > ?"]
+        params: list[Any] = [after]
+        if stream is not None:
+            clauses.append("stream = ?")
+            params.append(stream)
+        if until is not None:
+            clauses.append("seq <= ?")
+            params.append(until)
+        if types:
+            clauses.append(f"type IN ({','.join('?' * len(types))})")
+            params.extend(types)
+        sql = f"SELECT {self.event_columns} FROM events WHERE {' AND '.join(clauses)} ORDER BY seq"  # noqa: S608 - fixed clauses, values bound
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return decode_rows(self._query(sql, *params))
+
+    def streams_between(self, after: int, until: int) -> list[str]:
+        """The streams with events in `after < seq <= until`, in order of first event."""
+        rows = self._query(
+            "SELECT stream FROM events WHERE seq > ? AND seq <= ? GROUP BY stream ORDER BY min(seq)",
+            after, until,
+        )
+        return [row[0] for row in rows]
+
+    def head(self) -> int:
+        return int(self._value("SELECT coalesce(max(seq), 0) FROM events"))
+
+    def stream_version(self, stream: str) -> int:
+        return int(self._value("SELECT coalesce(max(version), 0) FROM events WHERE stream = ?", stream))
+
+    def count(self, stream: str, *, after: int = 0, until: int | None = None) -> int:
+        """How many events of `stream` have `after < seq <= until` (a projection's lag)."""
+        if until is not None:
+            return int(self._value(
+                "SELECT count(*) FROM events WHERE stream = ? AND seq > ? AND seq <= ?", stream, after, until,
+            ))
+        return int(self._value("SELECT count(*) FROM events WHERE stream = ? AND seq > ?", stream, after))
+
+    def latest(self, stream: str) -> StoredEvent | None:
+        """The newest event of `stream`."""
+        version = self.stream_version(stream)
+        return self.event_at(stream, version) if version else None
+
+    def seq_at(self, moment: datetime) -> int:
+        """The last `seq` recorded at or before `moment` (0 if none)."""
+        return int(self._value(
+            "SELECT coalesce(max(seq), 0) FROM events WHERE recorded_at <= ?", format_time(moment)
+        ))
+
+    def streams(self) -> list[StreamInfo]:
+        rows = self._query(
+            "SELECT stream, count(*), max(version), max(seq), max(recorded_at)"
+            " FROM events GROUP BY stream ORDER BY min(seq)"
+        )
+        return [StreamInfo(*row) for row in rows]
+
+    def event_at(self, stream: str, version: int) -> StoredEvent | None:
+        """The event at `version` of `stream` (a point lookup on UNIQUE(stream, version))."""
+        seq = self._value("SELECT seq FROM events WHERE stream = ? AND version = ?", stream, version)
+        if seq is None:
+            return None
+        return next(self.read(after=seq - 1, until=seq))
+
+    def checkpoint(self, projection: str, stream: str) -> Checkpoint | None:
+        rows = self._query(
+            "SELECT projection, stream, seq, state, exported_sha256, exported_at"
+            " FROM checkpoints WHERE projection = ? AND stream = ?",
+            projection, stream,
+        )
+        return Checkpoint(*rows[0]) if rows else None
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self.save_checkpoints([checkpoint])
+
+    def save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
+        raise NotImplementedError
+
+
+# Both journals' upsert of checkpoints, in SQLite's `?` style.
+SAVE_CHECKPOINT = (
+    "INSERT INTO checkpoints (projection, stream, seq, state, exported_sha256, exported_at)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (projection, stream) DO UPDATE SET seq = excluded.seq,"
+    " state = excluded.state, exported_sha256 = excluded.exported_sha256,"
+    " exported_at = excluded.exported_at"
+)
+
+
+class SQLiteJournal(JournalReads):
     """One SQLite file in WAL mode. Thread-safe: one connection behind a lock."""
 
     backend = "sqlite"
@@ -477,58 +616,9 @@ class SQLiteJournal:
             " ORDER BY seq",
             given,
         ).fetchall()
-        if not found:
-            return None
-        if len(found) != len(given) or len(given) != count or {r[1] for r in found} != {stream}:
-            raise ConcurrencyError(
-                f"event ids already used by another append ({len(found)} of {len(given)} "
-                f"present): use fresh ids for new events in session {stream!r}"
-            )
-        return AppendResult(
-            stream=stream,
-            first_seq=found[0][0],
-            last_seq=found[-1][0],
-            last_version=found[-1][2],
-            count=len(found),
-            duplicate=True,
-        )
+        return duplicate_of(found, stream, given, count)
 
     # --- reading ----------------------------------------------------------------------
-
-    def read(
-        self,
-        stream: str | None = None,
-        *,
-        after: int = 0,
-        until: int | None = None,
-        limit: int | None = None,
-        types: Sequence[str] | None = None,
-    ) -> Iterator[StoredEvent]:
-        """Events with `after < seq <= until`, in `seq` order, of one stream or all."""
-        clauses = ["seq > ?"]
-        params: list[Any] = [after]
-        if stream is not None:
-            clauses.append("stream = ?")
-            params.append(stream)
-        if until is not None:
-            clauses.append("seq <= ?")
-            params.append(until)
-        if types:
-            clauses.append(f"type IN ({','.join('?' * len(types))})")
-            params.extend(types)
-        sql = (
-            "SELECT seq, stream, version, type, data, meta, recorded_at, event_id,"
-            f" schema_version FROM events WHERE {' AND '.join(clauses)} ORDER BY seq"  # noqa: S608 - fixed clauses, values bound
-        )
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        with self._lock:
-            try:
-                rows = self._conn.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise translate(exc, self.path) from exc
-        return decode_rows(rows)
 
     def scan(
         self, stream: str, *, after: int = 0, until: int | None = None
@@ -569,85 +659,14 @@ class SQLiteJournal:
             (version,) = self._conn.execute("PRAGMA data_version").fetchone()
             return (int(version), self._conn.total_changes)
 
-    def streams_between(self, after: int, until: int) -> list[str]:
-        """The streams with events in `after < seq <= until`, in order of first event."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT stream FROM events WHERE seq > ? AND seq <= ?"
-                " GROUP BY stream ORDER BY min(seq)",
-                (after, until),
-            ).fetchall()
-        return [row[0] for row in rows]
-
-    def head(self) -> int:
-        return int(self._scalar("SELECT coalesce(max(seq), 0) FROM events"))
-
-    def stream_version(self, stream: str) -> int:
-        return int(
-            self._scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream = ?", stream)
-        )
-
-    def count(self, stream: str, *, after: int = 0, until: int | None = None) -> int:
-        """How many events of `stream` have `after < seq <= until` (a projection's lag)."""
-        if until is not None:
-            return int(self._scalar(
-                "SELECT count(*) FROM events WHERE stream = ? AND seq > ? AND seq <= ?",
-                stream, after, until,
-            ))
-        return int(self._scalar("SELECT count(*) FROM events WHERE stream = ? AND seq > ?", stream, after))
-
-    def latest(self, stream: str) -> StoredEvent | None:
-        """The newest event of `stream`."""
-        version = self.stream_version(stream)
-        return self.event_at(stream, version) if version else None
-
-    def seq_at(self, moment: datetime) -> int:
-        """The last `seq` recorded at or before `moment` (0 if none)."""
-        return int(
-            self._scalar(
-                "SELECT coalesce(max(seq), 0) FROM events WHERE recorded_at <= ?",
-                format_time(moment),
-            )
-        )
-
-    def streams(self) -> list[StreamInfo]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT stream, count(*), max(version), max(seq), max(recorded_at)"
-                " FROM events GROUP BY stream ORDER BY min(seq)"
-            ).fetchall()
-        return [StreamInfo(*row) for row in rows]
-
-    def event_at(self, stream: str, version: int) -> StoredEvent | None:
-        """The event at `version` of `stream` (a point lookup on UNIQUE(stream, version))."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT seq FROM events WHERE stream = ? AND version = ?", (stream, version)
-            ).fetchone()
-        if row is None:
-            return None
-        return next(self.read(after=row[0] - 1, until=row[0]))
-
-    def _scalar(self, sql: str, *params: Any) -> Any:
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
-                return self._conn.execute(sql, params).fetchone()[0]
+                return self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise translate(exc, self.path) from exc
 
     # --- checkpoints ------------------------------------------------------------------
-
-    def checkpoint(self, projection: str, stream: str) -> Checkpoint | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT projection, stream, seq, state, exported_sha256, exported_at"
-                " FROM checkpoints WHERE projection = ? AND stream = ?",
-                (projection, stream),
-            ).fetchone()
-        return Checkpoint(*row) if row else None
-
-    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        self.save_checkpoints([checkpoint])
 
     def save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
         """Save several checkpoints in one transaction (one fsync)."""
@@ -655,11 +674,7 @@ class SQLiteJournal:
         def attempt() -> None:
             with self._write() as conn:
                 conn.executemany(
-                    "INSERT INTO checkpoints (projection, stream, seq, state, exported_sha256,"
-                    " exported_at) VALUES (?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (projection, stream) DO UPDATE SET seq = excluded.seq,"
-                    " state = excluded.state, exported_sha256 = excluded.exported_sha256,"
-                    " exported_at = excluded.exported_at",
+                    SAVE_CHECKPOINT,
                     [
                         (c.projection, c.stream, c.seq, c.state, c.exported_sha256, c.exported_at)
                         for c in checkpoints

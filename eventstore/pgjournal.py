@@ -55,16 +55,17 @@ from eventstore.errors import (
 )
 from eventstore.events import Event
 from eventstore.journal import (
+    _CURRENT_SCHEMA,
+    SAVE_CHECKPOINT,
     AppendResult,
     Checkpoint,
     Durability,
+    JournalReads,
     StoredEvent,
-    decode_rows,
-    decode_scan_rows,
-    StreamInfo,
-    _CURRENT_SCHEMA,
     _payloads,
     _user,
+    decode_scan_rows,
+    duplicate_of,
     format_time,
     new_event_id,
     utc_now,
@@ -137,9 +138,11 @@ class PgLocation(str):
         return self.rsplit("/", 1)[-1].split("?", 1)[0]
 
 
-class PostgresJournal:
+class PostgresJournal(JournalReads):
     """The journal in a PostgreSQL database. Thread-safe: one connection behind a lock."""
 
+    placeholder = "%s"
+    event_columns = _COLUMNS
     backend = "postgresql"
 
     def __init__(  # noqa: PLR0913 - every knob is keyword-only and has a default
@@ -524,7 +527,7 @@ class PostgresJournal:
                         self._finish(conn, "ROLLBACK")
                         return tracking["result"]  # type: ignore[no-any-return]
                     if present is not None:
-                        original = self._existing(present.fetchall(), stream, given, len(events))
+                        original = duplicate_of(present.fetchall(), stream, given, len(events))
                         if original is not None:
                             self._finish(conn, "ROLLBACK")
                             return original
@@ -598,25 +601,6 @@ class PostgresJournal:
         columns = list(zip(*rows, strict=True))
         conn.execute(_INSERT_MANY, (stream, meta_json, recorded_at, *map(list, columns)))
 
-    @staticmethod
-    def _existing(
-        found: list[tuple[Any, ...]], stream: str, given: list[str], count: int
-    ) -> AppendResult | None:
-        if not found:
-            return None
-        if len(found) != len(given) or len(given) != count or {r[1] for r in found} != {stream}:
-            raise ConcurrencyError(
-                f"event ids already used by another append ({len(found)} of {len(given)} "
-                f"present): use fresh ids for new events in session {stream!r}"
-            )
-        return AppendResult(
-            stream=stream,
-            first_seq=found[0][0],
-            last_seq=found[-1][0],
-            last_version=found[-1][2],
-            count=len(found),
-            duplicate=True,
-        )
 
     # --- reading ----------------------------------------------------------------------
 
@@ -642,33 +626,6 @@ class PostgresJournal:
         rows = self._rows(sql, params)
         return rows[0][0] if rows else None
 
-    def read(
-        self,
-        stream: str | None = None,
-        *,
-        after: int = 0,
-        until: int | None = None,
-        limit: int | None = None,
-        types: Sequence[str] | None = None,
-    ) -> Iterator[StoredEvent]:
-        """Events with `after < seq <= until`, in `seq` order, of one stream or all."""
-        clauses = ["seq > %s"]
-        params: list[Any] = [after]
-        if stream is not None:
-            clauses.append("stream = %s")
-            params.append(stream)
-        if until is not None:
-            clauses.append("seq <= %s")
-            params.append(until)
-        if types:
-            clauses.append("type = ANY(%s)")
-            params.append(list(types))
-        sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(clauses)} ORDER BY seq"  # noqa: S608 - fixed clauses, values bound
-        if limit is not None:
-            sql += " LIMIT %s"
-            params.append(limit)
-        return decode_rows(self._rows(sql, params))
-
     def scan(
         self, stream: str, *, after: int = 0, until: int | None = None
     ) -> Iterator[StoredEvent]:
@@ -691,71 +648,7 @@ class PostgresJournal:
         on a checkpoint, which watch ignores anyway."""
         return (self.head(),)
 
-    def streams_between(self, after: int, until: int) -> list[str]:
-        """The streams with events in `after < seq <= until`, in order of first event."""
-        return [row[0] for row in self._rows(
-            "SELECT stream FROM events WHERE seq > %s AND seq <= %s"
-            " GROUP BY stream ORDER BY min(seq)",
-            (after, until),
-        )]
-
-    def head(self) -> int:
-        return int(self._scalar("SELECT coalesce(max(seq), 0) FROM events"))
-
-    def stream_version(self, stream: str) -> int:
-        return int(
-            self._scalar("SELECT coalesce(max(version), 0) FROM events WHERE stream = %s", stream)
-        )
-
-    def count(self, stream: str, *, after: int = 0, until: int | None = None) -> int:
-        """How many events of `stream` have `after < seq <= until` (a projection's lag)."""
-        if until is not None:
-            return int(self._scalar(
-                "SELECT count(*) FROM events WHERE stream = %s AND seq > %s AND seq <= %s",
-                stream, after, until,
-            ))
-        return int(self._scalar(
-            "SELECT count(*) FROM events WHERE stream = %s AND seq > %s", stream, after
-        ))
-
-    def latest(self, stream: str) -> StoredEvent | None:
-        """The newest event of `stream`."""
-        version = self.stream_version(stream)
-        return self.event_at(stream, version) if version else None
-
-    def seq_at(self, moment: datetime) -> int:
-        """The last `seq` recorded at or before `moment` (0 if none)."""
-        return int(self._scalar(
-            "SELECT coalesce(max(seq), 0) FROM events WHERE recorded_at <= %s", format_time(moment)
-        ))
-
-    def streams(self) -> list[StreamInfo]:
-        rows = self._rows(
-            "SELECT stream, count(*), max(version), max(seq), max(recorded_at)"
-            " FROM events GROUP BY stream ORDER BY min(seq)"
-        )
-        return [StreamInfo(*row) for row in rows]
-
-    def event_at(self, stream: str, version: int) -> StoredEvent | None:
-        """The event at `version` of `stream` (a point lookup on UNIQUE(stream, version))."""
-        seq = self._scalar("SELECT seq FROM events WHERE stream = %s AND version = %s",
-                           stream, version)
-        if seq is None:
-            return None
-        return next(self.read(after=seq - 1, until=seq))
-
     # --- checkpoints ------------------------------------------------------------------
-
-    def checkpoint(self, projection: str, stream: str) -> Checkpoint | None:
-        rows = self._rows(
-            "SELECT projection, stream, seq, state, exported_sha256, exported_at"
-            " FROM checkpoints WHERE projection = %s AND stream = %s",
-            (projection, stream),
-        )
-        return Checkpoint(*rows[0]) if rows else None
-
-    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        self.save_checkpoints([checkpoint])
 
     def save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
         """Save several checkpoints in one transaction (one commit)."""
@@ -763,11 +656,7 @@ class PostgresJournal:
         def attempt() -> None:
             with self._transaction() as conn, conn.cursor() as cur:
                 cur.executemany(
-                    "INSERT INTO checkpoints (projection, stream, seq, state, exported_sha256,"
-                    " exported_at) VALUES (%s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (projection, stream) DO UPDATE SET seq = excluded.seq,"
-                    " state = excluded.state, exported_sha256 = excluded.exported_sha256,"
-                    " exported_at = excluded.exported_at",
+                    SAVE_CHECKPOINT.replace("?", "%s"),
                     [
                         (c.projection, c.stream, c.seq, bytes(c.state), c.exported_sha256,
                          c.exported_at)
