@@ -357,24 +357,10 @@ def concurrent(server: Server, root: Path, writers: int, per_writer: int, rounds
 
 
 def raw_fold(conn: Any, loads: Any) -> tuple[dict[str, Any] | None, int]:
-    """The floor of a replay on PostgreSQL: the payload text, decoded, a dict index updated
-    (bench/project.py's raw fold, reading from psycopg)."""
-    from project import raw_index  # noqa: PLC0415
+    """The floor of a replay on PostgreSQL: bench/project.py's raw fold, reading from psycopg."""
+    from project import fold_rows  # noqa: PLC0415
 
-    doc: dict[str, Any] | None = None
-    index: dict[str, dict[str, Any]] = {}
-    count = 0
-    for type_, data in conn.execute("SELECT type, data::text FROM events ORDER BY seq"):
-        payload = loads(data)
-        count += 1
-        if type_ == "ItemStatusChanged":
-            item = index.get(payload["item_id"])
-            if item is not None:
-                item["status"] = payload["status"]
-        elif type_ == "BacklogImported":
-            doc = payload["backlog"]
-            index = raw_index(doc)
-    return doc, count
+    return fold_rows(conn.execute("SELECT type, data::text FROM events ORDER BY seq"), loads)
 
 
 def replay(server: Server, root: Path, events: int, rounds: int) -> list[Row]:

@@ -111,10 +111,15 @@ def raw_index(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def raw_fold(conn: sqlite3.Connection, loads: Any) -> tuple[dict[str, Any] | None, int]:
     """The floor of a replay: decode each payload, update the item in a dict index."""
+    return fold_rows(conn.execute("SELECT type, data FROM events ORDER BY seq"), loads)
+
+
+def fold_rows(rows: Any, loads: Any) -> tuple[dict[str, Any] | None, int]:
+    """Fold (type, payload text) rows as a raw replay does: the backlog and its count."""
     doc: dict[str, Any] | None = None
     index: dict[str, dict[str, Any]] = {}
     count = 0
-    for type_, data in conn.execute("SELECT type, data FROM events ORDER BY seq"):
+    for type_, data in rows:
         payload = loads(data)
         count += 1
         if type_ == "ItemStatusChanged":
