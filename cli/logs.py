@@ -16,13 +16,28 @@ def configure_logging(*, log_format: str, verbosity: int) -> None:
     """
     # Deferred: most runs log nothing at the level shown, and importing structlog would
     # cost them more than the command itself.
-    stream = sys.stderr
+    stream = _CurrentStderr()
     global _last_setup  # noqa: PLW0603 - the one set-up of this run
     _last_setup = lambda: _configure(log_format, verbosity, stream)  # noqa: E731
     before_first_log(_last_setup)
 
 
 _last_setup: Any = None
+
+
+class _CurrentStderr:
+    """sys.stderr as it is when a line is written, not as it was at set-up: while a
+    progress bar is drawn, rich stands in for sys.stderr and prints log lines above the
+    bar instead of through it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
 
 
 def reapply_logging() -> None:

@@ -10,6 +10,7 @@ with a delay the work cannot reach.
 from __future__ import annotations
 
 import ast
+import io
 import copy
 import fcntl
 import json
@@ -424,3 +425,21 @@ def test_the_library_never_draws_or_prints() -> None:
                           if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
                           and node.func.id == "print"]
     assert offenders == []
+
+
+def test_a_log_line_during_a_bar_is_printed_above_it() -> None:
+    """Logging writes to stderr as it is at each line: while rich draws a bar it stands in
+    for sys.stderr, so a retry warning lands above the bar, not through it."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from cli.logs import configure_logging
+    from eventstore.logs import get_logger
+
+    configure_logging(log_format="console", verbosity=0)
+    screen = io.StringIO()
+    with Progress(console=Console(file=screen, force_terminal=True, width=100), transient=True) as bar:
+        bar.add_task("replaying", total=10)
+        get_logger("evstore.test").warning("export_retry", attempt=1, errno="EBUSY")
+    assert "export_retry" in screen.getvalue()
+    assert "EBUSY" in screen.getvalue()
