@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,8 @@ def report(obj: AppContext, session: str | None, out: str, until: str | None) ->
         store.require_session(session)
     until_seq = _parse_until(store, until) if until is not None else None
     now = utc_now()
-    if until_seq is not None:
-        last = next(iter(store.journal.read(after=until_seq - 1, until=until_seq)), None) if until_seq else None
+    if until_seq:  # an earlier state's current statuses held until its last event, not now
+        last = next(store.journal.read(after=until_seq - 1, until=until_seq), None)
         now = parse_time(last.recorded_at) if last is not None else now
     sessions = [session] if session else store.sessions()
     with progress_bar("reading the journal") as bar:  # gone before the output
@@ -77,14 +78,13 @@ def report(obj: AppContext, session: str | None, out: str, until: str | None) ->
     click.echo(f"wrote {out} ({len(page) / 1024:.0f} KiB, {len(sessions)} session(s))")
 
 
-
 def _counted(store: Any, sessions: list[str], until: int | None, progress: Any) -> Any:
     """`events(session)`, counted for one bar over every session when there is a bar."""
     if progress is None:
         return lambda name: store.journal.read(name, until=until)
     from eventstore.progress import reporting  # noqa: PLC0415
 
-    sizes = {name: store.journal.count(name, until=until) for name in sessions}
-    total = sum(sizes.values())
-    starts = dict(zip(sessions, [sum(list(sizes.values())[:i]) for i in range(len(sessions))], strict=True))
+    sizes = [store.journal.count(name, until=until) for name in sessions]
+    total = sum(sizes)
+    starts = dict(zip(sessions, accumulate(sizes[:-1], initial=0), strict=True))
     return lambda name: reporting(store.journal.read(name, until=until), progress, total, start=starts[name])
