@@ -33,14 +33,14 @@ def report(obj: AppContext, session: str | None, out: str, until: str | None) ->
       evstore report --session 001 --out report.html
       evstore report --until 2026-01-13T12:00:00Z -o then.html
     """
+    from cli.maintain import _parse_until  # noqa: PLC0415
+    from cli.progress import progress_bar  # noqa: PLC0415
+    from cli.report_html import render_report  # noqa: PLC0415
     from eventstore._version import __version__  # noqa: PLC0415
     from eventstore.atomic import write_atomic  # noqa: PLC0415
     from eventstore.errors import ExportError  # noqa: PLC0415
     from eventstore.journal import format_time, utc_now  # noqa: PLC0415
     from eventstore.reports import error_summary  # noqa: PLC0415
-    from cli.maintain import _parse_until  # noqa: PLC0415
-    from cli.progress import progress_bar  # noqa: PLC0415
-    from cli.report_html import render_report  # noqa: PLC0415
     from projections.batch_runs import parse_time  # noqa: PLC0415
     from projections.report import session_report  # noqa: PLC0415
 

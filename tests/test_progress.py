@@ -10,12 +10,12 @@ with a delay the work cannot reach.
 from __future__ import annotations
 
 import ast
-import io
-import re
 import copy
 import fcntl
+import io
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
