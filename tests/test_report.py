@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Callable
+from html.parser import HTMLParser
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -242,3 +243,40 @@ def test_chromium_screenshots_the_report(cli: Cli, project_dir: Path) -> None:
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert (width, height) == (1280, 1400)
     assert len(png) > 20_000  # a blank page compresses to a few kB
+
+
+class _Visible(HTMLParser):
+    """The data-item of every element not hidden by itself or an ancestor."""
+
+    VOID = frozenset({"meta", "input", "br", "img", "link", "hr"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[bool] = []
+        self.items: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        hidden = "hidden" in found or bool(self.stack and self.stack[-1])
+        if "data-item" in found and not hidden:
+            self.items.append(str(found["data-item"]))
+        if tag not in self.VOID:
+            self.stack.append(hidden)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in self.VOID and self.stack:
+            self.stack.pop()
+
+
+@pytest.mark.browser
+@needs_browser
+@pytest.mark.usefixtures("busy")
+def test_chromium_filters_the_tree_from_the_url(cli: Cli, project_dir: Path) -> None:
+    """?filter=TEXT keeps the items whose row holds the text and their ancestors."""
+    assert cli("report", "-o", "r.html").exit_code == 0
+    page = project_dir / "r.html"
+    dom = chromium("--dump-dom", page.as_uri() + "?filter=P1.M1.T2", cwd=project_dir).stdout
+    assert 'data-rendered="ok"' in dom
+    visible = _Visible()
+    visible.feed(dom.split('<div class="tree"', 1)[1].split("</div>\n</div>", 1)[0])
+    assert visible.items == ["P1", "P1.M1", "P1.M1.T2", "P1.M1.T2.S1", "P1.M1.T2.S2", "P1.M1.T2.S3"]
