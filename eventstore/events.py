@@ -149,8 +149,9 @@ class ItemRemoved(Event):
 
 class BatchStarted(Event):
     """`pid_start` is the owner's start time (clock ticks after boot, Linux): with it a
-    reused pid cannot pass for the owner. `started_at` is only set for a batch imported
-    from a legacy file; otherwise the event's own time is the start."""
+    reused pid cannot pass for the owner. `started_at`, `updated_at`, `healing_attempts`
+    and `last_healing_at` are only set for a batch imported from a legacy file, which
+    carries them; otherwise the event's own time is the start and the last update."""
 
     type: Literal["BatchStarted"] = _type("BatchStarted")
     batch_id: str
@@ -160,6 +161,9 @@ class BatchStarted(Event):
     queued_items: list[str]
     pid_start: int | None = None
     started_at: str | None = None
+    updated_at: str | None = None
+    healing_attempts: int = Field(0, ge=0)
+    last_healing_at: str | None = None
 
 
 class BatchResumed(Event):
@@ -181,23 +185,35 @@ class BatchItemStarted(Event):
 
 
 class BatchItemCompleted(Event):
+    """`at` is set only for an outcome imported from a legacy file: when the file says
+    it happened (its `updated_at`), rather than the time of the import."""
+
     type: Literal["BatchItemCompleted"] = _type("BatchItemCompleted")
     batch_id: str
     item: str
+    at: str | None = None
 
 
 class BatchItemFailed(Event):
+    """`at` is set only for an outcome imported from a legacy file: when the file says
+    it happened (its `updated_at`), rather than the time of the import."""
+
     type: Literal["BatchItemFailed"] = _type("BatchItemFailed")
     batch_id: str
     item: str
     error: str
+    at: str | None = None
 
 
 class BatchItemSkipped(Event):
+    """`at` is set only for an outcome imported from a legacy file: when the file says
+    it happened (its `updated_at`), rather than the time of the import."""
+
     type: Literal["BatchItemSkipped"] = _type("BatchItemSkipped")
     batch_id: str
     item: str
     reason: str
+    at: str | None = None
 
 
 class BatchHealingAttempted(Event):

@@ -59,6 +59,14 @@ class Batch:
     errors: dict[str, str] = field(default_factory=dict)
     healing_attempts: int = 0
     last_healing_at: str | None = None
+    # The journal time of its latest event, never exported. Staleness counts from it: a
+    # batch imported from a legacy file keeps the file's updated_at, but it was active
+    # when it was imported.
+    active_at: str = ""
+
+    @property
+    def last_activity(self) -> str:
+        return self.active_at or self.updated_at  # states saved before active_at existed
 
     @property
     def remaining(self) -> list[str]:
@@ -147,13 +155,16 @@ def _fold(state: BatchState, kind: str, data: dict[str, Any], at: str) -> None: 
         state.batch = Batch(
             batch_id=data["batch_id"], pid=data["pid"], host=data["host"],
             pid_start=data.get("pid_start"), started_at=data.get("started_at") or at,
-            updated_at=at, parallel=data["parallel"], queued=list(data["queued_items"]),
+            updated_at=data.get("updated_at") or at, parallel=data["parallel"],
+            queued=list(data["queued_items"]), healing_attempts=data.get("healing_attempts", 0),
+            last_healing_at=data.get("last_healing_at"), active_at=at,
         )
         return
     batch = state.batch
     if batch is None or data.get("batch_id") != batch.batch_id:
         return
-    batch.updated_at = at
+    batch.updated_at = data.get("at") or at  # an imported outcome keeps the file's time
+    batch.active_at = at
     item = data.get("item")
     if kind == "BatchResumed":
         batch.pid, batch.host, batch.pid_start = data["pid"], data["host"], data.get("pid_start")

@@ -139,9 +139,9 @@ class BatchRun:
                     f"batch {current.batch_id} of session {self.session!r} is run by process "
                     f"{current.pid}, still alive on {current.host}: wait for it or stop it"
                 )
-            age = self._clock() - parse_time(current.updated_at)
+            age = self._clock() - parse_time(current.last_activity)
             if age > STALE_AFTER:
-                warning = (f"batch {current.batch_id} is stale (last update {current.updated_at}, "
+                warning = (f"batch {current.batch_id} is stale (last update {current.last_activity}, "
                            f"{age.total_seconds() / 3600:.0f} h ago): abandoned, starting afresh")
                 reason = f"stale: no update for {age.total_seconds() / 3600:.0f} h"
                 return ([BatchAbandoned(batch_id=current.batch_id, reason=reason), fresh],
@@ -269,7 +269,9 @@ def legacy_events(progress: Any, *, source: str, host: str, pid_start: int | Non
         pid = _typed(progress, "pid", int, source)
         parallel = _typed(progress, "parallel", int, source)
         lists = {name: _typed(progress, name, list, source) for name in ("completed", "failed", "skipped")}
-        started_at = progress.get("started_at")
+        started_at, updated_at, last_healing_at = (
+            _time(progress, name, source) for name in ("started_at", "updated_at", "last_healing_at")
+        )
         current = progress.get("current_item")
         healing = progress.get("healing_attempts", 0)
     except KeyError as exc:
@@ -279,19 +281,35 @@ def legacy_events(progress: Any, *, source: str, host: str, pid_start: int | Non
         raise InvalidInputError(f"{source}: item ids must be non-empty strings")
     if parallel < 1 or not isinstance(healing, int) or healing < 0:
         raise InvalidInputError(f"{source}: parallel must be 1 or more and healing_attempts a count")
-    events: list[Event] = [
-        BatchStarted(batch_id=batch_id, pid=pid, host=host, parallel=parallel, queued_items=queue,
-                     pid_start=pid_start, started_at=started_at if isinstance(started_at, str) else None)
-    ]
-    events += [BatchItemCompleted(batch_id=batch_id, item=i) for i in lists["completed"]]
-    events += [BatchItemFailed(batch_id=batch_id, item=i, error=f"failed before import from {source}")
-               for i in lists["failed"]]
-    events += [BatchItemSkipped(batch_id=batch_id, item=i, reason=f"skipped before import from {source}")
-               for i in lists["skipped"]]
     if current is not None and not isinstance(current, str):
         raise InvalidInputError(f"{source}: current_item must be a string or null")
-    events += [BatchHealingAttempted(batch_id=batch_id) for _ in range(healing)]
+    # The file's times travel with the events, so the batch exported from the journal
+    # says when it was last updated and healed as the file did, not when it was imported.
+    events: list[Event] = [
+        BatchStarted(batch_id=batch_id, pid=pid, host=host, parallel=parallel, queued_items=queue,
+                     pid_start=pid_start, started_at=started_at, updated_at=updated_at,
+                     healing_attempts=healing, last_healing_at=last_healing_at)
+    ]
+    events += [BatchItemCompleted(batch_id=batch_id, item=i, at=updated_at) for i in lists["completed"]]
+    events += [BatchItemFailed(batch_id=batch_id, item=i, error=f"failed before import from {source}",
+                               at=updated_at) for i in lists["failed"]]
+    events += [BatchItemSkipped(batch_id=batch_id, item=i, reason=f"skipped before import from {source}",
+                                at=updated_at) for i in lists["skipped"]]
     return events
+
+
+def _time(progress: dict[str, Any], name: str, source: str) -> str | None:
+    """An optional ISO 8601 time of a legacy file, kept as written; anything else is refused."""
+    value = progress.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{source}: {name} must be an ISO 8601 time or null")
+    try:
+        parse_time(value)
+    except ValueError:
+        raise InvalidInputError(f"{source}: {name} must be an ISO 8601 time, got {value!r}") from None
+    return value
 
 
 def _typed(progress: dict[str, Any], name: str, kind: type, source: str) -> Any:

@@ -484,7 +484,7 @@ class Doctor:
                        remedy=remedy)
 
     def _stale_batch(self, session: str, export_dir: Path, batch: Batch) -> list[Problem]:
-        age = self._clock() - parse_time(batch.updated_at)
+        age = self._clock() - parse_time(batch.last_activity)
         if age <= self._stale_after:
             return []
         hours = f"{age.total_seconds() / 3600:.0f} h"
@@ -493,7 +493,7 @@ class Doctor:
         if batch.host != self._host:
             return [Problem(
                 STALE_BATCH_PROGRESS,
-                f"batch {batch.batch_id} of session {session} was last updated {batch.updated_at} "
+                f"batch {batch.batch_id} of session {session} was last updated {batch.last_activity} "
                 f"({hours} ago) by pid {batch.pid} on host {batch.host}",
                 fixable=False, path=path, session=session, detail=detail,
                 remedy=f"this machine cannot tell whether its owner on {batch.host} is alive: run "
@@ -504,7 +504,7 @@ class Doctor:
         return [Problem(
             STALE_BATCH_PROGRESS,
             f"batch {batch.batch_id} of session {session} is stale: its owner (pid {batch.pid}) "
-            f"is gone and its last update was {batch.updated_at} ({hours} ago)",
+            f"is gone and its last update was {batch.last_activity} ({hours} ago)",
             fixable=True, path=path, session=session, detail=detail,
             remedy=f'append BatchAbandoned (reason "{STALE_REASON}") and re-export',
         )]
@@ -683,7 +683,7 @@ class Doctor:
             batch = store.state(session, BatchProgressProjection.name).batch
             if batch is None or batch.batch_id != batch_id:
                 return [], False  # finished, abandoned or replaced meanwhile
-            if self._clock() - parse_time(batch.updated_at) <= self._stale_after:
+            if self._clock() - parse_time(batch.last_activity) <= self._stale_after:
                 return [], False  # its owner (or a new one) came back
             return [BatchAbandoned(batch_id=batch_id, reason=STALE_REASON)], True
 

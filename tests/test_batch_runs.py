@@ -737,6 +737,7 @@ def test_legacy_import_projects_the_same_batch_with_healing_fields(
         assert doc[name] == original[name], name
     assert doc["healing_attempts"] == 0
     assert doc["last_healing_at"] is None
+    assert doc["updated_at"] == original["updated_at"]  # the file's time, not the import's
     assert cli("replay", "--session", "wreckit", "--out", str(journal / "r")).exit_code == 0
     assert (journal / "r" / "batch-progress.json").read_bytes() == (
         journal / ".wreckit" / "batch-progress.json"
@@ -768,6 +769,28 @@ def test_after_legacy_import_next_hands_out_the_first_remaining_item(
     handed = cli("batch", "next", "--session", "wreckit")
     assert handed.exit_code == 0, handed.stderr
     assert handed.stdout == f"{expected}\n"
+
+
+def test_legacy_healing_fields_and_times_survive_the_import(journal: Path, cli: Cli) -> None:
+    """A legacy file with healing fields exports them as it had them, and its
+    updated_at, however old: staleness counts from the import (the batch was active
+    then), so `batch start` resumes it rather than abandoning it as stale."""
+    original = {**json.loads(LIVE.read_bytes()), "pid": reaped_pid(), "healing_attempts": 2,
+                "last_healing_at": "2026-01-30T23:08:40.001Z"}
+    copy = journal / "batch-progress.json"
+    copy.write_bytes(json.dumps(original, indent=2).encode())
+    assert cli("import", "--batch-progress", str(copy), "--session", "wreckit", "--export-dir", "out").exit_code == 0
+    assert cli("project", "--session", "wreckit").exit_code == 0
+    doc = json.loads((journal / "out" / "batch-progress.json").read_bytes())
+    for name in ("started_at", "updated_at", "healing_attempts", "last_healing_at"):
+        assert doc[name] == original[name], name
+    started = cli("batch", "start", *original["queued_items"], "--session", "wreckit", "--json")
+    assert json.loads(started.stdout)["action"] == "resumed", started.stdout
+    bad = {**original, "updated_at": "yesterday"}
+    copy.write_bytes(json.dumps(bad).encode())
+    refused = cli("import", "--batch-progress", str(copy), "--session", "other")
+    assert refused.exit_code == 2
+    assert refused.stderr == f"evstore: error: {copy}: updated_at must be an ISO 8601 time, got 'yesterday'\n"
 
 
 def test_legacy_batch_is_resumed_by_start_with_its_queue(journal: Path, cli: Cli) -> None:
