@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +81,8 @@ def _counted(store: Any, sessions: list[str], until: int | None, progress: Any) 
     """`events(session)`, counted for one bar over every session when there is a bar."""
     if progress is None:
         return lambda name: store.journal.read(name, until=until)
-    from eventstore.progress import reporting  # noqa: PLC0415
+    from eventstore.progress import reporting, shares  # noqa: PLC0415
 
-    sizes = [store.journal.count(name, until=until) for name in sessions]
-    total = sum(sizes)
-    starts = dict(zip(sessions, accumulate(sizes[:-1], initial=0), strict=True))
-    return lambda name: reporting(store.journal.read(name, until=until), progress, total, start=starts[name])
+    sizes = {name: store.journal.count(name, until=until) for name in sessions}
+    parts = dict(zip(sessions, shares(progress, list(sizes.values())), strict=True))
+    return lambda name: reporting(store.journal.read(name, until=until), parts[name], sizes[name])

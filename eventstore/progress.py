@@ -8,8 +8,8 @@ Without a callback (the default) the loops run exactly as they always did.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import accumulate, islice
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -49,3 +49,11 @@ def span(progress: Progress, start: int, size: int, total: int | None) -> Progre
         progress(start + part, total)
 
     return report
+
+
+def shares(progress: Progress, sizes: Sequence[int]) -> list[Progress]:
+    """One callback per part of a job whose parts have these sizes (sessions' events, say):
+    each fills its own share of the whole, in order."""
+    total = sum(sizes)
+    starts = accumulate(sizes[:-1], initial=0)
+    return [span(progress, start, size, total) for start, size in zip(starts, sizes, strict=True)]

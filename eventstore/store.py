@@ -20,7 +20,7 @@ from eventstore.locate import (
     project_root,
 )
 from eventstore.logs import get_logger
-from eventstore.progress import Progress, reporting, span
+from eventstore.progress import Progress, reporting, shares, span
 from eventstore.projection import Projection
 from eventstore.retry import RetryPolicy
 from eventstore.runner import ERRORS_STREAM, ExportResult, ProjectionRunner, resume_point
@@ -296,15 +296,12 @@ class Store:
         session's share fills as its new events are folded (every thousand, and at its
         end)."""
         sessions = [session] if session is not None else self.sessions()
-        sizes = [self.journal.stream_version(name) for name in sessions] if progress else []
-        total, done = sum(sizes), 0
+        parts: list[Progress | None] = [None] * len(sessions)
+        if progress is not None:
+            parts = [*shares(progress, [self.journal.stream_version(name) for name in sessions])]
         results: list[ExportResult] = []
-        for index, name in enumerate(sessions):
+        for name, part in zip(sessions, parts, strict=True):
             self._require(name)
-            part = None
-            if progress is not None:
-                part = span(progress, done, sizes[index], total)
-                done += sizes[index]
             results.extend(self.runner.export(name, self._checked_export_dir(name), progress=part))
         return results
 
@@ -339,20 +336,17 @@ class Store:
                 "replay --until needs --out DIR: an earlier state must not overwrite the live files"
             )
         sessions = [session] if session is not None else self.sessions()
-        sizes = [self.journal.count(name, until=until) for name in sessions] if progress else []
-        total, done = sum(sizes), 0
+        parts: list[Progress | None] = [None] * len(sessions)
+        if progress is not None:
+            parts = [*shares(progress, [self.journal.count(name, until=until) for name in sessions])]
         results: list[ExportResult] = []
-        for index, name in enumerate(sessions):
+        for name, part in zip(sessions, parts, strict=True):
             self._require(name)
             if out is None:
                 target, save = self._checked_export_dir(name), True
             else:
                 base = Path(out)
                 target, save = (base if session is not None else base / name), False
-            part = None
-            if progress is not None:
-                part = span(progress, done, sizes[index], total)
-                done += sizes[index]
             results.extend(self.runner.rebuild(name, target, until=until, save_checkpoints=save,
                                                progress=part))
         return results

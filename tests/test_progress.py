@@ -31,7 +31,7 @@ from support import INITIAL, SESSION, evstore_bin, imports_of, seed
 from cli.jsonl import read_jsonl
 from cli.progress import DEFAULT_AFTER_S, after_seconds
 from eventstore import Store
-from eventstore.progress import reporting, span
+from eventstore.progress import reporting, shares, span
 from projections import DEFAULT
 from projections.doctor import Doctor
 
@@ -362,6 +362,12 @@ def test_reporting_calls_every_thousand_and_at_the_end() -> None:
     half(12, 10)  # more than announced: still within its part
     half(0, None)
     assert parts.calls == [(125, 200), (150, 200), (150, 200), (100, 200)]
+    whole = Recorder()
+    first, empty_part, last = shares(whole, [30, 0, 70])
+    first(30, 30)
+    empty_part(0, 0)
+    last(35, 70)
+    assert whole.calls == [(30, 100), (30, 100), (65, 100)]
 
 
 def test_store_replay_and_append_report_progress(journal: Path, tmp_path: Path) -> None:
