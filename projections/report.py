@@ -125,12 +125,7 @@ class _ReportFold:
             previous = str(item.get("status"))
             item["status"] = status
             if previous != status:
-                counts = self.counts
-                counts[previous] -= 1
-                if not counts[previous]:
-                    del counts[previous]
-                counts[status] += 1
-                self._changes.append((event.seq, event.recorded_at, previous, status))
+                self._moved(event, previous, status)
         timeline = self.timelines.get(item_id)
         if timeline is None:
             self._add_entry(item_id, next(entries_of(event, authors=self.authors))[1])
@@ -166,7 +161,7 @@ class _ReportFold:
         self.last_seq, self.last_at = event.seq, event.recorded_at
 
     def _status_before(self, kind: str, data: dict[str, Any]) -> str | None:
-        if kind in ("ItemStatusChanged", "ItemUpdated"):
+        if kind == "ItemUpdated":  # ItemStatusChanged takes status_changed()
             found = self.tasks.index.get(data["item_id"])
             if found is not None:
                 return str(found[0].get("status"))
@@ -183,11 +178,16 @@ class _ReportFold:
             return
         current = str(self.tasks.index[event.data["item_id"]][0].get("status"))
         if current != previous:
-            self.counts[previous] -= 1
-            if not self.counts[previous]:
-                del self.counts[previous]
-            self.counts[current] += 1
-            self._changes.append((event.seq, event.recorded_at, previous, current))
+            self._moved(event, previous, current)
+
+    def _moved(self, event: StoredEvent, previous: str, current: str) -> None:
+        """One item left `previous` for `current`."""
+        counts = self.counts
+        counts[previous] -= 1
+        if not counts[previous]:
+            del counts[previous]
+        counts[current] += 1
+        self._changes.append((event.seq, event.recorded_at, previous, current))
 
     def chart(self, max_points: int, *, end: tuple[int, str | None]) -> dict[str, Any]:
         """Items per status after each change, at the sampled points, and once more at
