@@ -85,11 +85,14 @@ def _touched(event: StoredEvent, only: str | None) -> Iterator[tuple[str, dict[s
 
 
 def _by(event: StoredEvent, authors: dict[Any, dict[str, Any]] | None) -> dict[str, Any]:
-    key = event.meta_key if authors is not None else None
-    if key is not None and key in authors:  # type: ignore[operator]
-        return authors[key]  # type: ignore[index]
-    meta = event.meta
-    by = {name: meta.get(name) for name in ("tool", "user", "host", "pid") if name in meta}
-    if key is not None:
-        authors[key] = by  # type: ignore[index]
+    key = event.meta_key
+    if authors is None or key is None:
+        return _author(event.meta)
+    by = authors.get(key)
+    if by is None:
+        by = authors[key] = _author(event.meta)
     return by
+
+
+def _author(meta: dict[str, Any]) -> dict[str, Any]:
+    return {name: meta.get(name) for name in ("tool", "user", "host", "pid") if name in meta}
