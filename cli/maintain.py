@@ -77,6 +77,9 @@ def replay(obj: AppContext, session: str | None, until: str | None, out: str | N
     _report(results, as_json=as_json)
 
 
+_MAX_SEQ = 2**63 - 1
+
+
 def _parse_until(store: Any, value: str, *, option: str = "--until") -> int:
     from datetime import UTC, datetime  # noqa: PLC0415
 
@@ -84,7 +87,9 @@ def _parse_until(store: Any, value: str, *, option: str = "--until") -> int:
 
     text = value.strip()
     if text.isascii() and text.isdigit():  # not "²", which isdigit() also accepts
-        return int(text)
+        # Past the largest seq a journal can hold (SQLite's and PostgreSQL's bigint) is
+        # simply "to the end", not a number the database would refuse.
+        return min(int(text), _MAX_SEQ)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

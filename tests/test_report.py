@@ -280,3 +280,16 @@ def test_chromium_filters_the_tree_from_the_url(cli: Cli, project_dir: Path) -> 
     visible = _Visible()
     visible.feed(dom.split('<div class="tree"', 1)[1].split("</div>\n</div>", 1)[0])
     assert visible.items == ["P1", "P1.M1", "P1.M1.T2", "P1.M1.T2.S1", "P1.M1.T2.S2", "P1.M1.T2.S3"]
+
+
+@pytest.mark.usefixtures("busy")
+def test_an_until_past_any_seq_means_the_end(cli: Cli, project_dir: Path) -> None:
+    """A seq beyond what SQLite's INTEGER holds is "to the end", not an overflow."""
+    huge = str(2**64)
+    assert cli("report", "--until", huge, "-o", "all.html").exit_code == 0
+    assert cli("report", "-o", "head.html").exit_code == 0
+    chart = page_data((project_dir / "all.html").read_text())["sessions"][SESSION]["chart"]
+    assert chart == page_data((project_dir / "head.html").read_text())["sessions"][SESSION]["chart"]
+    replayed = cli("replay", "--until", huge, "--out", "then")
+    assert replayed.exit_code == 0, replayed.stderr
+    assert (project_dir / "then" / SESSION / "tasks.json").is_file()
