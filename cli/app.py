@@ -16,8 +16,8 @@ from cli.logs import configure_logging
 from eventstore.logs import forget_pending_setup
 from eventstore._version import __version__
 
-WRITE = ("init", "import", "append", "fail", "batch")
-READ = ("show", "log", "history", "report", "status", "errors")
+WRITE = ("init", "import", "append", "next", "release", "fail", "batch")
+READ = ("show", "ready", "blocked", "log", "history", "report", "status", "errors")
 MAINTAIN = ("project", "replay", "watch", "doctor")
 
 
@@ -132,4 +132,4 @@ def main() -> None:
 
 
 # Each module registers its commands on `app`.
-from cli import batch, doctor, maintain, ops, read, recovery, report, watch, write  # noqa: E402, F401
+from cli import batch, doctor, maintain, ops, read, recovery, report, watch, work, write  # noqa: E402, F401

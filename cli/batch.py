@@ -26,7 +26,7 @@ def _run(obj: AppContext, session: str) -> BatchRun:
 
 @app.group()
 def batch() -> None:
-    """Run a batch of items that resumes after a crash (batch-progress.json).
+    """Run a batch that resumes after a crash (batch-progress.json).
 
     The owner of a batch is the process that runs it: by default the parent of `evstore`,
     i.e. the orchestrator that called it. A batch whose owner died is resumed by the next

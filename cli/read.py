@@ -193,4 +193,7 @@ def _duration(seconds: float) -> str:
 
 
 def _who(by: dict[str, Any]) -> str:
-    return " ".join(str(v) for v in (by.get("tool"), by.get("user") and f"{by['user']}@{by.get('host')}") if v)
+    owner = by.get("owner") and f"for {by['owner']}"
+    return " ".join(
+        str(v) for v in (by.get("tool"), by.get("user") and f"{by['user']}@{by.get('host')}", owner) if v
+    )

@@ -14,7 +14,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -510,6 +510,7 @@ class SQLiteJournal(JournalReads):
         expected_version: int | None = None,
         event_ids: Sequence[str | None] | None = None,
         correlation_id: str | None = None,
+        extra_meta: Mapping[str, Any] | None = None,
         check: Callable[[int, list[StoredEvent], Sequence[Event]], None] | None = None,
         decide: Callable[[], Sequence[Event]] | None = None,
         progress: Progress | None = None,
@@ -543,6 +544,10 @@ class SQLiteJournal(JournalReads):
         meta = {"pid": os.getpid(), **self._meta_base}
         if correlation_id is not None:
             meta["correlation_id"] = correlation_id
+        if extra_meta:
+            # The caller's identity (a claim's owner, an MCP client) beside ours; ours wins
+            # so an event always says which process wrote it.
+            meta = {**extra_meta, **meta}
         meta_json = orjson.dumps(meta).decode()
 
         def attempt() -> AppendResult:

@@ -34,7 +34,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -472,6 +472,7 @@ class PostgresJournal(JournalReads):
         expected_version: int | None = None,
         event_ids: Sequence[str | None] | None = None,
         correlation_id: str | None = None,
+        extra_meta: Mapping[str, Any] | None = None,
         check: Callable[[int, list[StoredEvent], Sequence[Event]], None] | None = None,
         decide: Callable[[], Sequence[Event]] | None = None,
         progress: Progress | None = None,
@@ -498,6 +499,10 @@ class PostgresJournal(JournalReads):
         meta = {"pid": os.getpid(), **self._meta_base}
         if correlation_id is not None:
             meta["correlation_id"] = correlation_id
+        if extra_meta:
+            # The caller's identity (a claim's owner, an MCP client) beside ours; ours wins
+            # so an event always says which process wrote it.
+            meta = {**extra_meta, **meta}
         meta_json = orjson.dumps(meta).decode()
         # Ids fixed before the first attempt: when the connection dies while COMMIT is
         # in flight, the retry looks for the ids that attempt wrote to learn whether it

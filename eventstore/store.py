@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,8 @@ from eventstore.session import Session
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from eventstore.selection import Selection, WorkItem
 
     from eventstore.pgjournal import PostgresJournal
 
@@ -175,19 +177,27 @@ class Store:
         expected_version: int | None = None,
         event_ids: Sequence[str | None] | None = None,
         correlation_id: str | None = None,
+        meta: Mapping[str, Any] | None = None,
         progress: Progress | None = None,
     ) -> AppendResult:
         """Validate `events` against the session's live state, then append them atomically.
+
+        `meta` adds fields to the events' meta (who asked: an owner, an agent's client);
+        the journal's own fields (pid, host, user, tool) are always there.
 
         `progress(done, total)`, when given, is called every thousand events and at the
         end, out of `total = 3 * len(events)`: each event is serialized, validated and
         written."""
         return self._append(session, events, expected_version=expected_version,
                             event_ids=event_ids, correlation_id=correlation_id,
-                            progress=progress)
+                            extra_meta=meta, progress=progress)
 
     def append_decided(
-        self, session: str, decide: Callable[[], tuple[Sequence[Event], Any]]
+        self,
+        session: str,
+        decide: Callable[[], tuple[Sequence[Event], Any]],
+        *,
+        meta: Mapping[str, Any] | None = None,
     ) -> tuple[Any, AppendResult | None]:
         """Decide events from the session's current state and append them, both inside one
         write transaction: no other writer can change the state in between, so two
@@ -201,7 +211,7 @@ class Store:
             events, box["result"] = decide()
             return events
 
-        appended = self._append(validate_session_id(session), (), decide=produce)
+        appended = self._append(validate_session_id(session), (), decide=produce, extra_meta=meta)
         return box["result"], appended if appended.count else None
 
     def _append(
@@ -243,6 +253,47 @@ class Store:
                 for _, key in key_streams:
                     self._live.pop(key, None)
                 raise
+
+    # --- taking work (eventstore/work.py) ------------------------------------------------------
+
+    def next_item(  # noqa: PLR0913 - keyword-only options of one operation
+        self,
+        session: str,
+        *,
+        claim: bool = False,
+        pending: Sequence[str] = ("Planned",),
+        level: str = "any",
+        owner: str | None = None,
+        reason: str | None = None,
+    ) -> Selection:
+        """The next item an agent should take (pre-order, first pending, dependencies
+        Complete); with `claim`, marked Implementing in the same write transaction."""
+        from eventstore import work  # noqa: PLC0415 - not on the append path
+
+        return work.next_item(self, session, claim=claim, pending=pending, level=level,
+                              owner=owner, reason=reason)
+
+    def release(self, session: str, item_id: str, *, reason: str, owner: str | None = None) -> int:
+        """Put a claimed item back to Planned, recorded with `reason`; returns its seq."""
+        from eventstore import work  # noqa: PLC0415
+
+        return work.release(self, session, item_id, reason=reason, owner=owner)
+
+    def ready(
+        self, session: str, *, pending: Sequence[str] = ("Planned",), level: str = "any"
+    ) -> list[WorkItem]:
+        """Every item `next_item` could return, in order."""
+        from eventstore import work  # noqa: PLC0415
+
+        return work.ready(self, session, pending=pending, level=level)
+
+    def blocked(
+        self, session: str, *, pending: Sequence[str] = ("Planned",), level: str = "any"
+    ) -> list[WorkItem]:
+        """Every pending item held back by dependencies not yet Complete."""
+        from eventstore import work  # noqa: PLC0415
+
+        return work.blocked(self, session, pending=pending, level=level)
 
     # --- reading state ------------------------------------------------------------------------
 

@@ -95,4 +95,6 @@ def _by(event: StoredEvent, authors: dict[Any, dict[str, Any]] | None) -> dict[s
 
 
 def _author(meta: dict[str, Any]) -> dict[str, Any]:
-    return {name: meta.get(name) for name in ("tool", "user", "host", "pid") if name in meta}
+    # `owner`: who claimed or released work (`evstore next --claim --owner`), beside the
+    # process that wrote the event.
+    return {name: meta.get(name) for name in ("tool", "user", "host", "pid", "owner") if name in meta}

@@ -356,6 +356,14 @@ def build(root: Path) -> Outputs:  # noqa: PLR0915 - one story, told in order
     out.add(("watch",), watch_lines(root, env), per_line=True)
 
     cli("append", "-s", SESSION, "P1.M1.T1.S3", "Complete")  # tasks.json now stale
+    js("ready", "-s", SESSION, "--level", "subtask")
+    js("next", "-s", SESSION, "--level", "subtask")
+    js("next", "-s", SESSION, "--level", "subtask", "--claim", "--owner", "agent-1")
+    js("next", "-s", SESSION, "--level", "subtask", "--claim", "--owner", "agent-1")
+    # P1.M1.T2.S1 now waits for the claimed P1.M1.T1.S4: this claim skips it (blocked_by).
+    claimed = js("next", "-s", SESSION, "--level", "subtask", "--claim", "--owner", "agent-2")
+    assert claimed["blocked_by"] is not None, claimed
+    js("blocked", "-s", SESSION)
     orphan = root / "plan" / SESSION / ".tasks.json.0123456789abcdef.tmp"
     orphan.write_text("{")
     old = time.time() - 600
