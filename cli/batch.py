@@ -18,10 +18,11 @@ if TYPE_CHECKING:
 pass_app = click.make_pass_decorator(AppContext)
 
 
-def _run(obj: AppContext, session: str) -> BatchRun:
+def _run(obj: AppContext, session: str, *, create: bool = False,
+         export_dir: str | None = None) -> BatchRun:
     from projections.batch_runs import BatchRun  # noqa: PLC0415 - lazy: fast --help
 
-    return BatchRun(obj.store(), session)
+    return BatchRun(obj.store(), session, create=create, export_dir=export_dir)
 
 
 @app.group()
@@ -47,19 +48,25 @@ def batch() -> None:
 @click.option("--no-resume", is_flag=True, help="Abandon an unfinished batch (BatchAbandoned) and start afresh.")
 @click.option("--retry-failed", is_flag=True, help="On resume, run failed items again too.")
 @click.option("--owner-pid", type=click.IntRange(min=1), help="The owning process (default: the parent of evstore).")
+@click.option("--export-dir", type=click.Path(file_okay=False),
+              help="For a new session: where batch-progress.json goes (default: the project root).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 @pass_app
 def start(  # noqa: PLR0913 - one parameter per option
     obj: AppContext, items: tuple[str, ...], session: str, parallel: int, *,
-    no_resume: bool, retry_failed: bool, owner_pid: int | None, as_json: bool,
+    no_resume: bool, retry_failed: bool, owner_pid: int | None, export_dir: str | None,
+    as_json: bool,
 ) -> None:
     """Start a batch of ITEMs, or resume the one whose owner died.
+
+    A session that does not exist yet is created (a batch orchestrator needs no
+    backlog); its files go to --export-dir, default the project root.
 
     \b
     Example:
       evstore batch start 001-a 002-b --session 001 --parallel 2
     """
-    outcome = _run(obj, session).start(
+    outcome = _run(obj, session, create=True, export_dir=export_dir).start(
         items, parallel=parallel, resume=not no_resume, retry_failed=retry_failed,
         owner_pid=owner_pid if owner_pid is not None else os.getppid(),
     )
@@ -90,7 +97,8 @@ def next_(obj: AppContext, session: str, *, as_json: bool) -> None:
     outcome = _run(obj, session).next()
     if as_json:
         emit_json({"item": outcome.item, "batch_id": outcome.batch_id,
-                   "remaining": outcome.remaining, "in_flight": outcome.in_flight})
+                   "remaining": outcome.remaining, "in_flight": outcome.in_flight,
+                   "held": outcome.held, "reason": outcome.reason})
     elif outcome.item is not None:
         click.echo(outcome.item)
 
@@ -190,3 +198,5 @@ def status(obj: AppContext, session: str, *, as_json: bool) -> None:
         f"{len(found['failed'])} · skipped {len(found['skipped'])} · in flight "
         f"{', '.join(found['in_flight']) or 'none'} · remaining {len(found['remaining'])}"
     )
+    for item, waiting in found["held"].items():
+        click.echo(f"  held {item}: waits for {', '.join(waiting)}")

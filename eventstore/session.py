@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from eventstore.events import ItemStatusChanged, validate_status
 from eventstore.logs import get_logger
@@ -49,8 +51,13 @@ class Session:
         with self._lock:
             return tuple(self._pending)
 
-    def update_item_status(self, item_id: str, status: str, *, reason: str | None = None) -> None:
-        """Queue a status change; an unknown item or status raises InvalidInputError now."""
+    def update_item_status(
+        self, item_id: str, status: str, *, reason: str | None = None
+    ) -> dict[str, Any] | None:
+        """Queue a status change; an unknown item or status raises InvalidInputError now.
+
+        Returns the backlog document as it will be once the pending updates are flushed
+        (`view()`), as the PRP pipeline's `updateItemStatus` returns its updated backlog."""
         validate_status(status)
         event = ItemStatusChanged(item_id=item_id, status=status, reason=reason)  # type: ignore[arg-type]
         state_checks = [(p, self.store.state(self.id, p.name)) for p in self.store.projections]
@@ -58,6 +65,26 @@ class Session:
             projection.validate(state, event, self.id)
         with self._lock:
             self._pending.append(event)
+        return self.view()
+
+    def view(self) -> dict[str, Any] | None:
+        """The backlog document (`tasks.json` as a dict) with every pending update applied:
+        a copy, equal key for key to what `tasks.json` holds after `flush_updates()` and
+        `project`. The journal is untouched. None when the session has no backlog."""
+        doc = self.store.state(self.id, "tasks").doc
+        if doc is None:
+            return None
+        with self._lock:
+            pending = list(self._pending)
+        # A deep copy without Python-level recursion: orjson keeps key order and numbers.
+        copy: dict[str, Any] = orjson.loads(orjson.dumps(doc))
+        if pending:
+            index = _index(copy)
+            for event in pending:
+                item = index.get(event.item_id)
+                if item is not None:
+                    item["status"] = event.status
+        return copy
 
     def flush_updates(self) -> FlushStats | None:
         """Append every pending update in one transaction; None when nothing was pending."""
@@ -79,3 +106,20 @@ class Session:
             position=result.last_seq,
         )
         return stats
+
+
+_CHILD_KEY = {"Phase": "milestones", "Milestone": "tasks", "Task": "subtasks"}
+
+
+def _index(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """id → item over the whole document; the first occurrence wins, as in the projection."""
+    found: dict[str, dict[str, Any]] = {}
+    stack: list[Any] = [doc.get("backlog") or []]
+    while stack:
+        for item in stack.pop():
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                found.setdefault(item["id"], item)
+                kids = item.get(_CHILD_KEY.get(str(item.get("type")), ""))
+                if isinstance(kids, list):
+                    stack.append(kids)
+    return found

@@ -54,6 +54,11 @@ class NextOutcome:
     batch_id: str
     remaining: list[str]
     in_flight: list[str]
+    # Remaining items that are backlog items waiting on dependencies not yet Complete,
+    # each with those dependencies; they stay queued and are handed out once free.
+    held: dict[str, list[str]] = field(default_factory=dict)
+    reason: str | None = None  # why nothing was handed out
+
 
 
 class BatchRun:
@@ -67,7 +72,13 @@ class BatchRun:
         alive: Callable[[int, int | None], bool] = is_alive,
         clock: Callable[[], datetime] = utc_now,
         host: str | None = None,
+        create: bool = False,
+        export_dir: str | os.PathLike[str] | None = None,
     ) -> None:
+        if create and not store.has_session(session):
+            # A batch orchestrator (wreckit) keeps no backlog: its session starts here,
+            # exporting beside the project unless told otherwise.
+            _create_session(store, session, export_dir)
         store.session(session)  # refuses an unknown session before anything else
         self.store = store
         self.session = session
@@ -97,9 +108,30 @@ class BatchRun:
             **batch.progress(),
             "remaining": batch.remaining,
             "in_flight": list(batch.in_flight),
+            "held": self._held(batch.remaining),
             "host": batch.host,
             "errors": dict(batch.errors),
         }
+
+    def _held(self, items: Sequence[str]) -> dict[str, list[str]]:
+        """The items that are backlog items with dependencies not yet Complete, and those
+        dependencies (as the PRP orchestrator's canExecute: a dependency naming no item
+        does not hold one back). Items that are not backlog ids are never held, nor items
+        the backlog has Complete already: what they waited for no longer matters."""
+        backlog = self.store.state(self.session, "tasks")
+        if backlog.doc is None:
+            return {}
+        held: dict[str, list[str]] = {}
+        for item_id in items:
+            item = backlog.item(item_id)
+            deps = item.get("dependencies") if item is not None else None
+            if not isinstance(deps, list) or item.get("status") == "Complete":  # type: ignore[union-attr]
+                continue
+            waiting = [d for d in deps if isinstance(d, str)
+                       and (dep := backlog.item(d)) is not None and dep.get("status") != "Complete"]
+            if waiting:
+                held[item_id] = waiting
+        return held
 
     # --- start / resume -----------------------------------------------------------------------
 
@@ -182,11 +214,21 @@ class BatchRun:
         def decide() -> tuple[list[Event], NextOutcome]:
             batch = self._required()
             remaining = batch.remaining
-            if not remaining or len(batch.in_flight) >= batch.parallel:
-                return [], NextOutcome(None, batch.batch_id, remaining, list(batch.in_flight))
-            item = remaining[0]
+            if not remaining:
+                return [], NextOutcome(None, batch.batch_id, remaining, list(batch.in_flight),
+                                       reason="queue empty")
+            held = self._held(remaining)
+            if len(batch.in_flight) >= batch.parallel:
+                return [], NextOutcome(None, batch.batch_id, remaining, list(batch.in_flight), held,
+                                       reason=f"{batch.parallel} item(s) in flight, the --parallel limit")
+            runnable = [item for item in remaining if item not in held]
+            if not runnable:
+                return [], NextOutcome(None, batch.batch_id, remaining, list(batch.in_flight), held,
+                                       reason="every remaining item waits on dependencies")
+            item = runnable[0]
             return ([BatchItemStarted(batch_id=batch.batch_id, item=item)],
-                    NextOutcome(item, batch.batch_id, remaining[1:], [*batch.in_flight, item]))
+                    NextOutcome(item, batch.batch_id, [i for i in remaining if i != item],
+                                [*batch.in_flight, item], held))
 
         outcome: NextOutcome
         outcome, _ = self.store.append_decided(self.session, decide)
@@ -236,6 +278,15 @@ class BatchRun:
             return [make(batch)], None
 
         self.store.append_decided(self.session, decide)
+
+
+def _create_session(store: Store, session: str, export_dir: str | os.PathLike[str] | None) -> None:
+    try:
+        store.create_session(session, export_dir if export_dir is not None else store.root)
+    except ConcurrencyError:
+        # Another orchestrator created it between our look and our append: theirs stands.
+        if not store.has_session(session):
+            raise
 
 
 def _checked_items(items: Sequence[str]) -> list[str]:

@@ -288,7 +288,11 @@ def build(root: Path) -> Outputs:  # noqa: PLR0915 - one story, told in order
     assert restarted["abandoned"]
     js("batch", "next", "-s", SESSION)
     js("batch", "next", "-s", SESSION)
-    assert js("batch", "next", "-s", SESSION)["item"] is None  # two in flight: full
+    full = js("batch", "next", "-s", SESSION)
+    assert full["item"] is None  # two in flight: full
+    # P1.M1.T1.S4 waits for P1.M1.T1.S3, still Planned in the backlog: held.
+    assert full["held"] == {"P1.M1.T1.S4": ["P1.M1.T1.S3"]}
+    js("batch", "status", "-s", SESSION)
     cli("batch", "done", "P1.M1.T1.S1", "-s", SESSION)
     cli("batch", "fail", "P1.M1.T1.S2", "-s", SESSION, "--error", "lint failed")
     cli("batch", "skip", "P1.M1.T1.S4", "-s", SESSION, "--reason", "merged already")
