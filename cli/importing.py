@@ -62,6 +62,12 @@ def import_file(
                                 "has them: it recorded newer updates since the file was written")
         else:
             events = [seed] if current is None else diff_backlogs(current, parsed.doc, fallback=seed)
+            if current is not None and events == [seed]:
+                warnings.append(
+                    f"{source}: items moved, changed level or reused ids, so the changes cannot be "
+                    "told item by item: imported as a whole new snapshot (evstore history shows "
+                    "no per-item steps for this import)"
+                )
         if export_dir is not None:
             warnings.append(f"--export-dir ignored: session {session} already exports to "
                             f"{store.export_dir(session)}")

@@ -119,16 +119,22 @@ class ItemStatusChanged(Event):
     reason: str | None = None
 
 
-PROTECTED_FIELDS = frozenset({"id", "type", "milestones", "tasks", "subtasks"})
+# Which key holds an item's children depends on its level, so the backlog projection
+# protects that one (projections.backlog); the event itself only guards identity.
+PROTECTED_FIELDS = frozenset({"id", "type"})
 
 
 class ItemUpdated(Event):
-    """Sets fields (unknown ones allowed) and drops `removed`; never id, type or children."""
+    """Sets fields (unknown ones allowed) and drops `removed`; never id or type, nor the
+    item's children (checked against its level when appended)."""
 
     type: Literal["ItemUpdated"] = _type("ItemUpdated")
     item_id: str
     changes: dict[str, Any] = Field(default_factory=dict)
     removed: list[str] = Field(default_factory=list)
+    # The item's keys in the order they take afterwards, when setting and dropping alone
+    # cannot place them (a new key before the children key): files keep their key order.
+    order: list[str] | None = None
 
     @field_validator("changes", "removed")
     @classmethod

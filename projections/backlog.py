@@ -30,12 +30,17 @@ CHILD_KEY = {"Phase": "milestones", "Milestone": "tasks", "Task": "subtasks"}
 CHILD_KEYS = frozenset(CHILD_KEY.values())
 
 
+def child_key(item: dict[str, Any]) -> str | None:
+    """The key holding an item's children, by its level (Phase: `milestones`, Milestone:
+    `tasks`, Task: `subtasks`); None for a Subtask or an unknown type. Any other of those
+    keys on an item is a plain field: a Milestone's stray `subtasks` holds no children."""
+    return CHILD_KEY.get(item.get("type"))  # type: ignore[arg-type]
+
+
 def children_of(item: dict[str, Any]) -> list[dict[str, Any]] | None:
-    for key in CHILD_KEYS:
-        value = item.get(key)
-        if isinstance(value, list):
-            return value
-    return None
+    key = child_key(item)
+    value = item.get(key) if key is not None else None
+    return value if isinstance(value, list) else None
 
 
 class BacklogState:
@@ -122,6 +127,19 @@ class TasksProjection:
             return
         if event.item_id not in state.index:
             raise InvalidInputError(f"unknown item {event.item_id!r} in session {stream!r}")
+        if isinstance(event, ItemUpdated):
+            _validate_update(state, event, stream)
+
+
+def _validate_update(state: BacklogState, event: ItemUpdated, stream: str) -> None:
+    # Children change through ItemAdded/ItemRemoved, which keep the index right; which
+    # key holds them depends on the item's level, so only that one is protected here.
+    key = child_key(state.index[event.item_id][0])
+    if key is not None and (key in event.changes or key in event.removed):
+        raise InvalidInputError(
+            f"cannot change {key} of {event.item_id!r} with ItemUpdated in session {stream!r}: "
+            "add or remove the children instead"
+        )
 
 
 def _validate_add(state: BacklogState, event: ItemAdded, stream: str) -> None:
@@ -171,6 +189,11 @@ def _updated(state: BacklogState, data: dict[str, Any]) -> None:
         item.pop(key, None)
     changes = normalize(data.get("changes", {}))
     item.update(changes)
+    order = data.get("order")
+    if order and set(order) == set(item):  # a stale order (keys changed since) is ignored
+        ordered = {key: item[key] for key in order}
+        item.clear()
+        item.update(ordered)
     js_key_order(item)
     state.js_numbers = state.js_numbers or needs_js_numbers(changes)
 

@@ -28,7 +28,7 @@ from eventstore.events import (
 )
 from eventstore.journal import StoredEvent
 from eventstore.jsonfmt import loads
-from projections.backlog import CHILD_KEYS, BacklogState, TasksProjection, children_of
+from projections.backlog import BacklogState, TasksProjection, child_key, children_of
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,11 @@ def check_backlog(doc: Any, *, source: str) -> None:
             if item["id"] in seen:
                 raise InvalidInputError(f"{source}: item id {item['id']!r} appears twice")
             seen.add(item["id"])
-            for key in CHILD_KEYS:
-                if key in item:
-                    if not isinstance(item[key], list):
-                        raise InvalidInputError(f"{source}: {here}.{key} is not an array")
-                    stack.append((item[key], f"{here}.{key}"))
+            key = child_key(item)
+            if key is not None and key in item:
+                if not isinstance(item[key], list):
+                    raise InvalidInputError(f"{source}: {here}.{key} is not an array")
+                stack.append((item[key], f"{here}.{key}"))
 
 
 def unknown_statuses(doc: dict[str, Any]) -> dict[str, str]:
@@ -147,8 +147,11 @@ def _preorder(doc: dict[str, Any]) -> list[tuple[str, tuple[dict[str, Any], list
 
 def _field_events(item_id: str, old: dict[str, Any], new: dict[str, Any]) -> list[Event]:
     events: list[Event] = []
-    current = {k: v for k, v in old.items() if k not in CHILD_KEYS}
-    wanted = {k: v for k, v in new.items() if k not in CHILD_KEYS}
+    kids = child_key(new)
+    if child_key(old) != kids:
+        raise _Unrepresentable  # the item changed level: its id means something else now
+    current = {k: v for k, v in old.items() if k != kids}
+    wanted = {k: v for k, v in new.items() if k != kids}
     status = wanted.get("status")
     if "status" in current and _differs(current["status"], status) and status in STATUSES:
         events.append(ItemStatusChanged(item_id=item_id, status=status))  # type: ignore[arg-type]
@@ -165,7 +168,11 @@ def _field_events(item_id: str, old: dict[str, Any], new: dict[str, Any]) -> lis
     changes = {k: wanted[k] for k in order[:prefix] if _differs(current[k], wanted[k])}
     changes.update({k: wanted[k] for k in order[prefix:]})
     if removed or changes:
-        events.append(ItemUpdated(item_id=item_id, changes=changes, removed=removed))
+        # Setting and dropping keep the children key where it was; a new key that must
+        # come before it needs the order spelled out.
+        folded = [k for k in old if k not in removed] + [k for k in changes if k not in old or k in removed]
+        keys = None if folded == list(new) else list(new)
+        events.append(ItemUpdated(item_id=item_id, changes=changes, removed=removed, order=keys))
     return events
 
 

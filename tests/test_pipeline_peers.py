@@ -113,3 +113,77 @@ def test_view_of_a_session_without_backlog_is_none(tmp_path: Path) -> None:
     assert run(tmp_path, "batch", "start", "a", "-s", "w").returncode == 0
     with Store.open(tmp_path / ".evstore" / "journal.db", projections=DEFAULT) as store:
         assert store.session("w").view() is None
+
+
+def _milestone_with_stray_subtasks(doc: dict) -> dict:  # type: ignore[type-arg]
+    milestone = doc["backlog"][0]["milestones"][0]
+    keys = list(milestone)
+    at = keys.index("tasks")
+    items = list(milestone.items())
+    items.insert(at, ("subtasks", []))
+    doc["backlog"][0]["milestones"][0] = dict(items)
+    return doc
+
+
+def test_import_of_a_changed_file_is_item_by_item_with_stray_child_keys(
+    store: Store, project_dir: Path
+) -> None:
+    """A Milestone's stray `subtasks` key is a plain field: a version that drops it and
+    moves a status imports as per-item events (no snapshot), so history has the step."""
+    from support import INITIAL  # noqa: PLC0415
+
+    from cli.importing import import_file  # noqa: PLC0415
+
+    doc = json.loads(INITIAL.read_bytes())
+    stray = project_dir / "stray.json"
+    stray.write_text(json.dumps(_milestone_with_stray_subtasks(doc), indent=2))
+    first = import_file(store, stray, SESSION, None)
+    assert first["warnings"] == []
+    types = [e.type for e in store.read(SESSION, after=first["first_seq"] - 1)]
+    assert types == ["ItemUpdated"]  # the stray key added, as a field
+    doc = json.loads(INITIAL.read_bytes())
+    doc["backlog"][0]["milestones"][0]["tasks"][0]["subtasks"][0]["status"] = "Complete"
+    later = project_dir / "later.json"
+    later.write_text(json.dumps(doc, indent=2))
+    second = import_file(store, later, SESSION, None)
+    assert second["warnings"] == []
+    events = store.read(SESSION, after=second["first_seq"] - 1)
+    assert [(e.type, e.data.get("item_id")) for e in events] == [
+        ("ItemUpdated", "P1.M1"), ("ItemStatusChanged", "P1.M1.T1.S1"),
+    ]
+    assert events[0].data["removed"] == ["subtasks"]
+    assert store.state(SESSION, "tasks").doc == doc
+
+
+def test_a_snapshot_import_says_so(store: Store, project_dir: Path) -> None:
+    """An item moved to another parent cannot be told item by item: the import falls back
+    to a snapshot and warns."""
+    from support import INITIAL  # noqa: PLC0415
+
+    from cli.importing import import_file  # noqa: PLC0415
+
+    doc = json.loads(INITIAL.read_bytes())
+    tasks = doc["backlog"][0]["milestones"][0]["tasks"]
+    moved = tasks[0]["subtasks"].pop()
+    tasks[1]["subtasks"].append(moved)
+    path = project_dir / "moved.json"
+    path.write_text(json.dumps(doc, indent=2))
+    outcome = import_file(store, path, SESSION, None)
+    assert [e.type for e in store.read(SESSION, after=outcome["first_seq"] - 1)] == ["BacklogImported"]
+    (warning,) = outcome["warnings"]
+    assert "imported as a whole new snapshot" in warning
+
+
+def test_item_updated_may_not_touch_the_level_child_key(store: Store) -> None:
+    """ItemUpdated on a Milestone may drop a stray `subtasks` field but never its `tasks`."""
+    import pytest  # noqa: PLC0415
+
+    from eventstore.errors import InvalidInputError  # noqa: PLC0415
+    from eventstore.events import ItemUpdated  # noqa: PLC0415
+
+    head = store.journal.head()
+    with pytest.raises(InvalidInputError, match="cannot change tasks of 'P1.M1'"):
+        store.append(SESSION, [ItemUpdated(item_id="P1.M1", removed=["tasks"])])
+    assert store.journal.head() == head
+    store.append(SESSION, [ItemUpdated(item_id="P1.M1", changes={"subtasks": "a note"})])
+    assert store.state(SESSION, "tasks").item("P1.M1")["subtasks"] == "a note"
