@@ -1,5 +1,5 @@
 # Two commands work on a fresh machine with only Python and pip:
-#   make demo   import a real backlog, append updates, project tasks.json, show it, write report.html
+#   make demo   import a real backlog, append updates, claim the next subtask, project tasks.json, show it, write report.html
 #   make test   the whole test suite
 # Each creates the virtual environment it needs (.venv) on first use.
 
@@ -30,6 +30,7 @@ demo: venv
 	  '{"item_id": "P1.M1.T1.S3", "status": "Implementing"}' \
 	  '{"item_id": "P1.M1.T1", "status": "Implementing"}' \
 	  | ../$(BIN)/evstore append --session 001_14b9dc2a33c7 --jsonl -
+	cd $(DEMO) && ../$(BIN)/evstore next --session 001_14b9dc2a33c7 --level subtask --claim --owner demo-agent
 	cd $(DEMO) && ../$(BIN)/evstore project --flush-retries 3
 	cd $(DEMO) && ../$(BIN)/evstore show --session 001_14b9dc2a33c7 --depth 2
 	cd $(DEMO) && ../$(BIN)/evstore log --since 2

@@ -80,10 +80,11 @@ BATCH_PROGRESS_CORRUPT = "BATCH_PROGRESS_CORRUPT"
 STALE_BATCH_PROGRESS = "STALE_BATCH_PROGRESS"
 ORPHAN_TEMP_FILE = "ORPHAN_TEMP_FILE"
 LEGACY_RECOVERY_FILE = "LEGACY_RECOVERY_FILE"
+BACKLOG_DEPENDENCY = "BACKLOG_DEPENDENCY"
 CODES = (
     JOURNAL_CORRUPT, JOURNAL_SCHEMA_OUTDATED, PROJECTION_STALE, PROJECTION_MISSING,
     PROJECTION_DRIFT, BATCH_PROGRESS_CORRUPT, STALE_BATCH_PROGRESS, ORPHAN_TEMP_FILE,
-    LEGACY_RECOVERY_FILE,
+    LEGACY_RECOVERY_FILE, BACKLOG_DEPENDENCY,
 )
 
 ORPHAN_AGE = timedelta(minutes=1)
@@ -470,6 +471,8 @@ class Doctor:
         if isinstance(batch_state, BatchState) and batch_state.batch is not None:
             problems += self._stale_batch(session, export_dir, batch_state.batch)
         tasks = states.get(TasksProjection.name)
+        if isinstance(tasks, BacklogState):
+            problems += _dependency_problems(session, export_dir / TasksProjection.file_name, tasks.doc)
         if len(sharing) == 1 and isinstance(tasks, BacklogState):
             problems += self._legacy(store, session, export_dir, tasks.doc)
         return problems
@@ -764,6 +767,22 @@ class Doctor:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _dependency_problems(session: str, path: Path, doc: dict[str, Any] | None) -> list[Problem]:
+    """Dependencies naming no item, and dependency cycles: one problem per session (work
+    selection still runs: a missing id does not block, a cycle blocks its members)."""
+    from eventstore.selection import dependency_problems  # noqa: PLC0415
+
+    found = dependency_problems(doc)
+    if not found:
+        return []
+    return [Problem(
+        BACKLOG_DEPENDENCY, f"session {session}'s backlog has broken dependencies: {'; '.join(found)}",
+        fixable=False, path=path, session=session,
+        remedy="correct the dependencies in the pipeline's plan and `evstore import` the file; "
+        "`evstore blocked` shows what they hold back",
+    )]
 
 
 def _grouped(problems: list[Problem], key: Callable[[Problem], Any]) -> dict[Any, list[Problem]]:

@@ -269,3 +269,30 @@ def test_ready_is_every_item_next_would_return_in_order(store: Store, source: Pa
         assert found.item is not None
         assert found.item.id == ready[0].id
         store.append(SESSION, [ItemStatusChanged(item_id=found.item.id, status="Complete")])
+
+
+def test_doctor_reports_broken_dependencies(tmp_path: Path) -> None:
+    """doctor: BACKLOG_DEPENDENCY names the missing id and the cycle; not fixable; a
+    healthy backlog has none."""
+    doc = backlog({"P1.M1.T1": [subtask("P1.M1.T1.S1", deps=["P1.M1.T1.S2"]),
+                                subtask("P1.M1.T1.S2", deps=["P1.M1.T1.S1"]),
+                                subtask("P1.M1.T1.S3", deps=["P9.M9.T9.S9"])]})
+    _cli_project(tmp_path, doc)
+    subprocess.run([evstore_bin(), "project"], cwd=tmp_path, check=True, capture_output=True)  # noqa: S603
+    done = subprocess.run([evstore_bin(), "doctor", "--json"], cwd=tmp_path, capture_output=True,  # noqa: S603
+                          text=True, check=False)
+    assert done.returncode == 1
+    (problem,) = json.loads(done.stdout)["problems"]
+    assert (problem["code"], problem["fixable"], problem["session"]) == ("BACKLOG_DEPENDENCY", False, "s")
+    assert "P1.M1.T1.S3 depends on missing item(s) P9.M9.T9.S9" in problem["message"]
+    assert "dependency cycle: P1.M1.T1.S1 -> P1.M1.T1.S2 -> P1.M1.T1.S1" in problem["message"]
+
+
+def test_doctor_is_quiet_about_a_sound_backlog(tmp_path: Path) -> None:
+    """No BACKLOG_DEPENDENCY when every dependency names an item and none loops."""
+    doc = backlog({"P1.M1.T1": [subtask("P1.M1.T1.S1"), subtask("P1.M1.T1.S2", deps=["P1.M1.T1.S1"])]})
+    _cli_project(tmp_path, doc)
+    subprocess.run([evstore_bin(), "project"], cwd=tmp_path, check=True, capture_output=True)  # noqa: S603
+    done = subprocess.run([evstore_bin(), "doctor", "--json"], cwd=tmp_path, capture_output=True,  # noqa: S603
+                          text=True, check=False)
+    assert (done.returncode, json.loads(done.stdout)["problems"]) == (0, [])
