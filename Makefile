@@ -14,7 +14,7 @@ BACKLOG := tests/fixtures/hacky-hack/001_14b9dc2a33c7.tasks.49991f1.initial.json
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,postgres,mcp]'
 	touch $@
 
 venv: $(BIN)/.installed
@@ -44,6 +44,7 @@ bench: venv
 	$(BIN)/python bench/append.py
 	$(BIN)/python bench/project.py
 	$(BIN)/python bench/report.py
+	$(BIN)/python bench/agent_call.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) dist build .pytest_cache .hypothesis

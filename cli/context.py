@@ -34,8 +34,7 @@ class AppContext:
                 create=create,
                 durability=self.durability,  # type: ignore[arg-type]
                 flush_retries=flush_retries,
-                tool="evstore-cli",
-                **kwargs,
+                **{"tool": "evstore-cli", **kwargs},
             )
         return self._store
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cli.app import app
 from cli.context import AppContext
 from cli.output import emit_json
+
+if TYPE_CHECKING:
+    from eventstore.store import Store
 
 pass_app = click.make_pass_decorator(AppContext)
 
@@ -28,7 +31,7 @@ def status(obj: AppContext, *, as_json: bool) -> None:
     Example:
       evstore status || evstore project
     """
-    report = _status_report(obj)
+    report = status_report(obj.store())
     if as_json:
         emit_json(report)
     else:
@@ -37,11 +40,11 @@ def status(obj: AppContext, *, as_json: bool) -> None:
         raise click.exceptions.Exit(1)
 
 
-def _status_report(obj: AppContext) -> dict[str, Any]:
+def status_report(store: Store) -> dict[str, Any]:
+    """What `evstore status --json` prints (also the MCP server's `status` tool)."""
     from eventstore.owner import is_alive, this_host  # noqa: PLC0415 - lazy: fast --help
     from eventstore.reports import breaker_states, journal_size, last_error, projection_status  # noqa: PLC0415
 
-    store = obj.store()
     journal = store.journal
     sessions = []
     for info in journal.streams():

@@ -194,6 +194,6 @@ def _duration(seconds: float) -> str:
 
 def _who(by: dict[str, Any]) -> str:
     owner = by.get("owner") and f"for {by['owner']}"
-    return " ".join(
-        str(v) for v in (by.get("tool"), by.get("user") and f"{by['user']}@{by.get('host')}", owner) if v
-    )
+    client = by.get("client") and f"via {by['client']}"
+    parts = (by.get("tool"), by.get("user") and f"{by['user']}@{by.get('host')}", client, owner)
+    return " ".join(str(v) for v in parts if v)

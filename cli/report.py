@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cli.app import app
 from cli.context import AppContext
 from cli.write import _session_id
+
+if TYPE_CHECKING:
+    from eventstore.store import Store
 
 pass_app = click.make_pass_decorator(AppContext)
 
@@ -34,27 +37,43 @@ def report(obj: AppContext, session: str | None, out: str, until: str | None) ->
     """
     from cli.maintain import _parse_until  # noqa: PLC0415
     from cli.progress import progress_bar  # noqa: PLC0415
-    from cli.report_html import render_report  # noqa: PLC0415
-    from eventstore._version import __version__  # noqa: PLC0415
     from eventstore.atomic import write_atomic  # noqa: PLC0415
     from eventstore.errors import ExportError  # noqa: PLC0415
-    from eventstore.journal import format_time, utc_now  # noqa: PLC0415
-    from eventstore.reports import error_summary  # noqa: PLC0415
-    from projections.batch_runs import parse_time  # noqa: PLC0415
-    from projections.report import session_report  # noqa: PLC0415
 
     store = obj.store()
     if session is not None:
         store.require_session(session)
     until_seq = _parse_until(store, until) if until is not None else None
+    sessions = [session] if session else store.sessions()
+    with progress_bar("reading the journal") as bar:  # gone before the output
+        page = report_page(store, sessions, until_seq, progress=bar.callback)
+    if out == "-":
+        click.get_binary_stream("stdout").write(page)
+        return
+    try:
+        write_atomic(Path(out), page)
+    except OSError as exc:
+        raise ExportError(f"cannot write report {out}: {exc.strerror or exc}", path=out,
+                          errno_code=exc.errno, attempts=1) from None
+    click.echo(f"wrote {out} ({len(page) / 1024:.0f} KiB, {len(sessions)} session(s))")
+
+
+def report_page(store: Store, sessions: list[str], until_seq: int | None, *,
+                progress: Any = None) -> bytes:
+    """The report of `sessions` as of `until_seq` (None: the head), as HTML bytes."""
+    from cli.report_html import render_report  # noqa: PLC0415
+    from eventstore._version import __version__  # noqa: PLC0415
+    from eventstore.journal import format_time, utc_now  # noqa: PLC0415
+    from eventstore.reports import error_summary  # noqa: PLC0415
+    from projections.batch_runs import parse_time  # noqa: PLC0415
+    from projections.report import session_report  # noqa: PLC0415
+
     now = utc_now()
     if until_seq:  # an earlier state's current statuses held until its last event, not now
         last = next(store.journal.read(after=until_seq - 1, until=until_seq), None)
         now = parse_time(last.recorded_at) if last is not None else now
-    sessions = [session] if session else store.sessions()
-    with progress_bar("reading the journal") as bar:  # gone before the output
-        counted = _counted(store, sessions, until_seq, bar.callback)
-        folded = [session_report(name, counted(name), now=now) for name in sessions]
+    counted = _counted(store, sessions, until_seq, progress)
+    folded = [session_report(name, counted(name), now=now) for name in sessions]
     context: dict[str, Any] = {
         "title": f"evstore report: {', '.join(sessions) or 'empty journal'}",
         "version": __version__,
@@ -65,16 +84,7 @@ def report(obj: AppContext, session: str | None, out: str, until: str | None) ->
         "sessions": folded,
         "errors": error_summary(store, until=until_seq),
     }
-    page = render_report(context)
-    if out == "-":
-        click.get_binary_stream("stdout").write(page)
-        return
-    try:
-        write_atomic(Path(out), page)
-    except OSError as exc:
-        raise ExportError(f"cannot write report {out}: {exc.strerror or exc}", path=out,
-                          errno_code=exc.errno, attempts=1) from None
-    click.echo(f"wrote {out} ({len(page) / 1024:.0f} KiB, {len(sessions)} session(s))")
+    return render_report(context)
 
 
 def _counted(store: Any, sessions: list[str], until: int | None, progress: Any) -> Any:

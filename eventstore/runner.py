@@ -47,6 +47,12 @@ class ExportResult:
     events_applied: int
     bytes: int
 
+    def as_dict(self) -> dict[str, Any]:
+        """As `project --json` prints it."""
+        return {"session": self.session, "projection": self.projection, "path": str(self.path),
+                "seq": self.seq, "action": self.action, "events_applied": self.events_applied,
+                "bytes": self.bytes}
+
 
 @dataclass
 class _Rendered:

@@ -62,6 +62,9 @@ class Store:
         self.runner = ProjectionRunner(journal, self.projections, **kwargs)
         self._live: dict[tuple[str, str], tuple[int, Any]] = {}
         self._live_lock = threading.RLock()
+        # Added to the meta of every event this store appends (who is behind this process:
+        # the MCP server puts its client's name and version here); per-call meta wins.
+        self.meta: dict[str, Any] = {}
 
     @classmethod
     def open(  # noqa: PLR0913 - keyword-only knobs with defaults
@@ -224,6 +227,8 @@ class Store:
         **options: Any,
     ) -> AppendResult:
         validate_session_id(session)
+        if self.meta:
+            options["extra_meta"] = {**self.meta, **(options.get("extra_meta") or {})}
         key_streams = [(p, (p.name, session)) for p in self.projections]
         options["progress"] = _around_validation(progress, len(events))
 

@@ -13,6 +13,7 @@ import getpass
 import os
 import socket
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from eventstore.errors import InvalidInputError
@@ -90,7 +91,8 @@ def next_item(  # noqa: PLR0913 - keyword-only options of one operation
     found, appended = store.append_decided(session, decide, meta={"owner": who})
     if appended is None:
         return found
-    return Selection(item=found.item, skipped=found.skipped, warnings=found.warnings,
+    claimed = replace(found.item, status=CLAIMED) if found.item is not None else None
+    return Selection(item=claimed, skipped=found.skipped, warnings=found.warnings,
                      claimed=True, seq=appended.last_seq, owner=who)
 
 

@@ -112,11 +112,12 @@ def procs() -> Iterator[list[subprocess.Popen[Any]]]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[object]:
-    """In CI (CI=true) a `faults` or `browser` test may not skip: the machine CI runs on can
-    make real faults (root, mounts, libfiu) and has Chromium (.ci/run installs it), so a
-    skip there means a fault or a page went unproven."""
+    """In CI (CI=true) a `faults`, `browser` or `mcp` test may not skip: the machine CI runs
+    on can make real faults (root, mounts, libfiu), has Chromium (.ci/run installs it) and
+    the [mcp] extra (make test installs it), so a skip there means something went unproven."""
     report = yield
-    marker = item.get_closest_marker("faults") or item.get_closest_marker("browser")
+    marker = (item.get_closest_marker("faults") or item.get_closest_marker("browser")
+              or item.get_closest_marker("mcp"))
     if os.environ.get("CI") == "true" and report.skipped and marker:  # type: ignore[attr-defined]
         report.outcome = "failed"  # type: ignore[attr-defined]
         report.longrepr = f"a {marker.name} test skipped in CI, which must run it: {report.longrepr}"  # type: ignore[attr-defined]

@@ -335,6 +335,9 @@ def build(root: Path) -> Outputs:  # noqa: PLR0915 - one story, told in order
             [ItemStatusChanged(item_id="P1", status="Implementing")],
             correlation_id="run-42",
         )
+        # As `evstore mcp` writes it: the agent's client and the claim's owner in the meta.
+        store.append(SESSION, [ItemStatusChanged(item_id="P1", status="Researching")],
+                     meta={"client": {"name": "claude-code", "version": "2.1"}, "owner": "agent-7"})
     store = failing_store(root, [errno.EBUSY, errno.EBUSY])  # recovers after two retries
     store.project(SESSION)
     store.append(SESSION, [ItemStatusChanged(item_id="P1.M1", status="Implementing")])
@@ -343,6 +346,7 @@ def build(root: Path) -> Outputs:  # noqa: PLR0915 - one story, told in order
     with pytest.raises(ExportError):
         store.project(SESSION)
     store.close()
+    js("history", "P1", "-s", SESSION)
     js("errors")
     js("errors", "--since", "2000-01-01T00:00:00Z")
     js("status", code=1)  # the ENOSPC export lags

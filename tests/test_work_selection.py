@@ -163,6 +163,7 @@ def test_claim_marks_it_implementing_with_the_owner_in_meta(tmp_path: Path) -> N
         ]
         assert events[0].data["reason"] == "claimed by agent-1"
         assert first.seq == events[0].seq
+        assert first.item.status == "Implementing"  # type: ignore[union-attr]  # as it is now
 
 
 def test_release_puts_a_claim_back_and_refuses_unclaimed_items(tmp_path: Path) -> None:
