@@ -62,7 +62,7 @@ CREATE INDEX events_stream_seq ON events (stream, seq);
 
 -- backend: postgresql
 -- ==========================================================================
--- The same journal on PostgreSQL (DESIGN §12), read by eventstore/pgjournal.py.
+-- The same journal on PostgreSQL (docs/design.md §12), read by eventstore/pgjournal.py.
 -- Blocks 1..3 mirror the SQLite ones above. Statements are split on ';'
 -- outside quotes, comments and $$ bodies (eventstore/schema.py).
 -- The schema version lives in evstore_schema (PostgreSQL has no user_version);

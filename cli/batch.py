@@ -1,4 +1,4 @@
-"""`evstore batch ...`: a batch orchestrator's progress as events (DESIGN §8)."""
+"""`evstore batch ...`: a batch orchestrator's progress as events (docs/design.md §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`evstore fail`: fix-task recovery (DESIGN §9)."""
+"""`evstore fail`: fix-task recovery (docs/design.md §9)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Write a file so that readers see the old bytes or the new ones, never a mix (DESIGN §6)."""
+"""Write a file so readers see the old bytes or the new ones, never a mix (docs/design.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A circuit breaker per export directory (DESIGN §10).
+"""A circuit breaker per export directory (docs/design.md §10).
 
 closed ──5 consecutive failed exports──▶ open ──30 s──▶ half-open ──a trial succeeds──▶ closed
                                           ▲                │

@@ -1,4 +1,4 @@
-"""One classifier for every failure evstore handles (DESIGN §10).
+"""One classifier for every failure evstore handles (docs/design.md §10).
 
 OS errors by errno, SQLite errors by their result code (never their message), evstore's
 own errors by class. The answer is what `ErrorRecorded` stores and `evstore errors`
@@ -43,7 +43,7 @@ def _c(error_type: str, severity: str, recoverability: str, category: str, *, re
     return error_type, severity, recoverability, category, retryable
 
 
-# errno → classification. Transient: retried (DESIGN §6). Everything else fails fast.
+# errno → classification. Transient: retried (docs/design.md §6). Everything else fails fast.
 ERRNO_TABLE: dict[int, tuple[str, str, str, str, bool]] = {
     errno.EBUSY: _c("resource", "medium", "recoverable", "transient", retryable=True),
     errno.EAGAIN: _c("resource", "medium", "recoverable", "transient", retryable=True),

@@ -1,4 +1,4 @@
-"""Which OS errors are worth retrying (DESIGN §6).
+"""Which OS errors are worth retrying (docs/design.md §6).
 
 A retry only helps when the cause can go away by itself: a busy file, an interrupted
 call, a transient I/O error, a full system file table. A full disk, a missing directory,

@@ -1,6 +1,6 @@
 """One root for every error evstore raises; each carries the CLI exit code it maps to.
 
-Exit codes (DESIGN §11): 0 ok, 1 unexpected, 2 usage or invalid input, 3 conflict,
+Exit codes (docs/design.md §11): 0 ok, 1 unexpected, 2 usage or invalid input, 3 conflict,
 4 export failed (journal intact), 5 journal unavailable or corrupt, 6 fix-task limit.
 """
 
@@ -76,7 +76,7 @@ class ExportError(ProjectionError):
 
 
 class FixLimitError(EvstoreError):
-    """A task failed again after its last allowed fix task (DESIGN §9)."""
+    """A task failed again after its last allowed fix task (docs/design.md §9)."""
 
     exit_code = 6
 

@@ -1,4 +1,4 @@
-"""The event catalog (DESIGN §4): frozen pydantic models discriminated by a stable `type`.
+"""The event catalog (docs/design.md §4): frozen pydantic models discriminated by `type`.
 
 An event's `type` is a literal string stored in the journal, never an import path, so
 renaming a module never breaks an old journal. Each type has a `schema_version`; an older
@@ -150,7 +150,7 @@ class ItemRemoved(Event):
     item_id: str
 
 
-# --- Batch runs (DESIGN §8) --------------------------------------------------------------
+# --- Batch runs (docs/design.md §8) ------------------------------------------------------
 
 
 class BatchStarted(Event):
@@ -238,7 +238,7 @@ class BatchAbandoned(Event):
     reason: str
 
 
-# --- Fix-task recovery (DESIGN §9) -------------------------------------------------------
+# --- Fix-task recovery (docs/design.md §9) -----------------------------------------------
 
 
 class TaskFailed(Event):
@@ -264,7 +264,7 @@ class FixLimitReached(Event):
     max_fix_tasks: int | None = None
 
 
-# --- Errors (DESIGN §10) -----------------------------------------------------------------
+# --- Errors (docs/design.md §10) ---------------------------------------------------------
 
 
 class ErrorRecorded(Event):

@@ -1,4 +1,4 @@
-"""The SQLite journal (DESIGN §3): append-only events with a gap-free global `seq`.
+"""The SQLite journal (docs/design.md §3): append-only events with a gap-free global `seq`.
 
 The hot path is the standard `sqlite3` module on one connection in autocommit mode, with
 explicit `BEGIN IMMEDIATE` transactions: an append takes the write lock before it reads

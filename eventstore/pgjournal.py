@@ -1,4 +1,4 @@
-"""The PostgreSQL journal (DESIGN §12): the SQLite journal's semantics on a server.
+"""The PostgreSQL journal (docs/design.md §12): the SQLite journal's semantics on a server.
 
 Same API and the same guarantees as `SQLiteJournal`, for pipelines on several machines:
 

@@ -1,4 +1,4 @@
-"""Exponential backoff with jitter for transient failures, on tenacity (DESIGN §6).
+"""Exponential backoff with jitter for transient failures, on tenacity (docs/design.md §6).
 
 The sleep and the random source are injectable so tests record delays instead of waiting.
 """

@@ -1,4 +1,4 @@
-"""Runs projections over a session's events and exports their files (DESIGN §5, §6).
+"""Runs projections over a session's events and exports their files (docs/design.md §5, §6).
 
 Incremental: each (projection, session) keeps a checkpoint holding the last applied
 `seq` and the state folded up to it, so a run folds only newer events. The checkpoint

@@ -1,4 +1,4 @@
-"""Batched status updates (DESIGN §7): validate at once, append all in one transaction."""
+"""Batched status updates (docs/design.md §7): validate at once, append all in one transaction."""
 
 from __future__ import annotations
 

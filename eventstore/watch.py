@@ -1,4 +1,4 @@
-"""Keep projections current as the journal grows (DESIGN §10): the `evstore watch` loop.
+"""Keep projections current as the journal grows (docs/design.md §10): the `evstore watch` loop.
 
 Each poll asks SQLite whether anything was committed since the last one (`PRAGMA
 data_version` for other connections, `total_changes` for this one: no table is read
@@ -7,7 +7,7 @@ that did is exported once, for all the events that arrived: a burst of appends b
 two polls costs one export per projection. Between polls the watcher sleeps the
 interval; it never spins.
 
-Exports go through the store's runner, so they have the §6 retry (`flush_retries`).
+Exports go through the store's runner, so they have the docs/design.md §6 retry (`flush_retries`).
 A failed export leaves its session pending, tried again at the next poll, behind a
 circuit breaker per export directory (eventstore.breaker): after 5 consecutive
 failures that directory is left alone for 30 s. Appends, by any process, never wait on

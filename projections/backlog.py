@@ -1,4 +1,4 @@
-"""tasks.json: the PRP pipeline's backlog document, folded from backlog events (DESIGN §5).
+"""tasks.json: the PRP pipeline's backlog document, folded from backlog events (docs/design.md §5).
 
 The state is the document itself, as parsed: every field of every item, in its order,
 so a file imported and projected with no new events comes back as it was. Items are

@@ -1,4 +1,4 @@
-"""batch-progress.json: the batch orchestrator's progress file, schema v1 (DESIGN §8).
+"""batch-progress.json: the batch orchestrator's progress file, schema v1 (docs/design.md §5, §8).
 
 Present while a batch is unfinished, gone (removed atomically) once it finishes or is
 abandoned. `queued_items` keeps the orchestrator's meaning, the whole queue in run order;

@@ -1,4 +1,4 @@
-"""Batch runs (DESIGN §8): the orchestrator's operations, each one decision and one append.
+"""Batch runs (docs/design.md §8): the orchestrator's operations, each one decision and one append.
 
 Every operation reads the session's batch state, decides its events and appends them in
 one write transaction (Store.append_decided), so two orchestrators racing on one session
@@ -144,7 +144,7 @@ class BatchRun:
         retry_failed: bool = False,
         owner_pid: int | None = None,
     ) -> StartOutcome:
-        """Start a batch, or resume the unfinished one whose owner died (DESIGN §8).
+        """Start a batch, or resume the unfinished one whose owner died (docs/design.md §8).
 
         A batch whose owner is alive on this host is refused even past 24 h: a live
         process owns it, and taking it over would run its items twice."""

@@ -1,5 +1,5 @@
 """`evstore doctor`: what is wrong with a journal and its files, and the repairs that lose
-nothing (DESIGN §10).
+nothing (docs/design.md §10).
 
     from projections.doctor import Doctor
     report = Doctor(".evstore/journal.db").check()      # reads only

@@ -1,4 +1,4 @@
-"""Fix-task recovery (DESIGN §9): a failed task gets a fix subtask, up to a limit.
+"""Fix-task recovery (docs/design.md §9): a failed task gets a fix subtask, up to a limit.
 
 The decision (which fix number, which id, or the limit) and its events are made in one
 write transaction (Store.append_decided), so two `fail` calls racing for one item cannot

@@ -1,4 +1,4 @@
-"""fix-history.json and fix-history.md: a Ralph-style loop's fix-task history (DESIGN §9).
+"""fix-history.json and fix-history.md: a Ralph loop's fix-task history (docs/design.md §5, §9).
 
 fix-history.json has the shape of a Ralph state file's recovery fields, so
 `jq -s '.[0] * .[1]' .ralph-state.json fix-history.json` merges it into one; fix-history.md

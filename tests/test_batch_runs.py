@@ -1,4 +1,4 @@
-"""Batch runs (DESIGN §8) against real journals, real processes and the real legacy files.
+"""Batch runs (docs/design.md §8) against real journals, real processes and the real legacy files.
 
 The user story first: an orchestrator process runs a batch through the `evstore` command
 (so it is the owner, as the parent of every `evstore` it calls), is SIGKILLed half way,
@@ -681,7 +681,7 @@ def test_progress_file_is_removed_by_an_abandon(journal: Path, cli: Cli) -> None
 
 @pytest.mark.usefixtures("journal")
 def test_no_resume_abandons_even_when_the_caller_already_owns_the_batch(cli: Cli) -> None:
-    """`--no-resume` means abandon and start afresh (DESIGN §8), also when the process
+    """`--no-resume` means abandon and start afresh (docs/design.md §8), also when the process
     calling `batch start` is the recorded owner (an orchestrator restarting its batch, or
     two runs from one shell, whose pid is the default owner)."""
     first = cli("batch", "start", *ITEMS[:3], "--session", SESSION, "--json")
@@ -745,7 +745,7 @@ def test_legacy_import_projects_the_same_batch_with_healing_fields(
 
 
 def _remaining_by_design(progress: dict[str, Any]) -> list[str]:
-    """DESIGN §8: the work remaining is the queue less completed, failed and skipped."""
+    """docs/design.md §8: the work remaining is the queue less completed, failed and skipped."""
     resolved = {*progress["completed"], *progress["failed"], *progress["skipped"]}
     return [item for item in progress["queued_items"] if item not in resolved]
 

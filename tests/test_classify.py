@@ -1,4 +1,4 @@
-"""The one failure classifier (DESIGN §10): a table of every errno and SQLite code."""
+"""The one failure classifier (docs/design.md §10): a table of every errno and SQLite code."""
 
 from __future__ import annotations
 

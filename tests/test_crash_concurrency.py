@@ -3,7 +3,7 @@
 Everything here runs real processes on a real journal: SIGKILL in the middle of a
 20,000-event transaction, SIGKILL of a process that has acknowledged appends, several
 writers at once, an `expected_version` race and concurrent exporters. The checks are
-the journal's invariants (DESIGN §3): integrity, whole batches only, a gap-free `seq`,
+the journal's invariants (docs/design.md §3): integrity, whole batches only, a gap-free `seq`,
 contiguous versions per stream, every acknowledged append durable, and files that are
 projections (`evstore project` == `evstore replay`).
 """
@@ -126,7 +126,7 @@ def seeded(project_dir: Path, run: Run) -> Path:
     return project_dir
 
 
-# A library client (DESIGN §2): appends through `Store.append` and acknowledges each
+# A library client (docs/design.md §2): appends through `Store.append` and acknowledges each
 # append on stdout only after it returned.
 LIB_CHILD = r"""
 import os, random, sys, time

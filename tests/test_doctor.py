@@ -1,4 +1,4 @@
-"""`evstore doctor` (DESIGN §10): each problem is made for real, reported by a check that
+"""`evstore doctor` (docs/design.md §10): each problem is made for real, reported by a check that
 changes nothing, then repaired by --fix without losing a byte.
 
 For every code: the condition on disk (a corrupted page, a version-1 journal, an event not

@@ -20,7 +20,7 @@ from eventstore.events import (
 
 
 def test_catalog_holds_every_design_event_type() -> None:
-    """The §4 catalog, by its stable type strings."""
+    """The docs/design.md §4 catalog, by its stable type strings."""
     assert set(EVENT_TYPES) == {
         "SessionCreated", "BacklogImported", "ItemAdded", "ItemStatusChanged", "ItemUpdated",
         "ItemRemoved", "BatchStarted", "BatchResumed", "BatchItemStarted", "BatchItemCompleted",

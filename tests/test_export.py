@@ -1,4 +1,4 @@
-"""The atomic exporter and its errno-classified retry (DESIGN §6)."""
+"""The atomic exporter and its errno-classified retry (docs/design.md §6)."""
 
 from __future__ import annotations
 
@@ -66,8 +66,8 @@ def test_the_errno_table_of_design_section_6() -> None:
 
 @pytest.mark.parametrize("code", sorted(RETRYABLE_ERRNOS), ids=lambda c: errno.errorcode[c])
 def test_transient_errors_are_retried_then_succeed(seeded: Path, code: int) -> None:
-    """Two transient failures, then success: 3 attempts, 2 warnings with every §6 field,
-    sleeps of ~100 ms and ~200 ms recorded (not slept), the file written, the retries
+    """Two transient failures, then success: 3 attempts, 2 warnings with all docs/design.md §6
+    fields, sleeps of ~100 ms and ~200 ms recorded (not slept), the file written, the retries
     recorded as a recovered ErrorRecorded."""
     write, attempts = flaky([code, code])
     slept: list[float] = []

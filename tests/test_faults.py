@@ -1,4 +1,4 @@
-"""Real kernel faults under the real `evstore` command (DESIGN §6): no mocks.
+"""Real kernel faults under the real `evstore` command (docs/design.md §6): no mocks.
 
 A size-limited tmpfs gives a real ENOSPC, a read-only bind mount a real EROFS, a deleted
 directory a real ENOENT. Each test checks what the user sees (exit code, one attempt for

@@ -1,4 +1,4 @@
-"""Injected kernel-level faults under the real `evstore` command (issue 5, DESIGN §6).
+"""Injected kernel-level faults under the real `evstore` command (issue 5, docs/design.md §6).
 
 test_faults.py makes real faults with mounts (ENOSPC, EROFS). The errors a mount cannot
 produce on demand are injected here without touching evstore's code:
@@ -491,7 +491,7 @@ def test_emfile_before_the_export_is_one_clean_line(nofile_scan: dict[str, Any])
         lines = fk.human_lines(result.stderr)
         clean = (
             "Traceback" not in result.stderr
-            and result.returncode in (4, 5)  # DESIGN §11
+            and result.returncode in (4, 5)  # docs/design.md §11
             and len(lines) == 1
             and lines[0].startswith("evstore: error: ")
         )

@@ -1,4 +1,4 @@
-"""Fix-task recovery (DESIGN §9): the Ralph loop's fix tasks as events and projections."""
+"""Fix-task recovery (docs/design.md §9): the Ralph loop's fix tasks as events and projections."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The journal contract (DESIGN §3, §12), run unchanged on both backends.
+"""The journal contract (docs/design.md §3, §12), run unchanged on both backends.
 
 Every test takes `backend` (or `journal`), parametrized as `sqlite` (a file in a temp
 dir) and `postgresql` (a fresh database on the session's real server, tests/pgserver.py).
@@ -268,7 +268,8 @@ def test_a_refused_append_leaves_no_gap(journal: Any) -> None:
 
 
 def test_rows_carry_type_data_meta_time_and_ids(backend: Backend) -> None:
-    """Every column of §3: JSON data without `type`, meta with pid/host/user/tool, UTC time."""
+    """Every column of docs/design.md §3: JSON data without `type`, meta with
+    pid/host/user/tool, UTC time."""
     moment = datetime(2026, 1, 13, 9, 26, 10, 123456, tzinfo=UTC)
     with backend.open(create=True, clock=lambda: moment, tool="t") as j:
         j.append("s", [status("P1.M1")], correlation_id="run-7")

@@ -1,4 +1,4 @@
-"""`evstore status` and `evstore errors` (DESIGN §10): read-only reports."""
+"""`evstore status` and `evstore errors` (docs/design.md §10): read-only reports."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Store and CLI end to end on a PostgreSQL journal (DESIGN §12), against a real server.
+"""Store and CLI end to end on a PostgreSQL journal (docs/design.md §12), against a real server.
 
 What the contract tests (test_journal_contract.py) cannot say with one journal object:
 the `evstore` command with `--db postgresql://…`, several processes and "hosts" (working

@@ -1,4 +1,4 @@
-"""`evstore watch` and its circuit breaker (DESIGN §10).
+"""`evstore watch` and its circuit breaker (docs/design.md §10).
 
 The breaker and the in-process watcher run on injected clocks and sleeps (a sleep is a
 hook where the test appends, flips a mount or moves the clock), never on real waiting.
