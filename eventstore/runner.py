@@ -15,10 +15,12 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from eventstore.atomic import fsync_directory, remove_atomic, write_atomic
+from eventstore.copies import drift_name, keep_copy
 from eventstore.classify import classify
 from eventstore.errnos import errno_name, is_retryable
 from eventstore.errors import ExportError
@@ -80,6 +82,15 @@ def file_sha256(path: Path) -> str | None:
         return sha256(path.read_bytes())
     except (FileNotFoundError, IsADirectoryError):
         return None
+
+
+def _kept_already(path: Path) -> Path | None:
+    """A drift copy beside `path` holding exactly its bytes, if one exists."""
+    wanted = file_sha256(path)
+    for copy in sorted(path.parent.glob(f"{path.name}.drift-*")):
+        if file_sha256(copy) == wanted:
+            return copy
+    return None
 
 
 class ProjectionRunner:
@@ -236,7 +247,7 @@ class ProjectionRunner:
             else:
                 if (on_disk is not None and last_sha is not None and on_disk not in (last_sha, new_sha)
                         and not self.rendered_since(projection, stream, checkpoint, on_disk)):
-                    log.warning("projection_drift_overwritten", path=str(path), projection=projection.name)
+                    self._keep_drift(path, projection.name, stream)
                 data = rendered.data
                 self._with_retry(lambda: self._write_file(path, data), path, rendered.applied)
                 action = "written"
@@ -261,6 +272,32 @@ class ProjectionRunner:
             events_applied=rendered.applied,
         )
         return ExportResult(stream, projection.name, path, rendered.seq, action, rendered.applied, size), save
+
+    def _now(self) -> datetime:
+        # The journal's clock (injectable), so copies are named as the events are timed.
+        return datetime.fromisoformat(self.journal.now().replace("Z", "+00:00"))
+
+    def _keep_drift(self, path: Path, projection: str, stream: str) -> None:
+        """A file edited outside evstore is about to be replaced: its bytes are someone's
+        work, so they are kept beside it first (as `doctor --fix` does) and `evstore
+        import <copy>` can adopt them. No copy, no overwrite: the export fails instead."""
+        try:
+            kept = _kept_already(path)
+            copy = kept or keep_copy(path, path.parent, drift_name(path, self._now()))
+        except OSError as exc:
+            self._fail(exc, path, attempts=1, pending=0)
+        if kept is not None:
+            return  # `doctor --fix` kept these very bytes a moment ago
+        log.warning("projection_drift_overwritten", path=str(path), projection=projection,
+                    session=stream, kept=str(copy),
+                    hint=f"`evstore import {copy} --session {stream}` adopts the edits")
+        self._record_event(ErrorRecorded(
+            component="exporter", operation="drift", errno=None, error_type="coordination",
+            severity="medium", recoverability="recoverable", category="external",
+            retryable=False, recovery_strategy="keep_copy", recovery_success=True,
+            message=f"{path}: changed outside evstore; the edited bytes were kept as {copy}"
+            " before re-exporting",
+        ))
 
     # --- full rebuild ---------------------------------------------------------------------
 
@@ -411,21 +448,19 @@ class ProjectionRunner:
         # Best effort: the journal may sit on the very disk that just failed, and a
         # failure to record must never hide the failure being recorded.
         elapsed = (time.monotonic() - started) * 1000 if started is not None else None
+        self._record_event(ErrorRecorded(
+            component="exporter",
+            operation="write" if path.suffix else "lock",
+            message=f"{path}: {exc}",
+            retry_count=retry_count,
+            recovery_strategy="retry" if retry_count else "fail_fast",
+            recovery_success=success,
+            resolution_time_ms=round(elapsed, 1) if elapsed is not None else None,
+            **classify(exc).fields(),  # type: ignore[arg-type]
+        ))
+
+    def _record_event(self, event: ErrorRecorded) -> None:
         try:
-            self.journal.append(
-                ERRORS_STREAM,
-                [
-                    ErrorRecorded(
-                        component="exporter",
-                        operation="write" if path.suffix else "lock",
-                        message=f"{path}: {exc}",
-                        retry_count=retry_count,
-                        recovery_strategy="retry" if retry_count else "fail_fast",
-                        recovery_success=success,
-                        resolution_time_ms=round(elapsed, 1) if elapsed is not None else None,
-                        **classify(exc).fields(),  # type: ignore[arg-type]
-                    )
-                ],
-            )
-        except Exception as record_exc:  # noqa: BLE001 - see above
+            self.journal.append(ERRORS_STREAM, [event])
+        except Exception as record_exc:  # noqa: BLE001 - see _record
             log.warning("error_not_recorded", error=str(record_exc))

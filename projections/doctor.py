@@ -18,8 +18,6 @@ the drift copy's name) reads the injectable `clock`; owner liveness is the injec
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import os
 import re
 import sqlite3
@@ -31,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from eventstore import schema
-from eventstore.atomic import fsync_directory
+from eventstore.copies import drift_name, keep_copy, move_aside
 from eventstore.errors import (
     EvstoreError,
     InvalidInputError,
@@ -91,7 +89,6 @@ TEMP_FILE = re.compile(r"^\.(?P<target>.+)\.[0-9a-f]{16}\.tmp$")  # eventstore.a
 LEGACY_FILE = "tasks.json.failed"
 LOST_AND_FOUND = "lost+found"
 STALE_REASON = "doctor: stale"
-DRIFT_TIME = "%Y%m%dT%H%M%SZ"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _UNTRUSTED = "every other check: the journal cannot be trusted"
 # Problems whose repair ends with an export of their session.
@@ -746,8 +743,7 @@ class Doctor:
             except FileNotFoundError:
                 problem.outcome = "gone meanwhile"
                 return
-            stamp = self._clock().astimezone(UTC).strftime(DRIFT_TIME)
-            copy = keep_copy(path, path.parent, f"{path.name}.drift-{stamp}")
+            copy = keep_copy(path, path.parent, drift_name(path, self._clock()))
             if sha256(data) != problem.detail.get("sha256"):
                 log.warning("doctor_drift_changed", path=str(path))  # edited again: keep that
             problem.outcome = f"kept the edited copy as {copy.name}; re-exported"
@@ -977,53 +973,3 @@ def _batch_progress_defect(data: bytes) -> str | None:
         if name in doc and not isinstance(doc[name], list):
             return f"not a schema v1 batch progress document ({name} is not a list)"
     return None
-
-
-def keep_copy(src: Path, directory: Path, name: str) -> Path:
-    """A copy of `src` as `directory/name` (`name.1`, `name.2`, ... when taken); never
-    overwrites. A hard link where the file system allows (same bytes, times and mode, no
-    copying), else a byte copy with the same mode and times."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for n in itertools.count():
-        target = directory / (name if n == 0 else f"{name}.{n}")
-        try:
-            _link_or_copy(src, target)
-        except FileExistsError:
-            continue
-        fsync_directory(directory)
-        return target
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def move_aside(src: Path, directory: Path) -> Path:
-    """Move `src` into `directory` under its own name (a suffix when taken): a copy first,
-    then the original is unlinked, so a crash in between leaves two copies, never none."""
-    target = keep_copy(src, directory, src.name)
-    src.unlink()
-    fsync_directory(src.parent)
-    return target
-
-
-def _link_or_copy(src: Path, target: Path) -> None:
-    try:
-        os.link(src, target, follow_symlinks=False)
-    except FileExistsError:
-        raise
-    except OSError:  # another file system, or no hard links here: copy
-        info = src.stat()
-        data = src.read_bytes()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        fd = os.open(target, flags, info.st_mode & 0o777)
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                target.unlink()  # our own partial copy; the original is untouched
-            raise
