@@ -523,6 +523,8 @@ class Doctor:
         what = f"{len(pending.events)} difference(s) from the journal to import"
         if pending.superseded:
             what += f", {pending.superseded} superseded by newer journal events"
+        if pending.clock_skew:
+            what += f"; {pending.clock_skew}"
         return [Problem(
             LEGACY_RECOVERY_FILE,
             f"{self._shown(path)} (session {session}) is a legacy recovery file with {what}",
@@ -669,6 +671,9 @@ class Doctor:
                 if appended is not None else "nothing to import")
         if pending.superseded:
             done += f", {pending.superseded} superseded difference(s) left as the journal has them"
+        if pending.clock_skew:
+            log.warning("legacy_timestamp_clamped", path=str(path), session=session,
+                        reason=pending.clock_skew)
         problem.outcome = done
 
     def _abandon(self, store: Store, problem: Problem) -> None:
@@ -776,6 +781,7 @@ class Pending:
 
     events: list[Event]
     superseded: int
+    clock_skew: str | None = None  # why the file's timestamp was not believed, when it was not
 
     @property
     def count(self) -> int:
@@ -800,16 +806,40 @@ def recovery_events(  # noqa: PLR0913 - the file, where it goes, and the state i
     if current is None:
         return Pending([seed], 0)
     events = diff_backlogs(current, parsed.doc, fallback=seed)
-    base = _recovery_base(store, session, written_at)
+    skew = _clock_skew(store, written_at)
+    base = _recovery_base(store, session, None if skew else written_at)
     if base is None or not events:
-        return Pending(list(events), 0)
+        return Pending(list(events), 0, skew)
     kept, superseded = _not_superseded(events, base, current)
     if kept == [seed] and _differs(base, current):
         raise InvalidInputError(
             "its differences can only be imported as a whole backlog, which would undo "
             "updates the journal recorded since it was written"
         )
-    return Pending(kept, superseded)
+    return Pending(kept, superseded, skew)
+
+
+def _clock_skew(store: Store, written_at: datetime | None) -> str | None:
+    """Why a file's timestamp cannot place it in the journal's order, or None.
+
+    A time later than the journal's last event claims the file saw every acknowledged
+    update, so all of them would be undone. Only a machine whose clock ran ahead writes
+    that (a pipeline gives up before evstore imports its session), so the time is clamped
+    to the journal's head and the file is taken as written when the time is unknown:
+    against the session's first import, every later journal update kept."""
+    if written_at is None:
+        return None
+    head = store.journal.head()
+    last = next(iter(store.journal.read(after=head - 1, until=head)), None)
+    if last is None:
+        return None
+    head_time = parse_time(last.recorded_at)
+    if written_at <= head_time:
+        return None
+    return (f"its timestamp {written_at.isoformat()} is later than the journal's head "
+            f"(seq {head}, {last.recorded_at}): the writing machine's clock was ahead, so it "
+            "was clamped to the head and every update the journal recorded after the "
+            "session's first import is kept")
 
 
 def _recovery_base(store: Store, session: str, written_at: datetime | None) -> dict[str, Any] | None:

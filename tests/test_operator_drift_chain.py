@@ -106,3 +106,57 @@ def test_watch_keeps_a_hand_edited_file_before_exporting(
     (warning,) = [e for e in json_logs(log) if e["event"] == "projection_drift_overwritten"]
     assert warning["kept"] == str(copy)
     assert len(drift_records(run)) == 1
+
+
+# --- item 7: a legacy recovery file from a machine whose clock ran ahead ----------------------
+
+
+def skewed_recovery_file(project_dir: Path, run: Run) -> Path:
+    """The old pipeline's view (S1 still Planned, its own change: S3 Complete), written by a
+    machine whose clock was a year ahead, after the journal recorded S1 Complete."""
+    ok(run("init"))
+    ok(run("import", str(TASKS), "--session", SESSION))
+    pending = json.loads((project_dir / TASKS).read_bytes())
+    ok(run("append", "--session", SESSION, "P1.M1.T1.S1", "Complete"))
+    pending["backlog"][0]["milestones"][0]["tasks"][0]["subtasks"][2]["status"] = "Complete"
+    recovery = {"version": "1.0", "timestamp": "2099-01-01T00:00:00.000Z",
+                "sessionPath": str(project_dir / "plan" / SESSION), "pendingUpdates": pending,
+                "error": {"message": "EBUSY", "attempts": 3}, "pendingCount": 1}
+    failed = project_dir / "plan" / SESSION / "tasks.json.failed"
+    failed.write_text(json.dumps(recovery, indent=2))
+    return failed
+
+
+def test_import_of_a_recovery_file_from_the_future_keeps_acknowledged_updates(
+    project_dir: Path, run: Run
+) -> None:
+    failed = skewed_recovery_file(project_dir, run)
+    imported = ok(run("import", str(failed), "--session", SESSION, "--json"))
+    outcome = json.loads(imported.stdout)
+    assert outcome["events"] == 1  # S3 only: S1's Planned is the file's stale view
+    (warning,) = [w for w in outcome["warnings"] if "clock" in w]
+    assert "2099-01-01" in warning and "clamped to the head" in warning
+    ok(run("project"))
+    tasks = project_dir / TASKS
+    assert status_of(tasks, "P1.M1.T1.S1") == "Complete"
+    assert status_of(tasks, EDITED_ITEM) == "Complete"
+
+
+def test_doctor_fix_of_a_recovery_file_from_the_future_keeps_acknowledged_updates(
+    project_dir: Path, run: Run
+) -> None:
+    skewed_recovery_file(project_dir, run)
+    ok(run("project"))
+    checked = run("doctor", "--json")
+    assert checked.returncode == 1
+    (problem,) = json.loads(checked.stdout)["problems"]
+    assert problem["code"] == "LEGACY_RECOVERY_FILE" and "clamped to the head" in problem["message"]
+    fixed = run("doctor", "--fix")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert "legacy_timestamp_clamped" in fixed.stderr
+    tasks = project_dir / TASKS
+    assert status_of(tasks, "P1.M1.T1.S1") == "Complete"
+    assert status_of(tasks, EDITED_ITEM) == "Complete"
+    log = [json.loads(line) for line in ok(run("log", "--json")).stdout.splitlines()]
+    assert [e["data"].get("status") for e in log if e["data"].get("item_id") == "P1.M1.T1.S1"] == [
+        "Complete"]
