@@ -178,6 +178,21 @@ class ProjectionRunner:
             for index, (projection, position, _) in enumerate(starts)
         ]
 
+    def drifted(  # noqa: PLR0913 - the file's sha against everything known of the projection
+        self, projection: Projection, stream: str, checkpoint: Checkpoint | None,
+        trusted: Checkpoint | None, on_disk: str | None, want: str | None,
+    ) -> bool:
+        """Whether a file with sha `on_disk` was edited outside evstore: it matches neither
+        the last export, nor what would be written now, nor a recent rendering of this
+        projection (another host's export, or one killed before its checkpoint): those
+        are behind, not edited."""
+        last_sha = checkpoint.exported_sha256 if checkpoint is not None else None
+        if on_disk is None or last_sha is None or on_disk in (last_sha, want):
+            return False
+        if on_disk in self.journal.export_digests(projection.name, stream):
+            return False
+        return not self.rendered_since(projection, stream, trusted, on_disk)
+
     def rendered_since(
         self, projection: Projection, stream: str, checkpoint: Checkpoint | None, sha: str
     ) -> bool:
@@ -208,13 +223,16 @@ class ProjectionRunner:
         """
         with self._exclusive(export_dir):
             checkpoints = {p.name: self.journal.checkpoint(p.name, stream) for p in self.projections}
-            starts = [(p, *resume_point(p, checkpoints[p.name])) for p in self.projections]
+            trusted = self.trusted_checkpoints(checkpoints)
+            starts = [(p, *resume_point(p, trusted[p.name])) for p in self.projections]
             results: list[ExportResult] = []
             to_save: list[Checkpoint] = []
             try:
                 for rendered in self.fold_many(stream, starts, progress=progress):
                     rendered.data = rendered.projection.render(rendered.state)
-                    result, checkpoint = self._export_one(rendered, checkpoints[rendered.projection.name], stream, export_dir)
+                    name = rendered.projection.name
+                    result, checkpoint = self._export_one(
+                        rendered, checkpoints[name], stream, export_dir, trusted=trusted[name])
                     results.append(result)
                     if checkpoint is not None:
                         to_save.append(checkpoint)
@@ -223,8 +241,33 @@ class ProjectionRunner:
                     self.journal.save_checkpoints(to_save)
             return results
 
-    def _export_one(
-        self, rendered: _Rendered, checkpoint: Checkpoint | None, stream: str, export_dir: Path
+    def trusted_checkpoints(
+        self, checkpoints: dict[str, Checkpoint | None]
+    ) -> dict[str, Checkpoint | None]:
+        """The checkpoints whose seq still holds the event they were folded up to; None
+        for the others. A journal that lost its tail (a deleted WAL, a file put back from
+        a copy) may hand that seq to a different event, or not have it at all: the
+        projection is then refolded from the start, never continued from a lost state."""
+        ids = self._event_ids({c.seq for c in checkpoints.values() if c is not None})
+        trusted: dict[str, Checkpoint | None] = {}
+        for name, checkpoint in checkpoints.items():
+            trusted[name] = checkpoint
+            if checkpoint is None or checkpoint.seq == 0:
+                continue
+            found = ids.get(checkpoint.seq)
+            if found is None or (checkpoint.event_id is not None and found != checkpoint.event_id):
+                log.warning("checkpoint_untrusted", projection=name, session=checkpoint.stream,
+                            seq=checkpoint.seq, recorded_event=checkpoint.event_id,
+                            journal_event=found, action="refolded from the start")
+                trusted[name] = None
+        return trusted
+
+    def _event_ids(self, seqs: Iterable[int]) -> dict[int, str | None]:
+        return {seq: self.journal.event_id_at(seq) if seq > 0 else None for seq in seqs}
+
+    def _export_one(  # noqa: PLR0913 - the rendering, where it goes, and what is known of it
+        self, rendered: _Rendered, checkpoint: Checkpoint | None, stream: str, export_dir: Path,
+        *, trusted: Checkpoint | None,
     ) -> tuple[ExportResult, Checkpoint | None]:
         projection = rendered.projection
         path = export_dir / projection.file_name
@@ -245,15 +288,15 @@ class ProjectionRunner:
             if on_disk == new_sha:  # already holds exactly these bytes: leave it be
                 action = "unchanged"
             else:
-                if (on_disk is not None and last_sha is not None and on_disk not in (last_sha, new_sha)
-                        and not self.rendered_since(projection, stream, checkpoint, on_disk)):
+                if self.drifted(projection, stream, checkpoint, trusted, on_disk, new_sha):
                     self._keep_drift(path, projection.name, stream)
                 data = rendered.data
                 self._with_retry(lambda: self._write_file(path, data), path, rendered.applied)
                 action = "written"
 
         save = None
-        if checkpoint is None or rendered.applied or action != "unchanged" or checkpoint.exported_sha256 != new_sha:
+        if (trusted is None or rendered.applied or action != "unchanged"
+                or trusted.exported_sha256 != new_sha):
             save = Checkpoint(
                 projection=projection.name,
                 stream=stream,
@@ -261,6 +304,7 @@ class ProjectionRunner:
                 state=projection.dump_state(rendered.state),
                 exported_sha256=new_sha,
                 exported_at=self.journal.now(),
+                event_id=self._event_ids([rendered.seq])[rendered.seq],
             )
         log.info(
             "projection_exported",
@@ -327,6 +371,7 @@ class ProjectionRunner:
             with self._exclusive(target_dir):
                 results = [self._write_rendered(stream, target_dir, r) for r in rendered]
         if save_checkpoints:
+            ids = self._event_ids({r.seq for r in rendered})
             self.journal.save_checkpoints([
                 Checkpoint(
                     projection=r.projection.name,
@@ -335,6 +380,7 @@ class ProjectionRunner:
                     state=r.projection.dump_state(r.state),
                     exported_sha256=sha256(r.data) if r.data is not None else None,
                     exported_at=self.journal.now(),
+                    event_id=ids[r.seq],
                 )
                 for r in rendered
             ])

@@ -271,7 +271,9 @@ class Store:
         for projection in chosen:
             cached = self._live.get((projection.name, session))
             if cached is None:
-                seq, state = resume_point(projection, self.journal.checkpoint(projection.name, session))
+                checkpoint = self.journal.checkpoint(projection.name, session)
+                trusted = self.runner.trusted_checkpoints({projection.name: checkpoint})
+                seq, state = resume_point(projection, trusted[projection.name])
                 cached = (seq, state if state is not None else projection.initial())
             positions[projection.name] = cached
         if head is not None and all(seq >= head for seq, _ in positions.values()):

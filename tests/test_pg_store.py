@@ -413,7 +413,7 @@ def test_two_processes_initializing_at_once_both_succeed(pg_url: str) -> None:
     schema current."""
     with ThreadPoolExecutor(4) as pool:
         versions = list(pool.map(lambda _: pg_journal(pg_url, create=True), range(4)))
-    assert [j.schema_version for j in versions] == [3, 3, 3, 3]
+    assert [j.schema_version for j in versions] == [4, 4, 4, 4]
     for j in versions:
         j.close()
 
