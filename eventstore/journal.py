@@ -8,6 +8,7 @@ another writer's, in this process or another.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
@@ -24,7 +25,9 @@ from typing import Any, Literal
 import orjson
 
 from eventstore import schema
+from eventstore.atomic import write_atomic
 from eventstore.chain import link
+from eventstore.detach import close_without_checkpoint
 from eventstore.errors import (
     ConcurrencyError,
     InvalidInputError,
@@ -417,9 +420,60 @@ class SQLiteJournal(JournalReads):
         self._recording = False
         self._id: str | None = None
         self._meta_base = {"host": socket.gethostname(), "user": _user(), "tool": tool}
+        self._busy_timeout_ms = busy_timeout_ms
         self._conn = self._connect(create=create, busy_timeout_ms=busy_timeout_ms)
 
     # --- opening ----------------------------------------------------------------------
+
+    def file_identity(self) -> tuple[tuple[int, int] | None, ...]:
+        """(device, inode) of the journal file and of its -wal file (None when absent):
+        another identity than at open means the file this connection reads is no longer
+        the one at the path (replaced, or its WAL removed)."""
+        found: list[tuple[int, int] | None] = []
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                found.append(None)
+            else:
+                found.append((info.st_dev, info.st_ino))
+        return tuple(found)
+
+    def reopen(self) -> Path | None:
+        """Connect again to whatever journal is at the path now, after it was replaced or
+        its WAL removed under this connection. The events this connection still sees and
+        the journal at the path may not have (it reads a file or WAL nobody else can) are
+        first kept in `lost+found/` beside the journal, as `log --json` lines: returned,
+        None when there were none. The old connection closes without checkpointing, so
+        its timeline is not written over the journal at the path."""
+        with self._lock:
+            rescued = self._rescue_unseen()
+            close_without_checkpoint(self._conn, self.path)
+            self._conn = self._connect(create=False, busy_timeout_ms=self._busy_timeout_ms)
+            self._id = None
+            return rescued
+
+    def _rescue_unseen(self) -> Path | None:
+        # The file at the path without any WAL (immutable: no locks, no -shm) is where
+        # both timelines start from; what this connection holds after its head is at risk.
+        try:
+            uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as base:
+                (start,) = base.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+            rows = self._conn.execute(
+                f"SELECT {self.event_columns} FROM events WHERE seq > ? ORDER BY seq", (start,),  # noqa: S608
+            ).fetchall()
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("journal_rescue_failed", path=str(self.path), error=str(exc))
+            return None
+        if not rows:
+            return None
+        lines = b"".join(orjson.dumps(event.as_dict()) + b"\n" for event in decode_rows(rows))
+        folder = self.path.parent / "lost+found"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{self.path.name}.lost-{format_time(self._clock())}.jsonl"
+        write_atomic(target, lines)
+        return target
 
     def _connect(self, *, create: bool, busy_timeout_ms: int) -> sqlite3.Connection:
         _check_header(self.path, create=create)

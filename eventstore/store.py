@@ -99,6 +99,16 @@ class Store:
     def close(self) -> None:
         self.journal.close()
 
+    def reopen(self) -> Path | None:
+        """Open the journal at its path again (it was replaced under us) and forget every
+        state folded from the old one; the file keeping events only the old one had, if
+        any (see SQLiteJournal.reopen)."""
+        reopen = getattr(self.journal, "reopen", None)
+        rescued = reopen() if reopen is not None else None
+        with self._live_lock:
+            self._live.clear()
+        return rescued
+
     def __enter__(self) -> Store:
         return self
 

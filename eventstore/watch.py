@@ -105,6 +105,7 @@ class Watcher:
         self.stats = WatchStats()
         self._token: tuple[int, ...] | None = None
         self._seen_seq = 0
+        self._identity: tuple[tuple[int, int] | None, ...] | None = None
         self._pending: dict[str, None] = {}  # sessions to export, in the order they came
 
     # --- control ------------------------------------------------------------------------
@@ -125,6 +126,7 @@ class Watcher:
         log.info("watch_started", journal=str(self.store.journal.path), session=self.session,
                  interval_ms=round(self.interval_s * 1000))
         # The token before the head: a commit in between is then seen twice, never missed.
+        self._identity = self._file_identity()
         self._token = self._change_token()
         self._seen_seq = self.store.journal.head()
         self._pending = dict.fromkeys(self._watched(self.store.sessions()))
@@ -160,12 +162,38 @@ class Watcher:
     def _change_token(self) -> tuple[int, ...]:
         return self.store.journal.change_token()
 
+    def _file_identity(self) -> tuple[tuple[int, int] | None, ...] | None:
+        identity = getattr(self.store.journal, "file_identity", None)
+        return identity() if identity is not None else None  # a server journal has no file
+
+    def _replaced(self) -> str | None:
+        """What changed under the open journal, or None: SQLite keeps reading the file
+        and WAL it opened, so a journal replaced at its path, or a -wal removed, would
+        leave this watcher following a file nobody writes any more."""
+        now = self._file_identity()
+        before = self._identity
+        if now is None or before is None:
+            return None
+        if now[0] != before[0]:
+            return "the journal file was replaced"
+        if before[1] is not None and now[1] != before[1]:
+            return "its -wal file was removed" if now[1] is None else "its -wal file was replaced"
+        if before[1] is None and now[1] is not None:
+            self._identity = now  # the WAL appeared: SQLite made it, not someone else
+        return None
+
     def _notice_changes(self) -> None:
+        replaced = self._replaced()
+        if replaced is not None:
+            self._reopen(replaced)
         token = self._change_token()
         if token == self._token:
             return
         self._token = token
         head = self.store.journal.head()
+        if head < self._seen_seq:
+            self._went_back(head, "its head moved backwards")
+            return
         if head <= self._seen_seq:
             return  # checkpoints, or another exporter: nothing new to fold
         streams = self._streams_between(self._seen_seq, head)
@@ -176,6 +204,43 @@ class Watcher:
             log.debug("watch_changes", sessions=changed, head=head)
             for name in changed:
                 self._pending.setdefault(name)
+
+    def _reopen(self, what: str) -> None:
+        rescued = self.store.reopen()
+        self._identity = self._file_identity()
+        self._token = self._change_token()
+        self._went_back(self.store.journal.head(), what, rescued)
+
+    def _went_back(self, head: int, what: str, rescued: Path | None = None) -> None:
+        """The journal lost what this watcher saw (or is another file): say so, record it,
+        and export every session again from what the journal holds now. Checkpoints
+        naming lost events are refolded, and files exported from those events are kept
+        as .drift- copies by the export."""
+        path = self.store.journal.path
+        lost = (f"events after seq {head} that this watcher saw (up to seq {self._seen_seq}) "
+                "are gone from it" if head < self._seen_seq else f"its head is seq {head}")
+        kept = (f"; the events only the old one held are kept in {rescued} (`evstore append "
+                "--session S --jsonl` its lines of session S brings them back)" if rescued else "")
+        message = (f"{path}: {what} while watch ran: {lost}{kept}; files exported from lost "
+                   "events are kept as .drift- copies: check `evstore doctor`")
+        log.warning("journal_replaced", path=str(path), what=what, seen_seq=self._seen_seq,
+                    head=head, rescued=str(rescued) if rescued else None,
+                    hint="check `evstore doctor`; restore the journal if events were lost")
+        from eventstore.events import ErrorRecorded  # noqa: PLC0415 - only on this rare path
+
+        try:
+            self._record(ErrorRecorded(
+                component="journal", operation="watch", errno=None, error_type="coordination",
+                severity="critical", recoverability="degradable", category="external",
+                retryable=False, recovery_strategy="reopen", recovery_success=True,
+                message=message,
+            ))
+        except EvstoreError as exc:
+            log.warning("error_not_recorded", error=str(exc))
+        self._seen_seq = self.store.journal.head()
+        self._token = self._change_token()
+        for name in self._watched(self.store.sessions()):
+            self._pending.setdefault(name)
 
     def _streams_between(self, after: int, until: int) -> list[str]:
         return self.store.journal.streams_between(after, until)

@@ -52,6 +52,7 @@ from eventstore.locate import STATE_DIR, find_project_root, is_url, redact_url
 from eventstore.logs import get_logger
 from eventstore.owner import is_alive, this_host
 from eventstore.progress import span
+from eventstore.chain import first_break
 from eventstore.runner import ERRORS_STREAM, LOCK_NAME, resume_point, sha256
 from eventstore.store import Store
 from projections import DEFAULT
@@ -63,7 +64,7 @@ from projections.imports import ParsedBacklog, diff_backlogs, import_event, read
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from eventstore.journal import StreamInfo
+    from eventstore.journal import Checkpoint, StreamInfo
     from eventstore.progress import Progress
     from eventstore.projection import Projection
 
@@ -78,11 +79,16 @@ BATCH_PROGRESS_CORRUPT = "BATCH_PROGRESS_CORRUPT"
 STALE_BATCH_PROGRESS = "STALE_BATCH_PROGRESS"
 ORPHAN_TEMP_FILE = "ORPHAN_TEMP_FILE"
 LEGACY_RECOVERY_FILE = "LEGACY_RECOVERY_FILE"
+JOURNAL_CHAIN_BROKEN = "JOURNAL_CHAIN_BROKEN"
 CODES = (
     JOURNAL_CORRUPT, JOURNAL_SCHEMA_OUTDATED, PROJECTION_STALE, PROJECTION_MISSING,
     PROJECTION_DRIFT, BATCH_PROGRESS_CORRUPT, STALE_BATCH_PROGRESS, ORPHAN_TEMP_FILE,
-    LEGACY_RECOVERY_FILE,
+    LEGACY_RECOVERY_FILE, JOURNAL_CHAIN_BROKEN,
 )
+_LOST_EVENTS = ("stop every evstore process, set this journal aside and restore the one "
+                "holding the lost events (a backup, or the -wal file that was removed); the "
+                "files exported from them are kept as .drift- copies that `evstore import` "
+                "can bring back")
 
 ORPHAN_AGE = timedelta(minutes=1)
 TEMP_FILE = re.compile(r"^\.(?P<target>.+)\.[0-9a-f]{16}\.tmp$")  # eventstore.atomic.temp_name
@@ -364,8 +370,59 @@ class Doctor:
 
     # --- scanning -------------------------------------------------------------------------------
 
+    def _chain(self, store: Store) -> list[Problem]:
+        """The journal's hash chain, from where it starts to the head: the first seq
+        whose link does not follow from the events before it means events were lost or
+        changed behind evstore's back. Only a restore can bring them back."""
+        journal_id, chain_from = store.journal.identity()
+        broken = first_break(journal_id, chain_from, store.journal.chain_rows(chain_from))
+        if broken is None:
+            return []
+        return [Problem(
+            JOURNAL_CHAIN_BROKEN,
+            f"journal {self._shown_db()} is broken at seq {broken.seq}: {broken.why} (events "
+            "lost or changed outside evstore: a deleted -wal file, a journal replaced by a "
+            "copy, rows edited with the triggers off)",
+            fixable=False, path=self._path_of_db(), remedy=_LOST_EVENTS,
+            detail={"seq": broken.seq},
+        )]
+
+    def _lost_checkpoints(
+        self, store: Store, session: str, export_dir: Path,
+        checkpoints: dict[str, Checkpoint | None], trusted: dict[str, Checkpoint | None],
+    ) -> list[Problem]:
+        """Checkpoints naming an event the journal no longer holds at their seq: the journal
+        went back in time under files already exported from its lost events."""
+        problems = []
+        head = store.journal.head()
+        for name, checkpoint in checkpoints.items():
+            if checkpoint is None or trusted[name] is not None:
+                continue
+            found = store.journal.event_id_at(checkpoint.seq)
+            now = (f"the journal's head is seq {head}" if found is None
+                   else f"seq {checkpoint.seq} is now event {found[:8]}")
+            problems.append(Problem(
+                JOURNAL_CHAIN_BROKEN,
+                f"projection {name} of session {session} was exported at seq {checkpoint.seq} "
+                f"(event {(checkpoint.event_id or '?')[:8]}), which the journal no longer "
+                f"holds: {now}; acknowledged events were lost (the next export refolds it "
+                "and keeps the file as a .drift- copy)",
+                fixable=False, path=export_dir / self._file_of(name), session=session,
+                remedy=_LOST_EVENTS, detail={"seq": checkpoint.seq},
+            ))
+        return problems
+
+    def _file_of(self, name: str) -> str:
+        return next(p.file_name for p in self.projections if p.name == name)
+
+    def _shown_db(self) -> str:
+        return redact_url(self.url) if self.url is not None else self._shown(self.db)
+
+    def _path_of_db(self) -> Path | None:
+        return None if self.url is not None else self.db
+
     def _scan(self, store: Store, *, phase: tuple[int, int] = (0, 1)) -> list[Problem]:
-        problems: list[Problem] = []
+        problems: list[Problem] = self._chain(store)
         streams = store.journal.streams()
         heads = {s.stream: s.last_seq for s in streams}
         owners: dict[Path, list[str]] = {}
@@ -403,10 +460,11 @@ class Doctor:
         *, progress: Progress | None = None,
     ) -> list[Problem]:
         checkpoints = {p.name: store.journal.checkpoint(p.name, session) for p in self.projections}
-        starts = [(p, *resume_point(p, checkpoints[p.name])) for p in self.projections]
+        trusted = store.runner.trusted_checkpoints(checkpoints)
+        starts = [(p, *resume_point(p, trusted[p.name])) for p in self.projections]
         folded = store.runner.fold_many(session, starts, progress=progress)
         states = {r.projection.name: r.state for r in folded}
-        problems: list[Problem] = []
+        problems = self._lost_checkpoints(store, session, export_dir, checkpoints, trusted)
         for rendered in folded:
             projection = rendered.projection
             path = export_dir / projection.file_name
@@ -436,8 +494,9 @@ class Doctor:
                 if why is not None:
                     problems.append(self._batch_corrupt(session, path, why, unfinished=bool(want)))
                     continue
-            if (exported is not None and on_disk is not None and on_disk not in (exported, want_sha)
-                    and not store.runner.rendered_since(projection, session, checkpoint, on_disk)):
+            if store.runner.drifted(projection, session, checkpoint, trusted[projection.name],
+                                    on_disk, want_sha):
+                assert exported is not None and on_disk is not None  # noqa: S101 - drifted says so
                 problems.append(Problem(
                     PROJECTION_DRIFT,
                     f"{shown} (session {session}) was changed outside evstore "
