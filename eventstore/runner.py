@@ -185,11 +185,14 @@ class ProjectionRunner:
         """Whether a file with sha `on_disk` was edited outside evstore: it matches neither
         the last export, nor what would be written now, nor a recent rendering of this
         projection (another host's export, or one killed before its checkpoint): those
-        are behind, not edited."""
+        are behind, not edited. Under a checkpoint the journal no longer backs (`trusted`
+        None) any file but what it renders now holds what the journal lost."""
         last_sha = checkpoint.exported_sha256 if checkpoint is not None else None
-        if on_disk is None or last_sha is None or on_disk in (last_sha, want):
+        if on_disk is None or last_sha is None or on_disk == want:
             return False
-        if on_disk in self.journal.export_digests(projection.name, stream):
+        if trusted is None:
+            return True  # exported from events the journal lost: the file is all that is left
+        if on_disk == last_sha or on_disk in self.journal.export_digests(projection.name, stream):
             return False
         return not self.rendered_since(projection, stream, trusted, on_disk)
 

@@ -297,6 +297,13 @@ class Doctor:
         if not report.fix:
             report.remaining = report.problems
             return
+        if any(p.code == JOURNAL_CHAIN_BROKEN for p in found):
+            # Repairs export from the journal: from one known to have lost events they
+            # would overwrite files that may hold the only copy of what it lost.
+            report.skipped.append("repairs: the journal lost events (JOURNAL_CHAIN_BROKEN): "
+                                  "restore it first")
+            report.remaining = report.problems
+            return
         self._repair(store, found, phase=(1, phases))
         remaining = self._scan(store, phase=(2, phases))
         keys = {p.key for p in remaining}

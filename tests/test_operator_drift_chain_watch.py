@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sqlite3
+from contextlib import closing
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -95,7 +96,8 @@ def test_watch_notices_the_journal_file_replaced_by_an_older_copy(
     ok(run("import", str(TASKS), "--session", SESSION))
     ok(run("project"))
     backup = tmp_path / "backup.db"
-    with sqlite3.connect(project_dir / JOURNAL) as live, sqlite3.connect(backup) as copy:
+    with closing(sqlite3.connect(project_dir / JOURNAL)) as live, \
+            closing(sqlite3.connect(backup)) as copy:
         live.backup(copy)  # an operator's backup at seq 2
     log = tmp_path / "watch.log"
     proc = start_watch(procs, project_dir, "--interval", "20", stderr=log)
