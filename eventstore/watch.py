@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventstore.breaker import CircuitBreaker
 from eventstore.classify import classify
-from eventstore.errors import EvstoreError, InvalidInputError
+from eventstore.errors import EvstoreError, InvalidInputError, JournalBusyError, JournalError
 from eventstore.logs import get_logger
 from eventstore.runner import ERRORS_STREAM
 
@@ -45,6 +45,16 @@ log = get_logger("evstore.watch")
 DEFAULT_INTERVAL_MS = 500
 MIN_INTERVAL_MS = 10
 MAX_INTERVAL_MS = 86_400_000  # a day
+# While the journal cannot be reached (a PostgreSQL server restarting, a busy SQLite file
+# past its own retries) the watcher waits and tries again, for as long as it runs.
+UNAVAILABLE_FIRST_DELAY_S = 0.1
+UNAVAILABLE_MAX_DELAY_S = 5.0
+
+
+def journal_unavailable(exc: BaseException) -> bool:
+    """A journal failure that passes by itself: busy, or a server out of reach (the
+    PostgreSQL journal's JournalUnavailableError is also a ConnectionError)."""
+    return isinstance(exc, JournalError) and isinstance(exc, (JournalBusyError, ConnectionError))
 
 
 def parse_interval(value: object, *, name: str = "--interval") -> int:
@@ -101,6 +111,7 @@ class Watcher:
         self._sleep = sleep or self._stop.wait
         self._on_export = on_export
         self._breaker_options = breaker_options or {}
+        self.unavailable_max_delay_s = UNAVAILABLE_MAX_DELAY_S
         self.breakers: dict[str, CircuitBreaker] = {}
         self.stats = WatchStats()
         self._token: tuple[int, ...] | None = None
@@ -131,7 +142,8 @@ class Watcher:
         self._seen_seq = self.store.journal.head()
         self._pending = dict.fromkeys(self._watched(self.store.sessions()))
         while not self.stopping:
-            self._export_pending()
+            if not self._survive(self._export_pending):
+                continue
             self.stats.polls += 1
             if self.max_polls is not None and self.stats.polls >= self.max_polls:
                 self.stop("max_polls")
@@ -141,7 +153,7 @@ class Watcher:
             self._sleep(self.interval_s)
             if self.stopping:
                 break
-            self._notice_changes()
+            self._survive(self._notice_changes)
         stats = self.stats
         fields = {"reason": stats.stopped_by, "polls": stats.polls, "exports": stats.exports,
                   "failures": stats.failures, "skipped": stats.skipped}
@@ -151,6 +163,32 @@ class Watcher:
         else:
             log.info("watch_stopped", **fields)
         return self.stats
+
+    def _survive(self, step: Callable[[], None]) -> bool:
+        """Run `step`; while the journal is out of reach, wait with backoff and try again
+        (each attempt logged) until it answers or the watcher is stopped. False when
+        stopped before it answered."""
+        attempt = 0
+        while True:
+            try:
+                step()
+            except JournalError as exc:
+                if not journal_unavailable(exc):
+                    raise
+                attempt += 1
+                delay = min(UNAVAILABLE_FIRST_DELAY_S * 2 ** (attempt - 1),
+                            self.unavailable_max_delay_s)
+                log.warning("watch_journal_unavailable", attempt=attempt,
+                            delay_ms=round(delay * 1000, 1), error=str(exc),
+                            journal=str(self.store.journal.path))
+                self._sleep(delay)
+                if self.stopping:
+                    return False
+                continue
+            if attempt:
+                log.warning("watch_journal_back", attempts=attempt,
+                            journal=str(self.store.journal.path))
+            return True
 
     @property
     def pending(self) -> list[str]:
@@ -273,19 +311,28 @@ class Watcher:
                 continue
             try:
                 results = self.store.project(session)
+            except JournalError as exc:
+                if journal_unavailable(exc):
+                    raise  # the journal, not this directory: no breaker failure
+                self._export_failed(session, export_dir, breaker, exc)
+                continue
             except (EvstoreError, OSError) as exc:
-                # The runner has logged and recorded the failure itself (exit 4's path).
-                self.stats.failures += 1
-                breaker.failure(exc)
-                log.warning("watch_export_failed", session=session, export_dir=str(export_dir),
-                            errno=classify(exc).code, failures=breaker.failures,
-                            breaker=breaker.state)
+                self._export_failed(session, export_dir, breaker, exc)
                 continue
             breaker.success()
             self._pending.pop(session, None)
             self.stats.exports += 1
             if self._on_export is not None:
                 self._on_export(session, results)
+
+    def _export_failed(
+        self, session: str, export_dir: Path, breaker: CircuitBreaker, exc: BaseException
+    ) -> None:
+        # The runner has logged and recorded the failure itself (exit 4's path).
+        self.stats.failures += 1
+        breaker.failure(exc)
+        log.warning("watch_export_failed", session=session, export_dir=str(export_dir),
+                    errno=classify(exc).code, failures=breaker.failures, breaker=breaker.state)
 
     def _record(self, event: ErrorRecorded) -> None:
         self.store.journal.append(ERRORS_STREAM, [event])
