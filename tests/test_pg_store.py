@@ -119,7 +119,7 @@ def test_cli_session_end_to_end(url: str, project_dir: Path, cli: Cli) -> None:
     first = cli("--db", url, "init")
     assert first.exit_code == 0, first.stderr
     assert "postgresql://postgres@/" in first.stdout
-    assert rows(url, "SELECT version FROM evstore_schema") == [(3,)]
+    assert rows(url, "SELECT version FROM evstore_schema") == [(4,)]
     assert cli("--db", url, "init").exit_code == 0  # idempotent
     assert not (project_dir / ".evstore").exists()  # nothing local for a server journal
 
