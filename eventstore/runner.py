@@ -338,7 +338,7 @@ class ProjectionRunner:
         log.warning("projection_drift_overwritten", path=str(path), projection=projection,
                     session=stream, kept=str(copy),
                     hint=f"`evstore import {copy} --session {stream}` adopts the edits")
-        self._record_event(ErrorRecorded(
+        self._record_event(lambda: ErrorRecorded(
             component="exporter", operation="drift", errno=None, error_type="coordination",
             severity="medium", recoverability="recoverable", category="external",
             retryable=False, recovery_strategy="keep_copy", recovery_success=True,
@@ -497,7 +497,7 @@ class ProjectionRunner:
         # Best effort: the journal may sit on the very disk that just failed, and a
         # failure to record must never hide the failure being recorded.
         elapsed = (time.monotonic() - started) * 1000 if started is not None else None
-        self._record_event(ErrorRecorded(
+        self._record_event(lambda: ErrorRecorded(
             component="exporter",
             operation="write" if path.suffix else "lock",
             message=f"{path}: {exc}",
@@ -508,8 +508,10 @@ class ProjectionRunner:
             **classify(exc).fields(),  # type: ignore[arg-type]
         ))
 
-    def _record_event(self, event: ErrorRecorded) -> None:
+    def _record_event(self, event: Callable[[], ErrorRecorded]) -> None:
+        # Built inside the try: making the event may load modules, which needs the very
+        # descriptors (or memory) whose lack is being recorded.
         try:
-            self.journal.append(ERRORS_STREAM, [event])
+            self.journal.append(ERRORS_STREAM, [event()])
         except Exception as record_exc:  # noqa: BLE001 - see _record
             log.warning("error_not_recorded", error=str(record_exc))

@@ -104,8 +104,9 @@ def test_a_host_merely_behind_another_is_stale_not_drift(
     ok(on(host_a, "project"))  # the shared checkpoint moves on without B
 
     checked = on(host_b, "doctor", "--json")
-    codes = [p["code"] for p in json.loads(checked.stdout)["problems"]]
-    assert codes == ["PROJECTION_STALE"], checked.stdout
+    problems = json.loads(checked.stdout)["problems"]
+    assert [p["code"] for p in problems] == ["PROJECTION_STALE"], checked.stdout
+    assert "it holds an earlier export" in problems[0]["message"]
     for _ in range(2):
         fixed = on(host_b, "doctor", "--fix")
         assert fixed.returncode == 0, fixed.stdout + fixed.stderr
