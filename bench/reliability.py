@@ -349,9 +349,10 @@ def main() -> int:
         step("faults", lambda: faults(timeout=1800))
         step("fuzz", lambda: fuzz(timeout=1800))
         step("operator", lambda: operator_checks(timeout=600))
-        for case in (c for check in (results.get("operator") or {}).values() for c in check["cases"]):
-            if case["outcome"] in ("failed", "error"):
-                failures.append(f"operator: {case['name']} failed")
+        for check in (results.get("operator") or {}).values():
+            for case in check["cases"]:
+                if case["outcome"] in ("failed", "error"):
+                    failures.append(f"operator: {case['name']} failed")
         for name in ("faults", "fuzz"):
             found = results.get(name) or {}
             bad = [c["name"] for c in found.get("cases", []) if c["outcome"] in ("failed", "error")]

@@ -17,7 +17,9 @@ from typing import Any
 _SEPARATOR = "\x1f"  # cannot occur in a seq, version or event id; ends the text fields
 
 
-def link(prev: str, seq: int, stream: str, version: int, type_: str, data: str, event_id: str) -> str:
+def link(  # noqa: PLR0913 - one argument per linked column
+    prev: str, seq: int, stream: str, version: int, type_: str, data: str, event_id: str
+) -> str:
     text = _SEPARATOR.join((prev, str(seq), stream, str(version), type_, data, event_id))
     return hashlib.sha256(text.encode()).hexdigest()
 

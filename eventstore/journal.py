@@ -460,9 +460,8 @@ class SQLiteJournal(JournalReads):
             uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
             with contextlib.closing(sqlite3.connect(uri, uri=True)) as base:
                 (start,) = base.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-            rows = self._conn.execute(
-                f"SELECT {self.event_columns} FROM events WHERE seq > ? ORDER BY seq", (start,),  # noqa: S608
-            ).fetchall()
+            sql = f"SELECT {self.event_columns} FROM events WHERE seq > ? ORDER BY seq"  # noqa: S608
+            rows = self._conn.execute(sql, (start,)).fetchall()
         except (sqlite3.Error, OSError) as exc:
             log.warning("journal_rescue_failed", path=str(self.path), error=str(exc))
             return None

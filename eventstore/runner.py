@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from eventstore.atomic import fsync_directory, remove_atomic, write_atomic
 from eventstore.copies import drift_name, keep_copy
@@ -472,7 +472,7 @@ class ProjectionRunner:
 
     def _fail(
         self, exc: OSError, path: Path, *, attempts: int, pending: int, started: float | None = None
-    ) -> None:
+    ) -> NoReturn:
         name = errno_name(exc)
         log.error(
             "export_failed",

@@ -525,7 +525,8 @@ class Doctor:
                        else "its bytes differ from what the journal renders")
                 if checkpoint is None:
                     why = f"never exported; session head at seq {head}"
-                elif at >= head and on_disk in store.journal.export_digests(projection.name, session):
+                elif at >= head and on_disk in store.journal.export_digests(projection.name,
+                                                                            session):
                     why = "it holds an earlier export (another host's, or an older run)"
                 problems.append(Problem(
                     PROJECTION_STALE, f"{shown} (session {session}) is behind the journal ({why})",

@@ -46,7 +46,7 @@ def tables_and_files(project_dir: Path) -> tuple[object, ...]:
     """Every journal row and every exported file's bytes (the journal file's own bytes
     move when SQLite checkpoints its WAL on close, whoever closes last)."""
     with closing(sqlite3.connect(project_dir / JOURNAL)) as raw:
-        rows = tuple(tuple(raw.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall())  # noqa: S608
+        rows = tuple(tuple(raw.execute(f"SELECT * FROM {table} ORDER BY 1, 2"))  # noqa: S608
                      for table in ("events", "checkpoints", "export_digests", "journal_meta"))
     files = {k: v for k, v in snapshot(project_dir).items() if not k.startswith(".evstore")}
     return rows, files
@@ -55,7 +55,8 @@ def tables_and_files(project_dir: Path) -> tuple[object, ...]:
 def chain_problems(run: Run) -> tuple[int, list[dict[str, object]]]:
     checked = run("doctor", "--json")
     report = json.loads(checked.stdout)
-    return checked.returncode, [p for p in report["problems"] if p["code"] == "JOURNAL_CHAIN_BROKEN"]
+    broken = [p for p in report["problems"] if p["code"] == "JOURNAL_CHAIN_BROKEN"]
+    return checked.returncode, broken
 
 
 def test_a_healthy_journal_has_an_unbroken_chain(project_dir: Path, run: Run) -> None:

@@ -70,7 +70,8 @@ def lost_and_kept(project_dir: Path, run: Run, proc: subprocess.Popen[str], log:
     rescued = Path(warning["rescued"])
     assert rescued.parent == project_dir / ".evstore" / "lost+found"
     kept = [json.loads(line) for line in rescued.read_text().splitlines()]
-    assert [(e["seq"], e["data"]["item_id"]) for e in kept] == [(3, "P1.M1.T1.S1"), (4, "P1.M1.T1.S2")]
+    assert [(e["seq"], e["data"]["item_id"]) for e in kept] == [
+        (3, "P1.M1.T1.S1"), (4, "P1.M1.T1.S2")]
     assert status_of(tasks, "P1.M1.T1.S1") != "Complete"
     (copy,) = tasks.parent.glob("tasks.json.drift-*")  # what the lost events said, kept
     assert status_of(copy, "P1.M1.T1.S1") == status_of(copy, "P1.M1.T1.S2") == "Complete"
