@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import hashlib
 import os
 import socket
 import sqlite3
@@ -26,7 +27,6 @@ import orjson
 
 from eventstore import schema
 from eventstore.atomic import write_atomic
-from eventstore.chain import link
 from eventstore.detach import close_without_checkpoint
 from eventstore.errors import (
     ConcurrencyError,
@@ -51,6 +51,7 @@ _CURRENT_SCHEMA = {name: cls.schema_version for name, cls in EVENT_TYPES.items()
 _NO_META: dict[str, Any] = {}
 _BUSY_NAMES = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_BUSY_SNAPSHOT"})
 _CORRUPT_NAMES = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
+_sha256 = hashlib.sha256
 # The append's one read: the stream's version, the head, and the head's chain link (the
 # last two are the rowid's last entry: no extra page beyond what the head read touches).
 _HEAD_AND_LINK = (
@@ -722,10 +723,14 @@ class SQLiteJournal(JournalReads):
         """`rows` (stream, version, type, data, meta, recorded_at, event_id, ...) with each
         one's chain link appended; the first links to the event at `head`."""
         prev = prev_link or self._journal_id()
-        chained = []
-        for seq, row in enumerate(rows, start=head + 1):
-            prev = link(prev, seq, row[0], row[1], row[2], row[3], row[6])
-            chained.append((*row, prev))
+        chained: list[tuple[Any, ...]] = []
+        add, seq = chained.append, head
+        for row in rows:
+            # eventstore.chain.link, inlined: this loop runs for every event appended.
+            seq += 1
+            prev = _sha256(f"{prev}\x1f{seq}\x1f{row[0]}\x1f{row[1]}\x1f{row[2]}\x1f{row[3]}"
+                           f"\x1f{row[6]}".encode()).hexdigest()
+            add((*row, prev))
         return chained
 
     def _journal_id(self) -> str:
