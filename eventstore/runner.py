@@ -292,7 +292,9 @@ class ProjectionRunner:
                 action = "unchanged"
             else:
                 if self.drifted(projection, stream, checkpoint, trusted, on_disk, new_sha):
-                    self._keep_drift(path, projection.name, stream)
+                    why = ("exported from events the journal no longer holds" if trusted is None
+                           else "changed outside evstore")
+                    self._keep_drift(path, projection.name, stream, why)
                 data = rendered.data
                 self._with_retry(lambda: self._write_file(path, data), path, rendered.applied)
                 action = "written"
@@ -324,7 +326,7 @@ class ProjectionRunner:
         # The journal's clock (injectable), so copies are named as the events are timed.
         return datetime.fromisoformat(self.journal.now().replace("Z", "+00:00"))
 
-    def _keep_drift(self, path: Path, projection: str, stream: str) -> None:
+    def _keep_drift(self, path: Path, projection: str, stream: str, why: str) -> None:
         """A file edited outside evstore is about to be replaced: its bytes are someone's
         work, so they are kept beside it first (as `doctor --fix` does) and `evstore
         import <copy>` can adopt them. No copy, no overwrite: the export fails instead."""
@@ -336,14 +338,13 @@ class ProjectionRunner:
         if kept is not None:
             return  # `doctor --fix` kept these very bytes a moment ago
         log.warning("projection_drift_overwritten", path=str(path), projection=projection,
-                    session=stream, kept=str(copy),
+                    session=stream, kept=str(copy), reason=why,
                     hint=f"`evstore import {copy} --session {stream}` adopts the edits")
         self._record_event(lambda: ErrorRecorded(
             component="exporter", operation="drift", errno=None, error_type="coordination",
             severity="medium", recoverability="recoverable", category="external",
             retryable=False, recovery_strategy="keep_copy", recovery_success=True,
-            message=f"{path}: changed outside evstore; the edited bytes were kept as {copy}"
-            " before re-exporting",
+            message=f"{path}: {why}; its bytes were kept as {copy} before re-exporting",
         ))
 
     # --- full rebuild ---------------------------------------------------------------------
