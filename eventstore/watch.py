@@ -13,6 +13,12 @@ circuit breaker per export directory (eventstore.breaker): after 5 consecutive
 failures that directory is left alone for 30 s. Appends, by any process, never wait on
 the watcher.
 
+SQLite keeps reading the file and WAL it opened, so each poll also compares the journal
+file and its -wal at the path with those it opened: a replaced journal or a removed WAL
+(or a head that moved backwards) is said, recorded and followed (docs/design.md §3, §10).
+A journal out of reach (a PostgreSQL server restarting) is waited for with backoff, for
+as long as the watcher runs.
+
 `stop()` (from a signal handler, another thread, or an export hook) lets the export in
 progress finish, then `run()` returns.
 """
