@@ -59,6 +59,38 @@ CREATE TABLE checkpoints (
 -- version) and sorting it.
 CREATE INDEX events_stream_seq ON events (stream, seq);
 
+-- migration: 4
+-- Proof that the journal is the one it was, unbroken (docs/design.md §3). SQLite cannot
+-- stop a deleted WAL or a replaced file from taking acknowledged events with it; these
+-- let evstore notice. journal_id names this journal; chain_from is the head when
+-- chaining began (events up to it, written before this migration, carry no link).
+CREATE TABLE journal_meta (
+    singleton  INTEGER PRIMARY KEY CHECK (singleton = 1),
+    journal_id TEXT    NOT NULL,
+    chain_from INTEGER NOT NULL CHECK (chain_from >= 0)
+);
+INSERT INTO journal_meta (singleton, journal_id, chain_from)
+SELECT 1, lower(hex(randomblob(16))), coalesce(max(seq), 0) FROM events;
+
+-- Each event's link: sha256 of the previous event's link (journal_id for the first)
+-- and the event's own columns (eventstore/chain.py), written by the append.
+ALTER TABLE events ADD COLUMN chain TEXT;
+
+-- The event a checkpoint was folded up to, so a checkpoint naming an event the journal
+-- no longer holds at that seq is refolded, not trusted.
+ALTER TABLE checkpoints ADD COLUMN event_id TEXT;
+
+-- The last few renderings exported per projection: a file equal to one of them is
+-- behind (another host's export, an older run), not edited by hand.
+CREATE TABLE export_digests (
+    projection  TEXT    NOT NULL,
+    stream      TEXT    NOT NULL,
+    sha256      TEXT    NOT NULL,
+    seq         INTEGER NOT NULL CHECK (seq >= 0),
+    exported_at TEXT    NOT NULL,
+    PRIMARY KEY (projection, stream, sha256)
+);
+
 
 -- backend: postgresql
 -- ==========================================================================
@@ -127,3 +159,27 @@ CREATE TABLE checkpoints (
 -- migration: 3
 -- Catch-up reads ("this session's events after seq N") range-scan this index.
 CREATE INDEX events_stream_seq ON events (stream, seq);
+
+-- migration: 4
+-- As SQLite's block 4: the journal's identity, each event's chain link, the event a
+-- checkpoint names, and the last exported renderings per projection.
+CREATE TABLE journal_meta (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    journal_id text    NOT NULL,
+    chain_from bigint  NOT NULL CHECK (chain_from >= 0)
+);
+INSERT INTO journal_meta (singleton, journal_id, chain_from)
+SELECT true, md5(random()::text || clock_timestamp()::text), coalesce(max(seq), 0) FROM events;
+
+ALTER TABLE events ADD COLUMN chain text;
+
+ALTER TABLE checkpoints ADD COLUMN event_id text;
+
+CREATE TABLE export_digests (
+    projection  text   NOT NULL,
+    stream      text   NOT NULL,
+    sha256      text   NOT NULL,
+    seq         bigint NOT NULL CHECK (seq >= 0),
+    exported_at text   NOT NULL,
+    PRIMARY KEY (projection, stream, sha256)
+);

@@ -145,6 +145,25 @@ def fuzz(timeout: float) -> dict[str, Any]:
     }
 
 
+# Operator mistakes, each proven by real `evstore` processes in these tests (issue 11).
+OPERATOR_CHECKS = {
+    "hand edit kept": ("tests/test_operator_drift_chain.py", "drift_copy or hand_edited"),
+    "WAL deletion detected": ("tests/test_operator_drift_chain_watch.py", "wal_removed"),
+}
+
+
+def operator_checks(timeout: float) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name, (path, selection) in OPERATOR_CHECKS.items():
+        if not (REPO / path).exists():
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            _, _, cases = run_pytest(["-q", path, "-k", selection], Path(tmp) / "j.xml",
+                                     timeout=timeout)
+        found[name] = {"file": path, "cases": cases}
+    return found
+
+
 # --- the table ---------------------------------------------------------------------------------
 
 
@@ -259,6 +278,11 @@ def table(results: dict[str, Any]) -> str:  # noqa: C901, PLR0912
                 ran += f", **{counts['failed'] + counts['error']} failed**"
             shown = _asserted(counts)
             rows.append(("fuzz cases tried", ran, "—", shown))
+    for name, check in (results.get("operator") or {}).items():
+        counts = _outcome_counts(check["cases"])
+        shown = _asserted(counts)
+        ran = f"{counts['passed']} of {len(check['cases'])} tests in {check['file']} passed"
+        rows.append((name, ran, shown, shown))
     lines = ["| Check | What ran | Events lost | Files left invalid |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines)
@@ -324,6 +348,11 @@ def main() -> int:
     if not args.no_pytest:
         step("faults", lambda: faults(timeout=1800))
         step("fuzz", lambda: fuzz(timeout=1800))
+        step("operator", lambda: operator_checks(timeout=600))
+        for check in (results.get("operator") or {}).values():
+            for case in check["cases"]:
+                if case["outcome"] in ("failed", "error"):
+                    failures.append(f"operator: {case['name']} failed")
         for name in ("faults", "fuzz"):
             found = results.get(name) or {}
             bad = [c["name"] for c in found.get("cases", []) if c["outcome"] in ("failed", "error")]

@@ -57,6 +57,8 @@ def import_file(
             written_at = legacy[1] if legacy else None
             pending = recovery_events(store, session, parsed, written_at, current, source=source)
             events = pending.events
+            if pending.clock_skew:
+                warnings.append(f"{source}: {pending.clock_skew}")
             if pending.superseded:
                 warnings.append(f"{source}: {pending.superseded} difference(s) left as the journal "
                                 "has them: it recorded newer updates since the file was written")

@@ -8,7 +8,9 @@ another writer's, in this process or another.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import hashlib
 import os
 import socket
 import sqlite3
@@ -24,6 +26,8 @@ from typing import Any, Literal
 import orjson
 
 from eventstore import schema
+from eventstore.atomic import write_atomic
+from eventstore.detach import close_without_checkpoint
 from eventstore.errors import (
     ConcurrencyError,
     InvalidInputError,
@@ -47,6 +51,14 @@ _CURRENT_SCHEMA = {name: cls.schema_version for name, cls in EVENT_TYPES.items()
 _NO_META: dict[str, Any] = {}
 _BUSY_NAMES = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_BUSY_SNAPSHOT"})
 _CORRUPT_NAMES = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
+_sha256 = hashlib.sha256
+# The append's one read: the stream's version, the head, and the head's chain link (the
+# last two are the rowid's last entry: no extra page beyond what the head read touches).
+_HEAD_AND_LINK = (
+    "SELECT (SELECT coalesce(max(version), 0) FROM events WHERE stream = ?),"
+    " (SELECT coalesce(max(seq), 0) FROM events),"
+    " (SELECT chain FROM events ORDER BY seq DESC LIMIT 1)"
+)
 
 
 def utc_now() -> datetime:
@@ -155,6 +167,7 @@ class Checkpoint:
     state: bytes
     exported_sha256: str | None
     exported_at: str | None
+    event_id: str | None = None  # the event at `seq`, as the journal held it when saved
 
 
 @dataclass(frozen=True)
@@ -312,11 +325,38 @@ class JournalReads:
 
     def checkpoint(self, projection: str, stream: str) -> Checkpoint | None:
         rows = self._query(
-            "SELECT projection, stream, seq, state, exported_sha256, exported_at"
+            "SELECT projection, stream, seq, state, exported_sha256, exported_at, event_id"
             " FROM checkpoints WHERE projection = ? AND stream = ?",
             projection, stream,
         )
         return Checkpoint(*rows[0]) if rows else None
+
+    def event_id_at(self, seq: int) -> str | None:
+        """The id of the event at `seq` (None: no such event)."""
+        found = self._value("SELECT event_id FROM events WHERE seq = ?", seq)
+        return str(found) if found is not None else None
+
+    def identity(self) -> tuple[str, int]:
+        """(journal_id, chain_from): who this journal is, and where its chain starts."""
+        row = self._query("SELECT journal_id, chain_from FROM journal_meta")[0]
+        return str(row[0]), int(row[1])
+
+    def chain_rows(self, after: int) -> list[tuple[Any, ...]]:
+        """(seq, stream, version, type, data text, event_id, chain) after `after`, in seq
+        order: what `eventstore.chain.first_break` checks."""
+        data = "data" if self.placeholder == "?" else "data::text"
+        return self._query(
+            f"SELECT seq, stream, version, type, {data}, event_id, chain FROM events"  # noqa: S608
+            " WHERE seq > ? ORDER BY seq", after,
+        )
+
+    def export_digests(self, projection: str, stream: str) -> set[str]:
+        """The sha256 of the last renderings exported (KEEP_DIGESTS at most)."""
+        rows = self._query(
+            "SELECT sha256 FROM export_digests WHERE projection = ? AND stream = ?",
+            projection, stream,
+        )
+        return {row[0] for row in rows}
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         self.save_checkpoints([checkpoint])
@@ -327,11 +367,34 @@ class JournalReads:
 
 # Both journals' upsert of checkpoints, in SQLite's `?` style.
 SAVE_CHECKPOINT = (
-    "INSERT INTO checkpoints (projection, stream, seq, state, exported_sha256, exported_at)"
-    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (projection, stream) DO UPDATE SET seq = excluded.seq,"
-    " state = excluded.state, exported_sha256 = excluded.exported_sha256,"
-    " exported_at = excluded.exported_at"
+    "INSERT INTO checkpoints (projection, stream, seq, state, exported_sha256, exported_at,"
+    " event_id) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (projection, stream) DO UPDATE SET"
+    " seq = excluded.seq, state = excluded.state, exported_sha256 = excluded.exported_sha256,"
+    " exported_at = excluded.exported_at, event_id = excluded.event_id"
 )
+# Renderings remembered per projection: enough for hosts a few exports apart.
+KEEP_DIGESTS = 16
+SAVE_DIGEST = (
+    "INSERT INTO export_digests (projection, stream, sha256, seq, exported_at)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (projection, stream, sha256) DO UPDATE SET"
+    " seq = excluded.seq, exported_at = excluded.exported_at"
+)
+PRUNE_DIGESTS = (
+    "DELETE FROM export_digests WHERE projection = ? AND stream = ? AND sha256 NOT IN"
+    " (SELECT sha256 FROM export_digests WHERE projection = ? AND stream = ?"
+    " ORDER BY exported_at DESC, seq DESC LIMIT ?)"
+)
+
+
+def checkpoint_rows(checkpoints: Sequence[Checkpoint]) -> tuple[list[tuple[Any, ...]], ...]:
+    """The parameters of SAVE_CHECKPOINT, SAVE_DIGEST and PRUNE_DIGESTS for `checkpoints`."""
+    saved = [(c.projection, c.stream, c.seq, c.state, c.exported_sha256, c.exported_at, c.event_id)
+             for c in checkpoints]
+    digests = [(c.projection, c.stream, c.exported_sha256, c.seq, c.exported_at or "")
+               for c in checkpoints if c.exported_sha256 is not None]
+    pruned = [(c.projection, c.stream, c.projection, c.stream, KEEP_DIGESTS)
+              for c in checkpoints if c.exported_sha256 is not None]
+    return saved, digests, pruned
 
 
 class SQLiteJournal(JournalReads):
@@ -356,10 +419,61 @@ class SQLiteJournal(JournalReads):
         self._busy_retry = busy_retry or RetryPolicy(retries=5)
         self._lock = threading.RLock()
         self._recording = False
+        self._id: str | None = None
         self._meta_base = {"host": socket.gethostname(), "user": _user(), "tool": tool}
+        self._busy_timeout_ms = busy_timeout_ms
         self._conn = self._connect(create=create, busy_timeout_ms=busy_timeout_ms)
 
     # --- opening ----------------------------------------------------------------------
+
+    def file_identity(self) -> tuple[tuple[int, int] | None, ...]:
+        """(device, inode) of the journal file and of its -wal file (None when absent):
+        another identity than at open means the file this connection reads is no longer
+        the one at the path (replaced, or its WAL removed)."""
+        found: list[tuple[int, int] | None] = []
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                found.append(None)
+            else:
+                found.append((info.st_dev, info.st_ino))
+        return tuple(found)
+
+    def reopen(self) -> Path | None:
+        """Connect again to whatever journal is at the path now, after it was replaced or
+        its WAL removed under this connection. The events this connection still sees and
+        the journal at the path may not have (it reads a file or WAL nobody else can) are
+        first kept in `lost+found/` beside the journal, as `log --json` lines: returned,
+        None when there were none. The old connection closes without checkpointing, so
+        its timeline is not written over the journal at the path."""
+        with self._lock:
+            rescued = self._rescue_unseen()
+            close_without_checkpoint(self._conn, self.path)
+            self._conn = self._connect(create=False, busy_timeout_ms=self._busy_timeout_ms)
+            self._id = None
+            return rescued
+
+    def _rescue_unseen(self) -> Path | None:
+        # The file at the path without any WAL (immutable: no locks, no -shm) is where
+        # both timelines start from; what this connection holds after its head is at risk.
+        try:
+            uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as base:
+                (start,) = base.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+            sql = f"SELECT {self.event_columns} FROM events WHERE seq > ? ORDER BY seq"  # noqa: S608
+            rows = self._conn.execute(sql, (start,)).fetchall()
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("journal_rescue_failed", path=str(self.path), error=str(exc))
+            return None
+        if not rows:
+            return None
+        lines = b"".join(orjson.dumps(event.as_dict()) + b"\n" for event in decode_rows(rows))
+        folder = self.path.parent / "lost+found"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"{self.path.name}.lost-{format_time(self._clock())}.jsonl"
+        write_atomic(target, lines)
+        return target
 
     def _connect(self, *, create: bool, busy_timeout_ms: int) -> sqlite3.Connection:
         _check_header(self.path, create=create)
@@ -556,11 +670,7 @@ class SQLiteJournal(JournalReads):
                     original = self._existing(conn, stream, given, len(events))
                     if original is not None:
                         return original
-                version, head = conn.execute(
-                    "SELECT (SELECT coalesce(max(version), 0) FROM events WHERE stream = ?),"
-                    " (SELECT coalesce(max(seq), 0) FROM events)",
-                    (stream,),
-                ).fetchone()
+                version, head, prev_link = conn.execute(_HEAD_AND_LINK, (stream,)).fetchone()
                 if expected_version is not None and version != expected_version:
                     raise ConcurrencyError(
                         f"session {stream!r} is at version {version}, "
@@ -586,6 +696,7 @@ class SQLiteJournal(JournalReads):
                     )
                     for offset, (event_type, data) in enumerate(chosen_payloads, start=1)
                 ]
+                rows = self._chained(rows, head, prev_link)
                 if check is not None:
                     pending = [
                         StoredEvent(head + i, stream, row[1], row[2], orjson.loads(row[3]),
@@ -595,7 +706,7 @@ class SQLiteJournal(JournalReads):
                     check(head, pending, chosen)
                 conn.executemany(
                     "INSERT INTO events (stream, version, type, data, meta, recorded_at,"
-                    " event_id, schema_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " event_id, schema_version, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows if progress is None or decide is not None
                     else reporting(rows, progress, twice, start=len(events)),
                 )
@@ -610,6 +721,27 @@ class SQLiteJournal(JournalReads):
         # No log line here: this is the hot path, and callers log the operation it serves.
         result: AppendResult = self._with_busy_retry(attempt)
         return result
+
+    def _chained(
+        self, rows: list[tuple[Any, ...]], head: int, prev_link: str | None
+    ) -> list[tuple[Any, ...]]:
+        """`rows` (stream, version, type, data, meta, recorded_at, event_id, ...) with each
+        one's chain link appended; the first links to the event at `head`."""
+        prev = prev_link or self._journal_id()
+        chained: list[tuple[Any, ...]] = []
+        add, seq = chained.append, head
+        for row in rows:
+            # eventstore.chain.link, inlined: this loop runs for every event appended.
+            seq += 1
+            prev = _sha256(f"{prev}\x1f{seq}\x1f{row[0]}\x1f{row[1]}\x1f{row[2]}\x1f{row[3]}"
+                           f"\x1f{row[6]}".encode()).hexdigest()
+            add((*row, prev))
+        return chained
+
+    def _journal_id(self) -> str:
+        if self._id is None:
+            self._id = self.identity()[0]
+        return self._id
 
     @staticmethod
     def _existing(
@@ -676,15 +808,13 @@ class SQLiteJournal(JournalReads):
     def save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
         """Save several checkpoints in one transaction (one fsync)."""
 
+        saved, digests, pruned = checkpoint_rows(checkpoints)
+
         def attempt() -> None:
             with self._write() as conn:
-                conn.executemany(
-                    SAVE_CHECKPOINT,
-                    [
-                        (c.projection, c.stream, c.seq, c.state, c.exported_sha256, c.exported_at)
-                        for c in checkpoints
-                    ],
-                )
+                conn.executemany(SAVE_CHECKPOINT, saved)
+                conn.executemany(SAVE_DIGEST, digests)
+                conn.executemany(PRUNE_DIGESTS, pruned)
 
         self._with_busy_retry(attempt)
 

@@ -43,6 +43,7 @@ import orjson
 import psycopg
 
 from eventstore import schema
+from eventstore.chain import link
 from eventstore.errors import (
     ConcurrencyError,
     InvalidInputError,
@@ -56,7 +57,9 @@ from eventstore.errors import (
 from eventstore.events import Event
 from eventstore.journal import (
     _CURRENT_SCHEMA,
+    PRUNE_DIGESTS,
     SAVE_CHECKPOINT,
+    SAVE_DIGEST,
     AppendResult,
     Checkpoint,
     Durability,
@@ -64,6 +67,7 @@ from eventstore.journal import (
     StoredEvent,
     _payloads,
     _user,
+    checkpoint_rows,
     decode_scan_rows,
     duplicate_of,
     format_time,
@@ -90,18 +94,19 @@ _COLUMNS = (
 )
 _INSERT_ONE = (
     "INSERT INTO events (seq, stream, version, type, data, meta, recorded_at, event_id,"
-    " schema_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " schema_version, chain) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _INSERT_MANY = (
     "INSERT INTO events (seq, stream, version, type, data, meta, recorded_at, event_id,"
-    " schema_version) SELECT s, %s, v, t, d::json, %s::json, %s, i, sv"
-    " FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[], %s::int[])"
-    " AS r(s, v, t, d, i, sv)"
+    " schema_version, chain) SELECT s, %s, v, t, d::json, %s::json, %s, i, sv, c"
+    " FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[], %s::int[],"
+    " %s::text[]) AS r(s, v, t, d, i, sv, c)"
 )
 _EXISTING = "SELECT seq, stream, version FROM events WHERE event_id = ANY(%s) ORDER BY seq"
 _HEAD = (
     "SELECT (SELECT coalesce(max(version), 0) FROM events WHERE stream = %s),"
-    " (SELECT coalesce(max(seq), 0) FROM events)"
+    " (SELECT coalesce(max(seq), 0) FROM events),"
+    " (SELECT chain FROM events ORDER BY seq DESC LIMIT 1)"
 )
 # SQLSTATEs that mean "another writer is in the way; try again" (SQLite's BUSY).
 _BUSY_STATES = frozenset({"55P03", "40001", "40P01", "57014"})
@@ -171,6 +176,7 @@ class PostgresJournal(JournalReads):
         self._in_tx = False
         self._pipelined: bool | None = None
         self._recording = False
+        self._id: str | None = None
         self._meta_base = {"host": socket.gethostname(), "user": _user(), "tool": tool}
         self._pg: psycopg.Connection[Any] | None = None
         self._closed = False
@@ -536,7 +542,7 @@ class PostgresJournal(JournalReads):
                         if original is not None:
                             self._finish(conn, "ROLLBACK")
                             return original
-                    version, head = head_row.fetchone()  # type: ignore[misc]
+                    version, head, prev_link = head_row.fetchone()  # type: ignore[misc]
                     if expected_version is not None and version != expected_version:
                         raise ConcurrencyError(
                             f"session {stream!r} is at version {version}, "
@@ -561,6 +567,7 @@ class PostgresJournal(JournalReads):
                         )
                         for offset, (event_type, data) in enumerate(chosen_payloads, start=1)
                     ]
+                    rows = self._chained(rows, stream, prev_link)
                     if check is not None:
                         pending = [
                             StoredEvent(row[0], stream, row[1], row[2], orjson.loads(row[3]),
@@ -594,13 +601,30 @@ class PostgresJournal(JournalReads):
         appended: AppendResult = self._with_retry(attempt, record=True)
         return appended
 
+    def _chained(
+        self, rows: list[tuple[Any, ...]], stream: str, prev_link: str | None
+    ) -> list[tuple[Any, ...]]:
+        """`rows` (seq, version, type, data, event_id, schema_version) with each one's
+        chain link appended (eventstore/chain.py), the first linked to the head's."""
+        prev = prev_link or self._journal_id()
+        chained = []
+        for row in rows:
+            prev = link(prev, row[0], stream, row[1], row[2], row[3], row[4])
+            chained.append((*row, prev))
+        return chained
+
+    def _journal_id(self) -> str:
+        if self._id is None:
+            self._id = self.identity()[0]
+        return self._id
+
     @staticmethod
     def _insert(conn: psycopg.Connection[Any], stream: str, rows: list[tuple[Any, ...]],
                 meta_json: str, recorded_at: str) -> None:
         if len(rows) == 1:
-            seq, version, type_, data, event_id, sv = rows[0]
+            seq, version, type_, data, event_id, sv, chain = rows[0]
             conn.execute(_INSERT_ONE, (seq, stream, version, type_, data, meta_json,
-                                       recorded_at, event_id, sv))
+                                       recorded_at, event_id, sv, chain))
             return
         # One statement whatever the size: the columns as arrays, unnested server-side.
         columns = list(zip(*rows, strict=True))
@@ -659,15 +683,13 @@ class PostgresJournal(JournalReads):
         """Save several checkpoints in one transaction (one commit)."""
 
         def attempt() -> None:
+            saved, digests, pruned = checkpoint_rows(checkpoints)
+            saved = [(*row[:3], bytes(row[3]), *row[4:]) for row in saved]
             with self._transaction() as conn, conn.cursor() as cur:
-                cur.executemany(
-                    SAVE_CHECKPOINT.replace("?", "%s"),
-                    [
-                        (c.projection, c.stream, c.seq, bytes(c.state), c.exported_sha256,
-                         c.exported_at)
-                        for c in checkpoints
-                    ],
-                )
+                cur.executemany(SAVE_CHECKPOINT.replace("?", "%s"), saved)
+                if digests:
+                    cur.executemany(SAVE_DIGEST.replace("?", "%s"), digests)
+                    cur.executemany(PRUNE_DIGESTS.replace("?", "%s"), pruned)
 
         if checkpoints:
             self._with_retry(attempt, operation="checkpoint")

@@ -15,10 +15,12 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from eventstore.atomic import fsync_directory, remove_atomic, write_atomic
+from eventstore.copies import drift_name, keep_copy
 from eventstore.classify import classify
 from eventstore.errnos import errno_name, is_retryable
 from eventstore.errors import ExportError
@@ -86,6 +88,15 @@ def file_sha256(path: Path) -> str | None:
         return sha256(path.read_bytes())
     except (FileNotFoundError, IsADirectoryError):
         return None
+
+
+def _kept_already(path: Path) -> Path | None:
+    """A drift copy beside `path` holding exactly its bytes, if one exists."""
+    wanted = file_sha256(path)
+    for copy in sorted(path.parent.glob(f"{path.name}.drift-*")):
+        if file_sha256(copy) == wanted:
+            return copy
+    return None
 
 
 class ProjectionRunner:
@@ -173,6 +184,24 @@ class ProjectionRunner:
             for index, (projection, position, _) in enumerate(starts)
         ]
 
+    def drifted(  # noqa: PLR0913 - the file's sha against everything known of the projection
+        self, projection: Projection, stream: str, checkpoint: Checkpoint | None,
+        trusted: Checkpoint | None, on_disk: str | None, want: str | None,
+    ) -> bool:
+        """Whether a file with sha `on_disk` was edited outside evstore: it matches neither
+        the last export, nor what would be written now, nor a recent rendering of this
+        projection (another host's export, or one killed before its checkpoint): those
+        are behind, not edited. Under a checkpoint the journal no longer backs (`trusted`
+        None) any file but what it renders now holds what the journal lost."""
+        last_sha = checkpoint.exported_sha256 if checkpoint is not None else None
+        if on_disk is None or last_sha is None or on_disk == want:
+            return False
+        if trusted is None:
+            return True  # exported from events the journal lost: the file is all that is left
+        if on_disk == last_sha or on_disk in self.journal.export_digests(projection.name, stream):
+            return False
+        return not self.rendered_since(projection, stream, trusted, on_disk)
+
     def rendered_since(
         self, projection: Projection, stream: str, checkpoint: Checkpoint | None, sha: str
     ) -> bool:
@@ -203,13 +232,16 @@ class ProjectionRunner:
         """
         with self._exclusive(export_dir):
             checkpoints = {p.name: self.journal.checkpoint(p.name, stream) for p in self.projections}
-            starts = [(p, *resume_point(p, checkpoints[p.name])) for p in self.projections]
+            trusted = self.trusted_checkpoints(checkpoints)
+            starts = [(p, *resume_point(p, trusted[p.name])) for p in self.projections]
             results: list[ExportResult] = []
             to_save: list[Checkpoint] = []
             try:
                 for rendered in self.fold_many(stream, starts, progress=progress):
                     rendered.data = rendered.projection.render(rendered.state)
-                    result, checkpoint = self._export_one(rendered, checkpoints[rendered.projection.name], stream, export_dir)
+                    name = rendered.projection.name
+                    result, checkpoint = self._export_one(
+                        rendered, checkpoints[name], stream, export_dir, trusted=trusted[name])
                     results.append(result)
                     if checkpoint is not None:
                         to_save.append(checkpoint)
@@ -218,8 +250,33 @@ class ProjectionRunner:
                     self.journal.save_checkpoints(to_save)
             return results
 
-    def _export_one(
-        self, rendered: _Rendered, checkpoint: Checkpoint | None, stream: str, export_dir: Path
+    def trusted_checkpoints(
+        self, checkpoints: dict[str, Checkpoint | None]
+    ) -> dict[str, Checkpoint | None]:
+        """The checkpoints whose seq still holds the event they were folded up to; None
+        for the others. A journal that lost its tail (a deleted WAL, a file put back from
+        a copy) may hand that seq to a different event, or not have it at all: the
+        projection is then refolded from the start, never continued from a lost state."""
+        ids = self._event_ids({c.seq for c in checkpoints.values() if c is not None})
+        trusted: dict[str, Checkpoint | None] = {}
+        for name, checkpoint in checkpoints.items():
+            trusted[name] = checkpoint
+            if checkpoint is None or checkpoint.seq == 0:
+                continue
+            found = ids.get(checkpoint.seq)
+            if found is None or (checkpoint.event_id is not None and found != checkpoint.event_id):
+                log.warning("checkpoint_untrusted", projection=name, session=checkpoint.stream,
+                            seq=checkpoint.seq, recorded_event=checkpoint.event_id,
+                            journal_event=found, action="refolded from the start")
+                trusted[name] = None
+        return trusted
+
+    def _event_ids(self, seqs: Iterable[int]) -> dict[int, str | None]:
+        return {seq: self.journal.event_id_at(seq) if seq > 0 else None for seq in seqs}
+
+    def _export_one(  # noqa: PLR0913 - the rendering, where it goes, and what is known of it
+        self, rendered: _Rendered, checkpoint: Checkpoint | None, stream: str, export_dir: Path,
+        *, trusted: Checkpoint | None,
     ) -> tuple[ExportResult, Checkpoint | None]:
         projection = rendered.projection
         path = export_dir / projection.file_name
@@ -240,15 +297,17 @@ class ProjectionRunner:
             if on_disk == new_sha:  # already holds exactly these bytes: leave it be
                 action = "unchanged"
             else:
-                if (on_disk is not None and last_sha is not None and on_disk not in (last_sha, new_sha)
-                        and not self.rendered_since(projection, stream, checkpoint, on_disk)):
-                    log.warning("projection_drift_overwritten", path=str(path), projection=projection.name)
+                if self.drifted(projection, stream, checkpoint, trusted, on_disk, new_sha):
+                    why = ("exported from events the journal no longer holds" if trusted is None
+                           else "changed outside evstore")
+                    self._keep_drift(path, projection.name, stream, why)
                 data = rendered.data
                 self._with_retry(lambda: self._write_file(path, data), path, rendered.applied)
                 action = "written"
 
         save = None
-        if checkpoint is None or rendered.applied or action != "unchanged" or checkpoint.exported_sha256 != new_sha:
+        if (trusted is None or rendered.applied or action != "unchanged"
+                or trusted.exported_sha256 != new_sha):
             save = Checkpoint(
                 projection=projection.name,
                 stream=stream,
@@ -256,6 +315,7 @@ class ProjectionRunner:
                 state=projection.dump_state(rendered.state),
                 exported_sha256=new_sha,
                 exported_at=self.journal.now(),
+                event_id=self._event_ids([rendered.seq])[rendered.seq],
             )
         log.info(
             "projection_exported",
@@ -267,6 +327,31 @@ class ProjectionRunner:
             events_applied=rendered.applied,
         )
         return ExportResult(stream, projection.name, path, rendered.seq, action, rendered.applied, size), save
+
+    def _now(self) -> datetime:
+        # The journal's clock (injectable), so copies are named as the events are timed.
+        return datetime.fromisoformat(self.journal.now().replace("Z", "+00:00"))
+
+    def _keep_drift(self, path: Path, projection: str, stream: str, why: str) -> None:
+        """A file edited outside evstore is about to be replaced: its bytes are someone's
+        work, so they are kept beside it first (as `doctor --fix` does) and `evstore
+        import <copy>` can adopt them. No copy, no overwrite: the export fails instead."""
+        try:
+            kept = _kept_already(path)
+            copy = kept or keep_copy(path, path.parent, drift_name(path, self._now()))
+        except OSError as exc:
+            self._fail(exc, path, attempts=1, pending=0)
+        if kept is not None:
+            return  # `doctor --fix` kept these very bytes a moment ago
+        log.warning("projection_drift_overwritten", path=str(path), projection=projection,
+                    session=stream, kept=str(copy), reason=why,
+                    hint=f"`evstore import {copy} --session {stream}` adopts the edits")
+        self._record_event(lambda: ErrorRecorded(
+            component="exporter", operation="drift", errno=None, error_type="coordination",
+            severity="medium", recoverability="recoverable", category="external",
+            retryable=False, recovery_strategy="keep_copy", recovery_success=True,
+            message=f"{path}: {why}; its bytes were kept as {copy} before re-exporting",
+        ))
 
     # --- full rebuild ---------------------------------------------------------------------
 
@@ -296,6 +381,7 @@ class ProjectionRunner:
             with self._exclusive(target_dir):
                 results = [self._write_rendered(stream, target_dir, r) for r in rendered]
         if save_checkpoints:
+            ids = self._event_ids({r.seq for r in rendered})
             self.journal.save_checkpoints([
                 Checkpoint(
                     projection=r.projection.name,
@@ -304,6 +390,7 @@ class ProjectionRunner:
                     state=r.projection.dump_state(r.state),
                     exported_sha256=sha256(r.data) if r.data is not None else None,
                     exported_at=self.journal.now(),
+                    event_id=ids[r.seq],
                 )
                 for r in rendered
             ])
@@ -392,7 +479,7 @@ class ProjectionRunner:
 
     def _fail(
         self, exc: OSError, path: Path, *, attempts: int, pending: int, started: float | None = None
-    ) -> None:
+    ) -> NoReturn:
         name = errno_name(exc)
         log.error(
             "export_failed",
@@ -417,21 +504,21 @@ class ProjectionRunner:
         # Best effort: the journal may sit on the very disk that just failed, and a
         # failure to record must never hide the failure being recorded.
         elapsed = (time.monotonic() - started) * 1000 if started is not None else None
+        self._record_event(lambda: ErrorRecorded(
+            component="exporter",
+            operation="write" if path.suffix else "lock",
+            message=f"{path}: {exc}",
+            retry_count=retry_count,
+            recovery_strategy="retry" if retry_count else "fail_fast",
+            recovery_success=success,
+            resolution_time_ms=round(elapsed, 1) if elapsed is not None else None,
+            **classify(exc).fields(),  # type: ignore[arg-type]
+        ))
+
+    def _record_event(self, event: Callable[[], ErrorRecorded]) -> None:
+        # Built inside the try: making the event may load modules, which needs the very
+        # descriptors (or memory) whose lack is being recorded.
         try:
-            self.journal.append(
-                ERRORS_STREAM,
-                [
-                    ErrorRecorded(
-                        component="exporter",
-                        operation="write" if path.suffix else "lock",
-                        message=f"{path}: {exc}",
-                        retry_count=retry_count,
-                        recovery_strategy="retry" if retry_count else "fail_fast",
-                        recovery_success=success,
-                        resolution_time_ms=round(elapsed, 1) if elapsed is not None else None,
-                        **classify(exc).fields(),  # type: ignore[arg-type]
-                    )
-                ],
-            )
-        except Exception as record_exc:  # noqa: BLE001 - see above
+            self.journal.append(ERRORS_STREAM, [event()])
+        except Exception as record_exc:  # noqa: BLE001 - see _record
             log.warning("error_not_recorded", error=str(record_exc))

@@ -104,6 +104,16 @@ class Store:
     def close(self) -> None:
         self.journal.close()
 
+    def reopen(self) -> Path | None:
+        """Open the journal at its path again (it was replaced under us) and forget every
+        state folded from the old one; the file keeping events only the old one had, if
+        any (see SQLiteJournal.reopen)."""
+        reopen = getattr(self.journal, "reopen", None)
+        rescued = reopen() if reopen is not None else None
+        with self._live_lock:
+            self._live.clear()
+        return rescued
+
     def __enter__(self) -> Store:
         return self
 
@@ -327,7 +337,9 @@ class Store:
         for projection in chosen:
             cached = self._live.get((projection.name, session))
             if cached is None:
-                seq, state = resume_point(projection, self.journal.checkpoint(projection.name, session))
+                checkpoint = self.journal.checkpoint(projection.name, session)
+                trusted = self.runner.trusted_checkpoints({projection.name: checkpoint})
+                seq, state = resume_point(projection, trusted[projection.name])
                 cached = (seq, state if state is not None else projection.initial())
             positions[projection.name] = cached
         if head is not None and all(seq >= head for seq, _ in positions.values()):

@@ -18,8 +18,6 @@ the drift copy's name) reads the injectable `clock`; owner liveness is the injec
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import os
 import re
 import sqlite3
@@ -31,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from eventstore import schema
-from eventstore.atomic import fsync_directory
+from eventstore.copies import drift_name, keep_copy, move_aside
 from eventstore.errors import (
     EvstoreError,
     InvalidInputError,
@@ -54,6 +52,7 @@ from eventstore.locate import STATE_DIR, find_project_root, is_url, redact_url
 from eventstore.logs import get_logger
 from eventstore.owner import is_alive, this_host
 from eventstore.progress import span
+from eventstore.chain import first_break
 from eventstore.runner import ERRORS_STREAM, LOCK_NAME, resume_point, sha256
 from eventstore.store import Store
 from projections import DEFAULT
@@ -65,7 +64,7 @@ from projections.imports import ParsedBacklog, diff_backlogs, import_event, read
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from eventstore.journal import StreamInfo
+    from eventstore.journal import Checkpoint, StreamInfo
     from eventstore.progress import Progress
     from eventstore.projection import Projection
 
@@ -81,18 +80,22 @@ STALE_BATCH_PROGRESS = "STALE_BATCH_PROGRESS"
 ORPHAN_TEMP_FILE = "ORPHAN_TEMP_FILE"
 LEGACY_RECOVERY_FILE = "LEGACY_RECOVERY_FILE"
 BACKLOG_DEPENDENCY = "BACKLOG_DEPENDENCY"
+JOURNAL_CHAIN_BROKEN = "JOURNAL_CHAIN_BROKEN"
 CODES = (
     JOURNAL_CORRUPT, JOURNAL_SCHEMA_OUTDATED, PROJECTION_STALE, PROJECTION_MISSING,
     PROJECTION_DRIFT, BATCH_PROGRESS_CORRUPT, STALE_BATCH_PROGRESS, ORPHAN_TEMP_FILE,
-    LEGACY_RECOVERY_FILE, BACKLOG_DEPENDENCY,
+    LEGACY_RECOVERY_FILE, BACKLOG_DEPENDENCY, JOURNAL_CHAIN_BROKEN,
 )
+_LOST_EVENTS = ("stop every evstore process, set this journal aside and restore the one "
+                "holding the lost events (a backup, or the -wal file that was removed); the "
+                "files exported from them are kept as .drift- copies that `evstore import` "
+                "can bring back")
 
 ORPHAN_AGE = timedelta(minutes=1)
 TEMP_FILE = re.compile(r"^\.(?P<target>.+)\.[0-9a-f]{16}\.tmp$")  # eventstore.atomic.temp_name
 LEGACY_FILE = "tasks.json.failed"
 LOST_AND_FOUND = "lost+found"
 STALE_REASON = "doctor: stale"
-DRIFT_TIME = "%Y%m%dT%H%M%SZ"
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _UNTRUSTED = "every other check: the journal cannot be trusted"
 # Problems whose repair ends with an export of their session.
@@ -295,6 +298,13 @@ class Doctor:
         if not report.fix:
             report.remaining = report.problems
             return
+        if any(p.code == JOURNAL_CHAIN_BROKEN for p in found):
+            # Repairs export from the journal: from one known to have lost events they
+            # would overwrite files that may hold the only copy of what it lost.
+            report.skipped.append("repairs: the journal lost events (JOURNAL_CHAIN_BROKEN): "
+                                  "restore it first")
+            report.remaining = report.problems
+            return
         self._repair(store, found, phase=(1, phases))
         remaining = self._scan(store, phase=(2, phases))
         keys = {p.key for p in remaining}
@@ -368,8 +378,59 @@ class Doctor:
 
     # --- scanning -------------------------------------------------------------------------------
 
+    def _chain(self, store: Store) -> list[Problem]:
+        """The journal's hash chain, from where it starts to the head: the first seq
+        whose link does not follow from the events before it means events were lost or
+        changed behind evstore's back. Only a restore can bring them back."""
+        journal_id, chain_from = store.journal.identity()
+        broken = first_break(journal_id, chain_from, store.journal.chain_rows(chain_from))
+        if broken is None:
+            return []
+        return [Problem(
+            JOURNAL_CHAIN_BROKEN,
+            f"journal {self._shown_db()} is broken at seq {broken.seq}: {broken.why} (events "
+            "lost or changed outside evstore: a deleted -wal file, a journal replaced by a "
+            "copy, rows edited with the triggers off)",
+            fixable=False, path=self._path_of_db(), remedy=_LOST_EVENTS,
+            detail={"seq": broken.seq},
+        )]
+
+    def _lost_checkpoints(
+        self, store: Store, session: str, export_dir: Path,
+        checkpoints: dict[str, Checkpoint | None], trusted: dict[str, Checkpoint | None],
+    ) -> list[Problem]:
+        """Checkpoints naming an event the journal no longer holds at their seq: the journal
+        went back in time under files already exported from its lost events."""
+        problems = []
+        head = store.journal.head()
+        for name, checkpoint in checkpoints.items():
+            if checkpoint is None or trusted[name] is not None:
+                continue
+            found = store.journal.event_id_at(checkpoint.seq)
+            now = (f"the journal's head is seq {head}" if found is None
+                   else f"seq {checkpoint.seq} is now event {found[:8]}")
+            problems.append(Problem(
+                JOURNAL_CHAIN_BROKEN,
+                f"projection {name} of session {session} was exported at seq {checkpoint.seq} "
+                f"(event {(checkpoint.event_id or '?')[:8]}), which the journal no longer "
+                f"holds: {now}; acknowledged events were lost (the next export refolds it "
+                "and keeps the file as a .drift- copy)",
+                fixable=False, path=export_dir / self._file_of(name), session=session,
+                remedy=_LOST_EVENTS, detail={"seq": checkpoint.seq},
+            ))
+        return problems
+
+    def _file_of(self, name: str) -> str:
+        return next(p.file_name for p in self.projections if p.name == name)
+
+    def _shown_db(self) -> str:
+        return redact_url(self.url) if self.url is not None else self._shown(self.db)
+
+    def _path_of_db(self) -> Path | None:
+        return None if self.url is not None else self.db
+
     def _scan(self, store: Store, *, phase: tuple[int, int] = (0, 1)) -> list[Problem]:
-        problems: list[Problem] = []
+        problems: list[Problem] = self._chain(store)
         streams = store.journal.streams()
         heads = {s.stream: s.last_seq for s in streams}
         owners: dict[Path, list[str]] = {}
@@ -407,10 +468,11 @@ class Doctor:
         *, progress: Progress | None = None,
     ) -> list[Problem]:
         checkpoints = {p.name: store.journal.checkpoint(p.name, session) for p in self.projections}
-        starts = [(p, *resume_point(p, checkpoints[p.name])) for p in self.projections]
+        trusted = store.runner.trusted_checkpoints(checkpoints)
+        starts = [(p, *resume_point(p, trusted[p.name])) for p in self.projections]
         folded = store.runner.fold_many(session, starts, progress=progress)
         states = {r.projection.name: r.state for r in folded}
-        problems: list[Problem] = []
+        problems = self._lost_checkpoints(store, session, export_dir, checkpoints, trusted)
         for rendered in folded:
             projection = rendered.projection
             path = export_dir / projection.file_name
@@ -440,8 +502,9 @@ class Doctor:
                 if why is not None:
                     problems.append(self._batch_corrupt(session, path, why, unfinished=bool(want)))
                     continue
-            if (exported is not None and on_disk is not None and on_disk not in (exported, want_sha)
-                    and not store.runner.rendered_since(projection, session, checkpoint, on_disk)):
+            if store.runner.drifted(projection, session, checkpoint, trusted[projection.name],
+                                    on_disk, want_sha):
+                assert exported is not None and on_disk is not None  # noqa: S101 - drifted says so
                 problems.append(Problem(
                     PROJECTION_DRIFT,
                     f"{shown} (session {session}) was changed outside evstore "
@@ -463,6 +526,9 @@ class Doctor:
                        else "its bytes differ from what the journal renders")
                 if checkpoint is None:
                     why = f"never exported; session head at seq {head}"
+                elif at >= head and on_disk in store.journal.export_digests(projection.name,
+                                                                            session):
+                    why = "it holds an earlier export (another host's, or an older run)"
                 problems.append(Problem(
                     PROJECTION_STALE, f"{shown} (session {session}) is behind the journal ({why})",
                     fixable=True, path=path, session=session, remedy="export it from the journal",
@@ -529,6 +595,8 @@ class Doctor:
         what = f"{len(pending.events)} difference(s) from the journal to import"
         if pending.superseded:
             what += f", {pending.superseded} superseded by newer journal events"
+        if pending.clock_skew:
+            what += f"; {pending.clock_skew}"
         return [Problem(
             LEGACY_RECOVERY_FILE,
             f"{self._shown(path)} (session {session}) is a legacy recovery file with {what}",
@@ -675,6 +743,9 @@ class Doctor:
                 if appended is not None else "nothing to import")
         if pending.superseded:
             done += f", {pending.superseded} superseded difference(s) left as the journal has them"
+        if pending.clock_skew:
+            log.warning("legacy_timestamp_clamped", path=str(path), session=session,
+                        reason=pending.clock_skew)
         problem.outcome = done
 
     def _abandon(self, store: Store, problem: Problem) -> None:
@@ -749,8 +820,7 @@ class Doctor:
             except FileNotFoundError:
                 problem.outcome = "gone meanwhile"
                 return
-            stamp = self._clock().astimezone(UTC).strftime(DRIFT_TIME)
-            copy = keep_copy(path, path.parent, f"{path.name}.drift-{stamp}")
+            copy = keep_copy(path, path.parent, drift_name(path, self._clock()))
             if sha256(data) != problem.detail.get("sha256"):
                 log.warning("doctor_drift_changed", path=str(path))  # edited again: keep that
             problem.outcome = f"kept the edited copy as {copy.name}; re-exported"
@@ -799,6 +869,7 @@ class Pending:
 
     events: list[Event]
     superseded: int
+    clock_skew: str | None = None  # why the file's timestamp was not believed, when it was not
 
     @property
     def count(self) -> int:
@@ -823,16 +894,40 @@ def recovery_events(  # noqa: PLR0913 - the file, where it goes, and the state i
     if current is None:
         return Pending([seed], 0)
     events = diff_backlogs(current, parsed.doc, fallback=seed)
-    base = _recovery_base(store, session, written_at)
+    skew = _clock_skew(store, written_at)
+    base = _recovery_base(store, session, None if skew else written_at)
     if base is None or not events:
-        return Pending(list(events), 0)
+        return Pending(list(events), 0, skew)
     kept, superseded = _not_superseded(events, base, current)
     if kept == [seed] and _differs(base, current):
         raise InvalidInputError(
             "its differences can only be imported as a whole backlog, which would undo "
             "updates the journal recorded since it was written"
         )
-    return Pending(kept, superseded)
+    return Pending(kept, superseded, skew)
+
+
+def _clock_skew(store: Store, written_at: datetime | None) -> str | None:
+    """Why a file's timestamp cannot place it in the journal's order, or None.
+
+    A time later than the journal's last event claims the file saw every acknowledged
+    update, so all of them would be undone. Only a machine whose clock ran ahead writes
+    that (a pipeline gives up before evstore imports its session), so the time is clamped
+    to the journal's head and the file is taken as written when the time is unknown:
+    against the session's first import, every later journal update kept."""
+    if written_at is None:
+        return None
+    head = store.journal.head()
+    last = next(iter(store.journal.read(after=head - 1, until=head)), None)
+    if last is None:
+        return None
+    head_time = parse_time(last.recorded_at)
+    if written_at <= head_time:
+        return None
+    return (f"its timestamp {written_at.isoformat()} is later than the journal's head "
+            f"(seq {head}, {last.recorded_at}): the writing machine's clock was ahead, so it "
+            "was clamped to the head and every update the journal recorded after the "
+            "session's first import is kept")
 
 
 def _recovery_base(store: Store, session: str, written_at: datetime | None) -> dict[str, Any] | None:
@@ -996,53 +1091,3 @@ def _batch_progress_defect(data: bytes) -> str | None:
         if name in doc and not isinstance(doc[name], list):
             return f"not a schema v1 batch progress document ({name} is not a list)"
     return None
-
-
-def keep_copy(src: Path, directory: Path, name: str) -> Path:
-    """A copy of `src` as `directory/name` (`name.1`, `name.2`, ... when taken); never
-    overwrites. A hard link where the file system allows (same bytes, times and mode, no
-    copying), else a byte copy with the same mode and times."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for n in itertools.count():
-        target = directory / (name if n == 0 else f"{name}.{n}")
-        try:
-            _link_or_copy(src, target)
-        except FileExistsError:
-            continue
-        fsync_directory(directory)
-        return target
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def move_aside(src: Path, directory: Path) -> Path:
-    """Move `src` into `directory` under its own name (a suffix when taken): a copy first,
-    then the original is unlinked, so a crash in between leaves two copies, never none."""
-    target = keep_copy(src, directory, src.name)
-    src.unlink()
-    fsync_directory(src.parent)
-    return target
-
-
-def _link_or_copy(src: Path, target: Path) -> None:
-    try:
-        os.link(src, target, follow_symlinks=False)
-    except FileExistsError:
-        raise
-    except OSError:  # another file system, or no hard links here: copy
-        info = src.stat()
-        data = src.read_bytes()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        fd = os.open(target, flags, info.st_mode & 0o777)
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                target.unlink()  # our own partial copy; the original is untouched
-            raise

@@ -256,7 +256,8 @@ def test_outdated_journal_is_migrated_and_then_checked(project_dir: Path, cli: C
         raw.execute(statement)
     raw.execute("PRAGMA user_version=1")
     raw.execute("ATTACH DATABASE ? AS src", (str(source),))
-    raw.execute("INSERT INTO events SELECT * FROM src.events")
+    columns = "seq, stream, version, type, data, meta, recorded_at, event_id, schema_version"
+    raw.execute(f"INSERT INTO events SELECT {columns} FROM src.events")  # noqa: S608 - version 1's
     raw.commit()
     raw.execute("DETACH DATABASE src")
     raw.close()
