@@ -24,21 +24,57 @@ STATUS_COLOURS = {
 }
 
 
+# A big session's page shows its phases and milestones; the levels below them are drawn
+# from the embedded data when a milestone is opened (or a filter or link needs them).
+SHOWN_LEVELS = 2
+
+
 def render_report(context: dict[str, Any]) -> bytes:
     """The page for `context`: title, generated_at, journal, head, until, sessions (each a
-    projections.report.session_report), errors (eventstore.reports.error_summary)."""
-    data = {
-        "colours": STATUS_COLOURS,
-        "sessions": {s["session"]: {"chart": s["chart"], "timelines": s["timelines"]} for s in context["sessions"]},
-    }
+    projections.report.session_report), errors (eventstore.reports.error_summary).
+
+    A big session (`session_report(...)["big"]`) keeps its page small: the tree below
+    SHOWN_LEVELS and the timelines travel gzip-compressed (base64, in a
+    `<script type="application/octet-stream" class="evstore-bulk">` block) and the page's
+    script unpacks them; everything else is as for any session."""
+    data: dict[str, Any] = {"colours": STATUS_COLOURS, "sessions": {}}
+    bulk: dict[str, str] = {}
+    for s in context["sessions"]:
+        if s.get("big"):
+            bulk[s["session"]] = _packed({"tree": [_node(item) for item in s["backlog"] if isinstance(item, dict)],
+                                          "timelines": s["timelines"]})
+            data["sessions"][s["session"]] = {"chart": s["chart"], "bulk": True}
+        else:
+            data["sessions"][s["session"]] = {"chart": s["chart"], "timelines": s["timelines"]}
     page = _template().render(
         **context,
         colours=STATUS_COLOURS,
+        shown_levels=SHOWN_LEVELS,
+        bulk=bulk,
         data_json=script_json(data),
         uplot_js=(ASSETS / "uPlot.iife.min.js").read_text(encoding="utf-8"),
         uplot_css=(ASSETS / "uPlot.min.css").read_text(encoding="utf-8"),
     )
     return page.encode("utf-8")
+
+
+def _node(item: dict[str, Any]) -> list[Any]:
+    """An item as the page's script draws it: [id, status, title] plus [children] if any."""
+    node: list[Any] = [str(item.get("id")), str(item.get("status")), str(item.get("title", ""))]
+    kids = _children(item)
+    if kids:
+        node.append([_node(kid) for kid in kids])
+    return node
+
+
+def _packed(value: Any) -> str:
+    """JSON, gzip-compressed, base64: what `DecompressionStream("gzip")` unpacks. Titles
+    repeat their words and ids their prefixes, so 100,000 items come to about a tenth."""
+    import base64  # noqa: PLC0415
+    import gzip  # noqa: PLC0415
+
+    raw = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    return base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii")
 
 
 def script_json(value: Any) -> str:

@@ -84,6 +84,11 @@ def _touched(event: StoredEvent, only: str | None) -> Iterator[tuple[str, dict[s
                              "detail": data.get("error") or data.get("reason")}
 
 
+def author(event: StoredEvent, authors: dict[Any, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """`by` of an entry made from `event` (cached per stored meta in `authors`)."""
+    return _by(event, authors)
+
+
 def _by(event: StoredEvent, authors: dict[Any, dict[str, Any]] | None) -> dict[str, Any]:
     key = event.meta_key
     if authors is None or key is None:

@@ -14,12 +14,15 @@ from eventstore.journal import StoredEvent
 from projections.backlog import BacklogState, TasksProjection
 from projections.batch_runs import parse_time
 from projections.fixes import FixState, fold_fixes
-from projections.history import STATUS_KINDS, add_held_times, entries_of
+from projections.history import STATUS_KINDS, add_held_times, author, entries_of
 
 # The pipeline's statuses, roughly from done to not started; others follow by name.
 STATUS_ORDER = ("Complete", "Implementing", "Researching", "Retrying", "Ready", "Planned", "Failed", "Obsolete")
 # Events that can change more than one item's status, after which counts are taken afresh.
 _STRUCTURAL = frozenset({"BacklogImported", "ItemAdded", "ItemRemoved"})
+# A backlog imported with more items than this is a "big" one: its import is kept as one
+# shared entry rather than one per item, and the page loads its tree on demand.
+BIG_BACKLOG = 2000
 # An item's latest outcome in its run.
 _OUTCOMES = {"BatchItemCompleted": "completed", "BatchItemFailed": "failed", "BatchItemSkipped": "skipped"}
 
@@ -35,11 +38,17 @@ def session_report(
     now: datetime,
     max_points: int = 2000,
     max_entries: int = 25,
+    big: int = BIG_BACKLOG,
 ) -> dict[str, Any]:
     """The report data of one session. The chart holds at most `max_points` points (evenly
     sampled, the last one always kept) and each timeline its first entry and its last
-    `max_entries - 1`, so the page stays small for any journal."""
-    fold = _ReportFold(max_entries)
+    `max_entries - 1`, so the page stays small for any journal.
+
+    When the first import brings more than `big` items, `timelines.imported` holds that
+    import's entry once (`kind`, `source`, `seq`, `at`, `by`, `held_s` until `now`) and
+    `timelines.items` only the items something happened to since: every other item's
+    timeline is that entry with its current status. `big` is then true."""
+    fold = _ReportFold(max_entries, big)
     status_changed, apply = fold.status_changed, fold.apply
     for event in events:
         if event.type == "ItemStatusChanged":
@@ -56,7 +65,9 @@ def session_report(
         "counts": _ordered(fold.counts),
         "backlog": fold.tasks.doc["backlog"] if fold.tasks.doc else [],
         "chart": fold.chart(max_points, end=(fold.last_seq, fold.last_at)),
-        "timelines": _compact({item: timeline.result(now, fold.authors) for item, timeline in fold.timelines.items()}),
+        "timelines": _compact({item: timeline.result(now, fold.authors) for item, timeline in fold.timelines.items()},
+                              imported=fold.shared_import(now)),
+        "big": fold.imported is not None,
         "batches": [{**run, "counts": dict(Counter(run["outcomes"].values()))} for run in fold.batches.values()],
         "fixes": _fix_rows(fold.fixes),
     }
@@ -97,8 +108,13 @@ class _Timeline:
 
 
 class _ReportFold:
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_entries: int, big: int) -> None:
         self._max_entries = max(2, max_entries)
+        self._big = big
+        # A big first import, kept once: its entry, and each item's status then (an item
+        # leaves this map when something happens to it and it gets a timeline of its own).
+        self.imported: dict[str, Any] | None = None
+        self._at_import: dict[str, Any] = {}
         self._projection = TasksProjection()
         self.tasks: BacklogState = self._projection.initial()
         self.fixes = FixState()
@@ -141,18 +157,36 @@ class _ReportFold:
         self.tasks = self._projection.fold(self.tasks, event)
         self.fixes = fold_fixes(self.fixes, event)
         self._count(event, previous)
-        for item_id, entry in entries_of(event, authors=self.authors):
-            self._add_entry(item_id, entry)
+        if kind == "BacklogImported" and not self.timelines and len(self.tasks.index) > self._big:
+            # One entry for the whole import instead of one per item: on 100,000 items
+            # these entries were most of the fold's time and of the page.
+            self.imported = {"kind": "imported", "source": data.get("source"), "seq": event.seq,
+                             "at": event.recorded_at, "by": author(event, self.authors)}
+            self._at_import = {i: found[0].get("status") for i, found in self.tasks.index.items()}
+        else:
+            for item_id, entry in entries_of(event, authors=self.authors):
+                self._add_entry(item_id, entry)
         if kind.startswith("Batch"):
             self._batch(kind, data, event.recorded_at)
         self._seen(event)
 
     def _add_entry(self, item_id: str, entry: dict[str, Any]) -> None:
         timeline = self.timelines.get(item_id)
+        if timeline is None and self.imported is not None and item_id in self._at_import:
+            first = {"kind": "imported", "status": self._at_import.pop(item_id), "source": self.imported["source"],
+                     "seq": self.imported["seq"], "at": self.imported["at"], "by": self.imported["by"]}
+            timeline = self.timelines[item_id] = _Timeline(first, self._max_entries)
         if timeline is None:
             self.timelines[item_id] = _Timeline(entry, self._max_entries)
         else:
             timeline.add(entry, entry["at"], is_status=entry["kind"] in STATUS_KINDS)
+
+    def shared_import(self, now: datetime) -> dict[str, Any] | None:
+        """The big import's entry as every untouched item's timeline holds it."""
+        if self.imported is None:
+            return None
+        held = round((now - parse_time(self.imported["at"])).total_seconds(), 3)
+        return {**self.imported, "held_s": held}
 
     def _seen(self, event: StoredEvent) -> None:
         if not self.applied:
@@ -256,10 +290,13 @@ def _sample(length: int, limit: int) -> list[int]:
     return [min(length - 1, int((k + 1) * step) - 1) for k in range(limit)]
 
 
-def _compact(timelines: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _compact(timelines: dict[str, dict[str, Any]], *, imported: dict[str, Any] | None = None) -> dict[str, Any]:
     """Timelines without empty fields, and each author written once (`by` becomes an index
     into `authors`): the same writer on every entry otherwise doubles the page."""
     authors: dict[tuple[tuple[str, Any], ...], int] = {}
+    if imported is not None:
+        imported = {k: v for k, v in imported.items() if v is not None}
+        imported["by"] = authors.setdefault(tuple(imported["by"].items()), len(authors))
     for timeline in timelines.values():
         compacted = []
         for entry in timeline["entries"]:
@@ -267,7 +304,10 @@ def _compact(timelines: dict[str, dict[str, Any]]) -> dict[str, Any]:
             entry["by"] = authors.setdefault(key, len(authors))
             compacted.append({k: v for k, v in entry.items() if v is not None})
         timeline["entries"] = compacted
-    return {"authors": [dict(key) for key in authors], "items": timelines}
+    compacted: dict[str, Any] = {"authors": [dict(key) for key in authors], "items": timelines}
+    if imported is not None:
+        compacted["imported"] = imported
+    return compacted
 
 
 def _ordered(counts: Counter[str]) -> dict[str, int]:

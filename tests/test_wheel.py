@@ -29,7 +29,7 @@ def test_wheel_carries_the_three_packages_and_schema_sql(wheel: Path) -> None:
     assert {n.split("/")[0] for n in names if n.endswith(".py")} == {"eventstore", "projections", "cli"}
     assert zipfile.ZipFile(wheel).read("eventstore/schema.sql") == (ROOT / "schema.sql").read_bytes()
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "evstore = cli.app:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "evstore = cli.entry:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_the_unpacked_wheel_creates_a_journal_without_the_source_tree(wheel: Path, tmp_path: Path) -> None:
