@@ -91,6 +91,25 @@ CREATE TABLE export_digests (
     PRIMARY KEY (projection, stream, sha256)
 );
 
+-- migration: 5
+-- A checkpoint's folded state, apart from its position (docs/design.md §5): the position
+-- moves on every export, the state (on a big backlog the whole document) is saved only
+-- when a snapshot is due, so exporting one event neither rewrites nor grows it. `seq` is
+-- the event the state is folded up to; a run folds on from there.
+CREATE TABLE checkpoint_states (
+    projection TEXT    NOT NULL,
+    stream     TEXT    NOT NULL,
+    seq        INTEGER NOT NULL CHECK (seq >= 0),
+    state      BLOB    NOT NULL,
+    PRIMARY KEY (projection, stream)
+);
+INSERT INTO checkpoint_states (projection, stream, seq, state)
+SELECT projection, stream, seq, state FROM checkpoints;
+UPDATE checkpoints SET state = x'';
+-- size:mtime_ns:inode of the file as exported: the same on the next export means the
+-- file was not touched since, and its bytes need not be read again to know it.
+ALTER TABLE checkpoints ADD COLUMN exported_stat TEXT;
+
 
 -- backend: postgresql
 -- ==========================================================================
@@ -183,3 +202,17 @@ CREATE TABLE export_digests (
     exported_at text   NOT NULL,
     PRIMARY KEY (projection, stream, sha256)
 );
+
+-- migration: 5
+-- As SQLite's block 5: states apart from positions, and the exported file's stat.
+CREATE TABLE checkpoint_states (
+    projection text   NOT NULL,
+    stream     text   NOT NULL,
+    seq        bigint NOT NULL CHECK (seq >= 0),
+    state      bytea  NOT NULL,
+    PRIMARY KEY (projection, stream)
+);
+INSERT INTO checkpoint_states (projection, stream, seq, state)
+SELECT projection, stream, seq, state FROM checkpoints;
+UPDATE checkpoints SET state = ''::bytea;
+ALTER TABLE checkpoints ADD COLUMN exported_stat text;

@@ -161,13 +161,25 @@ class AppendResult:
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """Where a projection's file stands (`seq`, what was exported) and its folded state.
+
+    `state` is folded up to `state_seq`, which may lag `seq`: a snapshot is saved only
+    every so many events (the runner's SNAPSHOT_EVERY), and a run folds on from it. On
+    save, a `state` of None keeps the snapshot the journal has."""
+
     projection: str
     stream: str
     seq: int
-    state: bytes
+    state: bytes | None
     exported_sha256: str | None
     exported_at: str | None
     event_id: str | None = None  # the event at `seq`, as the journal held it when saved
+    state_seq: int | None = None  # the seq `state` is folded to (None: `seq`)
+    exported_stat: str | None = None  # the exported file's size:mtime_ns:inode
+
+    @property
+    def state_at(self) -> int:
+        return self.seq if self.state_seq is None else self.state_seq
 
 
 @dataclass(frozen=True)
@@ -325,11 +337,17 @@ class JournalReads:
 
     def checkpoint(self, projection: str, stream: str) -> Checkpoint | None:
         rows = self._query(
-            "SELECT projection, stream, seq, state, exported_sha256, exported_at, event_id"
-            " FROM checkpoints WHERE projection = ? AND stream = ?",
+            "SELECT c.projection, c.stream, c.seq, s.state, c.exported_sha256, c.exported_at,"
+            " c.event_id, s.seq, c.exported_stat FROM checkpoints c LEFT JOIN checkpoint_states s"
+            " ON s.projection = c.projection AND s.stream = c.stream"
+            " WHERE c.projection = ? AND c.stream = ?",
             projection, stream,
         )
-        return Checkpoint(*rows[0]) if rows else None
+        if not rows:
+            return None
+        row = rows[0]
+        state = bytes(row[3]) if row[3] is not None else None
+        return Checkpoint(*row[:3], state, *row[4:7], state_seq=row[7], exported_stat=row[8])
 
     def event_id_at(self, seq: int) -> str | None:
         """The id of the event at `seq` (None: no such event)."""
@@ -368,9 +386,15 @@ class JournalReads:
 # Both journals' upsert of checkpoints, in SQLite's `?` style.
 SAVE_CHECKPOINT = (
     "INSERT INTO checkpoints (projection, stream, seq, state, exported_sha256, exported_at,"
-    " event_id) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (projection, stream) DO UPDATE SET"
-    " seq = excluded.seq, state = excluded.state, exported_sha256 = excluded.exported_sha256,"
-    " exported_at = excluded.exported_at, event_id = excluded.event_id"
+    " event_id, exported_stat) VALUES (?, ?, ?, '', ?, ?, ?, ?) ON CONFLICT (projection, stream)"
+    " DO UPDATE SET seq = excluded.seq, exported_sha256 = excluded.exported_sha256,"
+    " exported_at = excluded.exported_at, event_id = excluded.event_id,"
+    " exported_stat = excluded.exported_stat"
+)
+# A snapshot of a checkpoint's state, written only when one is due.
+SAVE_STATE = (
+    "INSERT INTO checkpoint_states (projection, stream, seq, state) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (projection, stream) DO UPDATE SET seq = excluded.seq, state = excluded.state"
 )
 # Renderings remembered per projection: enough for hosts a few exports apart.
 KEEP_DIGESTS = 16
@@ -387,14 +411,16 @@ PRUNE_DIGESTS = (
 
 
 def checkpoint_rows(checkpoints: Sequence[Checkpoint]) -> tuple[list[tuple[Any, ...]], ...]:
-    """The parameters of SAVE_CHECKPOINT, SAVE_DIGEST and PRUNE_DIGESTS for `checkpoints`."""
-    saved = [(c.projection, c.stream, c.seq, c.state, c.exported_sha256, c.exported_at, c.event_id)
-             for c in checkpoints]
+    """The parameters of SAVE_CHECKPOINT, SAVE_DIGEST, PRUNE_DIGESTS and SAVE_STATE for
+    `checkpoints` (a state of None keeps the snapshot the journal has)."""
+    saved = [(c.projection, c.stream, c.seq, c.exported_sha256, c.exported_at, c.event_id,
+              c.exported_stat) for c in checkpoints]
+    states = [(c.projection, c.stream, c.state_at, c.state) for c in checkpoints if c.state is not None]
     digests = [(c.projection, c.stream, c.exported_sha256, c.seq, c.exported_at or "")
                for c in checkpoints if c.exported_sha256 is not None]
     pruned = [(c.projection, c.stream, c.projection, c.stream, KEEP_DIGESTS)
               for c in checkpoints if c.exported_sha256 is not None]
-    return saved, digests, pruned
+    return saved, digests, pruned, states
 
 
 class SQLiteJournal(JournalReads):
@@ -808,11 +834,12 @@ class SQLiteJournal(JournalReads):
     def save_checkpoints(self, checkpoints: Sequence[Checkpoint]) -> None:
         """Save several checkpoints in one transaction (one fsync)."""
 
-        saved, digests, pruned = checkpoint_rows(checkpoints)
+        saved, digests, pruned, states = checkpoint_rows(checkpoints)
 
         def attempt() -> None:
             with self._write() as conn:
                 conn.executemany(SAVE_CHECKPOINT, saved)
+                conn.executemany(SAVE_STATE, states)
                 conn.executemany(SAVE_DIGEST, digests)
                 conn.executemany(PRUNE_DIGESTS, pruned)
 

@@ -60,6 +60,7 @@ from eventstore.journal import (
     PRUNE_DIGESTS,
     SAVE_CHECKPOINT,
     SAVE_DIGEST,
+    SAVE_STATE,
     AppendResult,
     Checkpoint,
     Durability,
@@ -683,10 +684,12 @@ class PostgresJournal(JournalReads):
         """Save several checkpoints in one transaction (one commit)."""
 
         def attempt() -> None:
-            saved, digests, pruned = checkpoint_rows(checkpoints)
-            saved = [(*row[:3], bytes(row[3]), *row[4:]) for row in saved]
+            saved, digests, pruned, states = checkpoint_rows(checkpoints)
+            states = [(*row[:3], bytes(row[3])) for row in states]
             with self._transaction() as conn, conn.cursor() as cur:
                 cur.executemany(SAVE_CHECKPOINT.replace("?", "%s"), saved)
+                if states:
+                    cur.executemany(SAVE_STATE.replace("?", "%s"), states)
                 if digests:
                     cur.executemany(SAVE_DIGEST.replace("?", "%s"), digests)
                     cur.executemany(PRUNE_DIGESTS.replace("?", "%s"), pruned)

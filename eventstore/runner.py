@@ -37,6 +37,11 @@ ERRORS_STREAM = "_errors"  # cannot collide: session ids start with a letter or 
 LOCK_NAME = ".evstore.lock"
 
 Action = Literal["written", "unchanged", "removed", "absent"]
+# A checkpoint's state is saved again once this many events were folded onto it: in
+# between, an export saves only its position, and the next run folds the few events
+# since the snapshot (cheap) instead of rewriting the whole state (a big backlog's whole
+# document) on every export.
+SNAPSHOT_EVERY = 1000
 
 
 @dataclass(frozen=True)
@@ -62,17 +67,22 @@ class _Rendered:
     state: Any
     seq: int
     data: bytes | None
-    applied: int
+    applied: int  # events folded in this run (from the snapshot)
+    fresh: int | None = None  # of those, the ones after the checkpoint's seq (None: all)
+
+    @property
+    def new_events(self) -> int:
+        return self.applied if self.fresh is None else self.fresh
 
 
 def resume_point(projection: Projection, checkpoint: Checkpoint | None) -> tuple[int, Any]:
     """(seq, state) to fold on from. A checkpoint is a cache of the journal: one this
     version cannot read (written by another evstore, or damaged) is set aside and the
     projection folded from the start, never trusted half-way."""
-    if checkpoint is None:
+    if checkpoint is None or checkpoint.state is None:
         return 0, None
     try:
-        return checkpoint.seq, projection.load_state(checkpoint.state)
+        return checkpoint.state_at, projection.load_state(checkpoint.state)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("checkpoint_discarded", projection=projection.name, session=checkpoint.stream,
                     seq=checkpoint.seq, error=f"{type(exc).__name__}: {exc}")
@@ -88,6 +98,17 @@ def file_sha256(path: Path) -> str | None:
         return sha256(path.read_bytes())
     except (FileNotFoundError, IsADirectoryError):
         return None
+
+
+def file_stat(path: Path) -> str | None:
+    """`size:mtime_ns:inode` of a regular file (None when there is none): equal to the one
+    recorded at its export, the file was not written since (any write moves its mtime, a
+    replacement its inode), so its bytes need not be read to know them."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return f"{info.st_size}:{info.st_mtime_ns}:{info.st_ino}" if path.is_file() else None
 
 
 def _kept_already(path: Path) -> Path | None:
@@ -238,8 +259,9 @@ class ProjectionRunner:
             to_save: list[Checkpoint] = []
             try:
                 for rendered in self.fold_many(stream, starts, progress=progress):
-                    rendered.data = rendered.projection.render(rendered.state)
                     name = rendered.projection.name
+                    self._count_fresh(rendered, stream, trusted[name])
+                    rendered.data = rendered.projection.render(rendered.state)
                     result, checkpoint = self._export_one(
                         rendered, checkpoints[name], stream, export_dir, trusted=trusted[name])
                     results.append(result)
@@ -249,6 +271,15 @@ class ProjectionRunner:
                 if to_save:
                     self.journal.save_checkpoints(to_save)
             return results
+
+    def _count_fresh(self, rendered: _Rendered, stream: str, checkpoint: Checkpoint | None) -> None:
+        """Of the events folded from an older snapshot, the ones the checkpoint had not
+        seen yet: what this export adds (`events_applied`)."""
+        if checkpoint is None or checkpoint.state is None or checkpoint.state_at >= checkpoint.seq:
+            return
+        rendered.seq = max(rendered.seq, checkpoint.seq)
+        seen = self.journal.count(stream, after=checkpoint.state_at, until=checkpoint.seq)
+        rendered.fresh = max(0, rendered.applied - seen)
 
     def trusted_checkpoints(
         self, checkpoints: dict[str, Checkpoint | None]
@@ -281,15 +312,20 @@ class ProjectionRunner:
         projection = rendered.projection
         path = export_dir / projection.file_name
         last_sha = checkpoint.exported_sha256 if checkpoint else None
-        try:
-            on_disk = file_sha256(path)
-        except OSError as exc:  # EACCES, EIO, EMFILE reading what is there: fail as a write would
-            self._fail(exc, path, attempts=1, pending=rendered.applied)
+        pending = rendered.new_events
+        if (checkpoint is not None and checkpoint.exported_stat is not None and last_sha is not None
+                and file_stat(path) == checkpoint.exported_stat):
+            on_disk: str | None = last_sha  # untouched since its export: no need to read it
+        else:
+            try:
+                on_disk = file_sha256(path)
+            except OSError as exc:  # EACCES, EIO, EMFILE reading what is there: fail as a write would
+                self._fail(exc, path, attempts=1, pending=pending)
 
         if rendered.data is None:
             action: Action = "absent"
             if last_sha is not None and on_disk is not None:
-                self._with_retry(lambda: self._remove_file(path), path, rendered.applied)
+                self._with_retry(lambda: self._remove_file(path), path, pending)
                 action = "removed"
             new_sha, size = None, 0
         else:
@@ -302,20 +338,24 @@ class ProjectionRunner:
                            else "changed outside evstore")
                     self._keep_drift(path, projection.name, stream, why)
                 data = rendered.data
-                self._with_retry(lambda: self._write_file(path, data), path, rendered.applied)
+                self._with_retry(lambda: self._write_file(path, data), path, pending)
                 action = "written"
 
         save = None
-        if (trusted is None or rendered.applied or action != "unchanged"
-                or trusted.exported_sha256 != new_sha):
+        stat = file_stat(path) if new_sha is not None else None
+        if (trusted is None or pending or action != "unchanged"
+                or trusted.exported_sha256 != new_sha or trusted.exported_stat != stat):
+            snapshot = trusted is None or trusted.state is None or rendered.applied >= SNAPSHOT_EVERY
             save = Checkpoint(
                 projection=projection.name,
                 stream=stream,
                 seq=rendered.seq,
-                state=projection.dump_state(rendered.state),
+                state=projection.dump_state(rendered.state) if snapshot else None,
                 exported_sha256=new_sha,
                 exported_at=self.journal.now(),
                 event_id=self._event_ids([rendered.seq])[rendered.seq],
+                state_seq=rendered.seq if snapshot else None,
+                exported_stat=stat,
             )
         log.info(
             "projection_exported",
@@ -324,9 +364,9 @@ class ProjectionRunner:
             path=str(path),
             action=action,
             seq=rendered.seq,
-            events_applied=rendered.applied,
+            events_applied=pending,
         )
-        return ExportResult(stream, projection.name, path, rendered.seq, action, rendered.applied, size), save
+        return ExportResult(stream, projection.name, path, rendered.seq, action, pending, size), save
 
     def _now(self) -> datetime:
         # The journal's clock (injectable), so copies are named as the events are timed.
@@ -391,6 +431,7 @@ class ProjectionRunner:
                     exported_sha256=sha256(r.data) if r.data is not None else None,
                     exported_at=self.journal.now(),
                     event_id=ids[r.seq],
+                    exported_stat=file_stat(target_dir / r.projection.file_name) if r.data is not None else None,
                 )
                 for r in rendered
             ])

@@ -44,15 +44,25 @@ def children_of(item: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 
 class BacklogState:
-    """The backlog document (None before any import) and a lazily built id index."""
+    """The backlog document (None before any import) and a lazily built id index.
 
-    __slots__ = ("_index", "doc", "js_numbers")
+    On a big backlog the index costs more than the rest of a small export, so an item is
+    first looked up along its id (`P1.M1.T1.S1` lies under `P1.M1.T1`, under `P1.M1`,
+    under `P1`) when the document is known to hold every id once (`unique_ids`, learnt
+    when the index is built and kept in the checkpoint): then that is exactly the item
+    the index would give. Otherwise, or when the id does not follow the scheme, the index."""
 
-    def __init__(self, doc: dict[str, Any] | None = None, *, js_numbers: bool = False) -> None:
+    __slots__ = ("_index", "doc", "js_numbers", "unique_ids")
+
+    def __init__(
+        self, doc: dict[str, Any] | None = None, *, js_numbers: bool = False,
+        unique_ids: bool | None = None,
+    ) -> None:
         self.doc = doc
         # Set once the document holds a float JavaScript writes differently from orjson;
         # rare enough that rendering checks nothing unless it is set.
         self.js_numbers = js_numbers
+        self.unique_ids = unique_ids  # None: not known (the index was not built since a change)
         self._index: dict[str, tuple[dict[str, Any], list[dict[str, Any]], str | None]] | None = None
 
     @property
@@ -60,6 +70,7 @@ class BacklogState:
         """id → (item, the sibling list holding it, parent id)."""
         if self._index is None:
             index: dict[str, tuple[dict[str, Any], list[dict[str, Any]], str | None]] = {}
+            unique = True
             if self.doc is not None:
                 stack: list[tuple[list[Any], str | None]] = [(self.doc["backlog"], None)]
                 while stack:
@@ -67,19 +78,45 @@ class BacklogState:
                     for item in siblings:
                         if isinstance(item, dict) and isinstance(item.get("id"), str):
                             # First occurrence wins, as a reader walking the file finds it.
-                            index.setdefault(item["id"], (item, siblings, parent))
+                            if index.setdefault(item["id"], (item, siblings, parent))[0] is not item:
+                                unique = False
                             kids = children_of(item)
                             if kids is not None:
                                 stack.append((kids, item["id"]))
             self._index = index
+            self.unique_ids = unique
         return self._index
 
     def item(self, item_id: str) -> dict[str, Any] | None:
-        found = self.index.get(item_id)
+        found = self.find(item_id)
         return found[0] if found else None
+
+    def find(self, item_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], str | None] | None:
+        """(item, its sibling list, parent id), as `index` has it, without building the
+        index when the id's path leads to it (see the class docstring)."""
+        if self._index is None and self.unique_ids and self.doc is not None:
+            found = self._along_path(item_id)
+            if found is not None:
+                return found
+        return self.index.get(item_id)
+
+    def _along_path(self, item_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], str | None] | None:
+        siblings: list[Any] = self.doc["backlog"] if self.doc is not None else []
+        parent: str | None = None
+        parts = item_id.split(".")
+        for depth in range(1, len(parts) + 1):
+            wanted = ".".join(parts[:depth])
+            item = next((s for s in siblings if isinstance(s, dict) and s.get("id") == wanted), None)
+            if item is None:
+                return None
+            if depth == len(parts):
+                return item, siblings, parent
+            siblings, parent = children_of(item) or [], wanted
+        return None
 
     def invalidate(self) -> None:
         self._index = None
+        self.unique_ids = None
 
 
 class TasksProjection:
@@ -94,7 +131,7 @@ class TasksProjection:
     def fold(self, state: BacklogState, event: StoredEvent) -> BacklogState:
         if event.type == "ItemStatusChanged":  # nearly every event: the short way
             data = event.data
-            found = state.index.get(data["item_id"])
+            found = state.find(data["item_id"])
             if found is not None:
                 found[0]["status"] = data["status"]
             return state
@@ -107,11 +144,14 @@ class TasksProjection:
         return None if state.doc is None else dumps(state.doc, js_numbers=state.js_numbers)
 
     def dump_state(self, state: BacklogState) -> bytes:
-        return orjson.dumps({"js_numbers": state.js_numbers, "doc": state.doc})
+        if state.unique_ids is None and state.doc is not None:
+            state.index  # noqa: B018 - learns whether every id is unique, for the next load
+        return orjson.dumps({"js_numbers": state.js_numbers, "unique_ids": state.unique_ids,
+                             "doc": state.doc})
 
     def load_state(self, data: bytes) -> BacklogState:
         raw = orjson.loads(data)
-        return BacklogState(raw["doc"], js_numbers=raw["js_numbers"])
+        return BacklogState(raw["doc"], js_numbers=raw["js_numbers"], unique_ids=raw.get("unique_ids"))
 
     def validate(self, state: BacklogState, event: Event, stream: str) -> None:
         if isinstance(event, (SessionCreated, BacklogImported)):
@@ -125,7 +165,7 @@ class TasksProjection:
         if isinstance(event, ItemAdded):
             _validate_add(state, event, stream)
             return
-        if event.item_id not in state.index:
+        if state.find(event.item_id) is None:
             raise InvalidInputError(f"unknown item {event.item_id!r} in session {stream!r}")
         if isinstance(event, ItemUpdated):
             _validate_update(state, event, stream)
@@ -134,7 +174,8 @@ class TasksProjection:
 def _validate_update(state: BacklogState, event: ItemUpdated, stream: str) -> None:
     # Children change through ItemAdded/ItemRemoved, which keep the index right; which
     # key holds them depends on the item's level, so only that one is protected here.
-    key = child_key(state.index[event.item_id][0])
+    found = state.find(event.item_id)
+    key = child_key(found[0]) if found is not None else None
     if key is not None and (key in event.changes or key in event.removed):
         raise InvalidInputError(
             f"cannot change {key} of {event.item_id!r} with ItemUpdated in session {stream!r}: "

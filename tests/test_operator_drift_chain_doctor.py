@@ -101,11 +101,13 @@ def put_back_an_older_copy(project_dir: Path, run: Run, tmp_path: Path) -> None:
     for item in ("P1.M1.T1.S1", "P1.M1.T1.S2", "P1.M1.T1.S3"):
         ok(run("append", "--session", SESSION, item, "Complete"))
     ok(run("project"))
+    tables = ("checkpoints", "checkpoint_states")  # positions, and the states they fold on
     with closing(sqlite3.connect(project_dir / JOURNAL)) as live:
-        checkpoints = live.execute("SELECT * FROM checkpoints").fetchall()
+        saved = {table: live.execute(f"SELECT * FROM {table}").fetchall() for table in tables}  # noqa: S608
     with closing(sqlite3.connect(older)) as copy, copy:  # closed: its WAL goes into the file
-        copy.executemany(f"INSERT OR REPLACE INTO checkpoints VALUES ({','.join('?' * 7)})",
-                         checkpoints)
+        for table, rows in saved.items():
+            marks = ",".join("?" * len(rows[0]))
+            copy.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)  # noqa: S608
     older.replace(project_dir / JOURNAL)
     for suffix in ("-wal", "-shm"):
         (project_dir / f"{JOURNAL}{suffix}").unlink(missing_ok=True)

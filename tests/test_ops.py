@@ -34,7 +34,7 @@ def test_status_is_current_after_project_and_lags_after_an_append(project: Path,
     report = json.loads(fine.stdout)
     assert report["current"] is True
     assert report["journal"]["head_seq"] == 2
-    assert report["journal"]["schema_version"] == 4
+    assert report["journal"]["schema_version"] == 5
     assert report["journal"]["bytes"] > 0
     (session,) = report["sessions"]
     assert (session["session"], session["events"]) == (SESSION, 2)

@@ -119,7 +119,7 @@ def test_cli_session_end_to_end(url: str, project_dir: Path, cli: Cli) -> None:
     first = cli("--db", url, "init")
     assert first.exit_code == 0, first.stderr
     assert "postgresql://postgres@/" in first.stdout
-    assert rows(url, "SELECT version FROM evstore_schema") == [(4,)]
+    assert rows(url, "SELECT version FROM evstore_schema") == [(5,)]
     assert cli("--db", url, "init").exit_code == 0  # idempotent
     assert not (project_dir / ".evstore").exists()  # nothing local for a server journal
 
@@ -414,7 +414,7 @@ def test_two_processes_initializing_at_once_both_succeed(pg_url: str) -> None:
     schema current."""
     with ThreadPoolExecutor(4) as pool:
         versions = list(pool.map(lambda _: pg_journal(pg_url, create=True), range(4)))
-    assert [j.schema_version for j in versions] == [4, 4, 4, 4]
+    assert [j.schema_version for j in versions] == [5, 5, 5, 5]
     for j in versions:
         j.close()
 
