@@ -335,11 +335,15 @@ class JournalReads:
             return None
         return next(self.read(after=seq - 1, until=seq))
 
-    def checkpoint(self, projection: str, stream: str) -> Checkpoint | None:
+    def checkpoint(self, projection: str, stream: str, *, with_state: bool = True) -> Checkpoint | None:
+        """The checkpoint, with its saved state unless `with_state` is false (then `state`
+        is None and `state_seq` still says whether and where a snapshot exists): on a big
+        backlog the state is the whole document, not worth reading to learn a position."""
+        state_column = "s.state" if with_state else "NULL"
         rows = self._query(
-            "SELECT c.projection, c.stream, c.seq, s.state, c.exported_sha256, c.exported_at,"
-            " c.event_id, s.seq, c.exported_stat FROM checkpoints c LEFT JOIN checkpoint_states s"
-            " ON s.projection = c.projection AND s.stream = c.stream"
+            f"SELECT c.projection, c.stream, c.seq, {state_column}, c.exported_sha256,"  # noqa: S608 - one of two spellings
+            " c.exported_at, c.event_id, s.seq, c.exported_stat FROM checkpoints c"
+            " LEFT JOIN checkpoint_states s ON s.projection = c.projection AND s.stream = c.stream"
             " WHERE c.projection = ? AND c.stream = ?",
             projection, stream,
         )

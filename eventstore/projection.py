@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from eventstore.events import Event
     from eventstore.journal import StoredEvent
 
@@ -41,3 +43,12 @@ class Projection(Protocol):
     def load_state(self, data: bytes) -> Any: ...
 
     def validate(self, state: Any, event: Event, stream: str) -> None: ...
+
+
+@runtime_checkable
+class PatchingProjection(Projection, Protocol):
+    """A projection that can also update its last exported file for a few events without
+    folding its state (the backlog: status changes are one string each). `patch` returns
+    None whenever it cannot be sure, and the runner folds and renders as always."""
+
+    def patch(self, previous: bytes, events: Sequence[StoredEvent]) -> bytes | None: ...

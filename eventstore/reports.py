@@ -81,7 +81,7 @@ def projection_status(store: Store, session: str) -> list[ProjectionStatus]:
     export_dir = store.export_dir(session)
     found = []
     for projection in store.projections:
-        checkpoint = store.journal.checkpoint(projection.name, session)
+        checkpoint = store.journal.checkpoint(projection.name, session, with_state=False)
         after = checkpoint.seq if checkpoint else 0
         found.append(ProjectionStatus(
             name=projection.name,

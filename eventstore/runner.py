@@ -28,7 +28,7 @@ from eventstore.events import ErrorRecorded
 from eventstore.journal import Checkpoint, SQLiteJournal, StoredEvent
 from eventstore.logs import get_logger
 from eventstore.progress import Progress, reporting
-from eventstore.projection import Projection
+from eventstore.projection import PatchingProjection, Projection
 from eventstore.retry import RetryPolicy
 
 log = get_logger("evstore.export")
@@ -42,6 +42,8 @@ Action = Literal["written", "unchanged", "removed", "absent"]
 # since the snapshot (cheap) instead of rewriting the whole state (a big backlog's whole
 # document) on every export.
 SNAPSHOT_EVERY = 1000
+# At most this many new events are patched into the last export (PatchingProjection).
+PATCH_AT_MOST = 50
 
 
 @dataclass(frozen=True)
@@ -252,16 +254,26 @@ class ProjectionRunner:
         `progress` follows the fold (see `fold_many`).
         """
         with self._exclusive(export_dir):
-            checkpoints = {p.name: self.journal.checkpoint(p.name, stream) for p in self.projections}
+            checkpoints = {p.name: self.journal.checkpoint(p.name, stream, with_state=False)
+                           for p in self.projections}
             trusted = self.trusted_checkpoints(checkpoints)
-            starts = [(p, *resume_point(p, trusted[p.name])) for p in self.projections]
+            patched = {p.name: found for p in self.projections
+                       if (found := self._patched(p, stream, export_dir, trusted[p.name])) is not None}
+            for name, checkpoint in trusted.items():  # the states to fold on, read now
+                if checkpoint is not None and name not in patched:
+                    trusted[name] = self.journal.checkpoint(name, stream) or checkpoint
+            starts = [(p, *resume_point(p, trusted[p.name])) for p in self.projections
+                      if p.name not in patched]
+            folded = {r.projection.name: r for r in (
+                self.fold_many(stream, starts, progress=progress) if starts else [])}
             results: list[ExportResult] = []
             to_save: list[Checkpoint] = []
             try:
-                for rendered in self.fold_many(stream, starts, progress=progress):
+                for rendered in (patched.get(p.name) or folded[p.name] for p in self.projections):
                     name = rendered.projection.name
-                    self._count_fresh(rendered, stream, trusted[name])
-                    rendered.data = rendered.projection.render(rendered.state)
+                    if name in folded:
+                        self._count_fresh(rendered, stream, trusted[name])
+                        rendered.data = rendered.projection.render(rendered.state)
                     result, checkpoint = self._export_one(
                         rendered, checkpoints[name], stream, export_dir, trusted=trusted[name])
                     results.append(result)
@@ -272,10 +284,35 @@ class ProjectionRunner:
                     self.journal.save_checkpoints(to_save)
             return results
 
+    def _patched(
+        self, projection: Projection, stream: str, export_dir: Path, checkpoint: Checkpoint | None
+    ) -> _Rendered | None:
+        """The projection's new file made from its last export (PatchingProjection), when
+        that file is untouched since, a few events are new and no snapshot is due; None
+        to fold and render as always."""
+        if (not isinstance(projection, PatchingProjection) or checkpoint is None
+                or checkpoint.state_seq is None or checkpoint.exported_stat is None):
+            return None
+        path = export_dir / projection.file_name
+        if file_stat(path) != checkpoint.exported_stat:
+            return None
+        fresh = self.journal.count(stream, after=checkpoint.seq)
+        if fresh > PATCH_AT_MOST or self.journal.count(stream, after=checkpoint.state_at) >= SNAPSHOT_EVERY:
+            return None
+        events = list(self.journal.scan(stream, after=checkpoint.seq)) if fresh else []
+        try:
+            data = projection.patch(path.read_bytes(), events)
+        except OSError:
+            return None  # the export proper reads it again and says what is wrong
+        if data is None:
+            return None
+        seq = max([checkpoint.seq, *(e.seq for e in events)])
+        return _Rendered(projection, None, seq, data, len(events), len(events))
+
     def _count_fresh(self, rendered: _Rendered, stream: str, checkpoint: Checkpoint | None) -> None:
         """Of the events folded from an older snapshot, the ones the checkpoint had not
         seen yet: what this export adds (`events_applied`)."""
-        if checkpoint is None or checkpoint.state is None or checkpoint.state_at >= checkpoint.seq:
+        if checkpoint is None or checkpoint.state_seq is None or checkpoint.state_at >= checkpoint.seq:
             return
         rendered.seq = max(rendered.seq, checkpoint.seq)
         seen = self.journal.count(stream, after=checkpoint.state_at, until=checkpoint.seq)
@@ -345,7 +382,7 @@ class ProjectionRunner:
         stat = file_stat(path) if new_sha is not None else None
         if (trusted is None or pending or action != "unchanged"
                 or trusted.exported_sha256 != new_sha or trusted.exported_stat != stat):
-            snapshot = trusted is None or trusted.state is None or rendered.applied >= SNAPSHOT_EVERY
+            snapshot = trusted is None or trusted.state_seq is None or rendered.applied >= SNAPSHOT_EVERY
             save = Checkpoint(
                 projection=projection.name,
                 stream=stream,

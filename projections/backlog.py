@@ -8,6 +8,7 @@ which are rare next to status changes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ from eventstore.events import (
 )
 from eventstore.journal import StoredEvent
 from eventstore.jsonfmt import dumps, js_key_order, needs_js_numbers, normalize
+from projections.backlog_patch import patch_statuses, status_changes
 
 # Which list holds an item's children, by the item's type.
 CHILD_KEY = {"Phase": "milestones", "Milestone": "tasks", "Task": "subtasks"}
@@ -142,6 +144,12 @@ class TasksProjection:
 
     def render(self, state: BacklogState) -> bytes | None:
         return None if state.doc is None else dumps(state.doc, js_numbers=state.js_numbers)
+
+    def patch(self, previous: bytes, events: Sequence[StoredEvent]) -> bytes | None:
+        """The file after `events`, made from `previous` (the file as last exported) when
+        they are status changes it can place (projections/backlog_patch.py); None: fold."""
+        changes = status_changes(events)
+        return previous if changes == [] else (patch_statuses(previous, changes) if changes else None)
 
     def dump_state(self, state: BacklogState) -> bytes:
         if state.unique_ids is None and state.doc is not None:
