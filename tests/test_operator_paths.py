@@ -1,0 +1,251 @@
+"""Issue 11, "nothing lost whatever the operator does": where evstore writes, and who owns
+an export directory. Every test runs the real `evstore` command on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from support import INITIAL, SESSION, snapshot
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+WRECKIT = Path(__file__).parent / "fixtures" / "wreckit" / "live.batch-progress.56e853a.json"
+
+
+@pytest.fixture
+def project(project_dir: Path, run: Run) -> Path:
+    """A project with the real backlog imported as SESSION (exports to plan/SESSION), projected."""
+    assert run("init", cwd=project_dir).returncode == 0
+    imported = run("import", f"plan/{SESSION}/tasks.json", "--session", SESSION, cwd=project_dir)
+    assert imported.returncode == 0, imported.stderr
+    assert run("project", cwd=project_dir).returncode == 0
+    return project_dir
+
+
+def _refused(done: subprocess.CompletedProcess[str], *, code: int = 2) -> str:
+    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("evstore: error: "), done.stderr
+    return lines[0]
+
+
+# --- item 1: no command writes over the journal or a projection ------------------------------
+
+
+@pytest.mark.parametrize("target", [".evstore/journal.db", ".evstore/journal.db-wal",
+                                    ".evstore/journal.db-shm", f"plan/{SESSION}/tasks.json",
+                                    f"plan/{SESSION}/batch-progress.json"])
+def test_report_refuses_to_write_over_the_journal_or_a_projection(
+    project: Path, run: Run, target: str
+) -> None:
+    before = snapshot(project)
+    line = _refused(run("report", "-o", target, cwd=project))
+    assert target.rsplit("/", 1)[-1].split("-")[0] in line
+    assert snapshot(project) == before
+
+
+def test_report_refuses_a_symlink_leading_to_the_journal(project: Path, run: Run) -> None:
+    (project / "innocent.html").symlink_to(project / ".evstore" / "journal.db")
+    before = snapshot(project)
+    _refused(run("report", "-o", "innocent.html", cwd=project))
+    assert snapshot(project) == before
+
+
+def test_report_elsewhere_is_still_written(project: Path, run: Run) -> None:
+    done = run("report", "-o", "report.html", cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert (project / "report.html").read_bytes().startswith(b"<!")
+
+
+def test_replay_out_refuses_a_directory_holding_a_projection(project: Path, run: Run) -> None:
+    assert run("append", "--session", SESSION, "P1.M1.T1.S1", "Complete", cwd=project).returncode == 0
+    assert run("project", cwd=project).returncode == 0
+    before = snapshot(project)
+    line = _refused(run("replay", "--session", SESSION, "--until", "2", "--out", f"plan/{SESSION}",
+                        cwd=project))
+    assert "tasks.json" in line and SESSION in line
+    assert snapshot(project) == before
+
+
+# --- item 2: an export directory belongs to one session ----------------------------------
+
+
+def test_second_session_importing_from_an_owned_directory_is_refused(project: Path, run: Run) -> None:
+    before = snapshot(project)
+    line = _refused(run("import", f"plan/{SESSION}/tasks.json", "--session", "002", cwd=project))
+    assert SESSION in line and "--export-dir" in line
+    assert snapshot(project) == before
+
+
+def test_second_claim_through_a_symlink_is_refused(project: Path, run: Run) -> None:
+    (project / "alias").symlink_to(project / "plan" / SESSION)
+    before = snapshot(project)
+    line = _refused(run("import", "alias/tasks.json", "--session", "002", cwd=project))
+    assert SESSION in line
+    assert snapshot(project) == before
+
+
+def test_batch_progress_import_into_an_owned_directory_is_refused(project: Path, run: Run) -> None:
+    before = snapshot(project)
+    line = _refused(run("import", "--batch-progress", str(WRECKIT), "--session", "wreckit",
+                        "--export-dir", f"plan/{SESSION}", cwd=project))
+    assert SESSION in line
+    assert snapshot(project) == before
+
+
+def test_an_explicit_export_dir_elsewhere_is_accepted(project: Path, run: Run) -> None:
+    done = run("import", f"plan/{SESSION}/tasks.json", "--session", "002",
+               "--export-dir", "plan/002", cwd=project)
+    assert done.returncode == 0, done.stderr
+    nested = run("import", f"plan/{SESSION}/tasks.json", "--session", "003",
+                 "--export-dir", f"plan/{SESSION}/sub", cwd=project)
+    assert nested.returncode == 0, nested.stderr  # nested dirs hold different files
+    assert run("project", cwd=project).returncode == 0
+    assert (project / "plan" / "002" / "tasks.json").exists()
+    assert (project / "plan" / SESSION / "sub" / "tasks.json").exists()
+
+
+def _share_by_symlink(project: Path, run: Run) -> None:
+    """Session 002 exports to plan/002, which later becomes a symlink to session 001's dir:
+    a collision made behind evstore's back, which doctor must report."""
+    done = run("import", f"plan/{SESSION}/tasks.json", "--session", "002",
+               "--export-dir", "plan/002", cwd=project)
+    assert done.returncode == 0, done.stderr
+    (project / "plan" / "002").symlink_to(project / "plan" / SESSION)
+
+
+def test_doctor_reports_a_shared_export_dir_and_how_to_move(project: Path, run: Run) -> None:
+    _share_by_symlink(project, run)
+    done = run("doctor", "--json", cwd=project)
+    assert done.returncode == 1, done.stderr
+    problems = [p for p in json.loads(done.stdout)["problems"] if p["code"] == "EXPORT_DIR_SHARED"]
+    assert len(problems) == 1, done.stdout
+    assert problems[0]["fixable"] is False
+    assert "evstore session move" in problems[0]["remedy"]
+    assert SESSION in problems[0]["message"] and "002" in problems[0]["message"]
+
+
+def test_project_refuses_to_export_into_a_shared_dir(project: Path, run: Run) -> None:
+    _share_by_symlink(project, run)
+    assert run("append", "--session", "002", "P1", "Complete", cwd=project).returncode == 0
+    before = snapshot(project)
+    done = run("project", cwd=project)
+    assert done.returncode == 4, done.stderr
+    assert "002" in done.stderr and "evstore session move" in done.stderr
+    assert snapshot(project) == before  # session 001 was current: nothing to write
+
+
+# --- item 13: project exports every session; sessions can move --------------------------
+
+
+def test_project_exports_every_session_and_reports_each_failure(project: Path, run: Run) -> None:
+    for name in ("002", "003"):
+        done = run("import", str(INITIAL), "--session", name, "--export-dir", f"plan/{name}",
+                   cwd=project)
+        assert done.returncode == 0, done.stderr
+        assert run("append", "--session", name, "P1", "Complete", cwd=project).returncode == 0
+    assert run("append", "--session", SESSION, "P1", "Complete", cwd=project).returncode == 0
+    # Session 002's export dir is a file now: it cannot be written, the others can.
+    (project / "plan" / "002").mkdir(exist_ok=True)
+    shutil.rmtree(project / "plan" / "002")
+    (project / "plan" / "002").write_bytes(b"in the way\n")
+    done = run("project", cwd=project)
+    assert done.returncode == 4, done.stderr
+    assert f"{SESSION}: " in done.stdout and "003: " in done.stdout
+    assert "nothing written" not in done.stderr
+    assert "pass --export-dir" not in done.stderr
+    assert "002" in done.stderr
+    doc = json.loads((project / "plan" / "003" / "tasks.json").read_bytes())
+    assert doc["backlog"][0]["status"] == "Complete"
+    doc = json.loads((project / "plan" / SESSION / "tasks.json").read_bytes())
+    assert doc["backlog"][0]["status"] == "Complete"
+
+
+def test_session_move_exports_to_the_new_dir_and_is_an_event(project: Path, run: Run) -> None:
+    moved = run("session", "move", SESSION, "elsewhere", cwd=project)
+    assert moved.returncode == 0, moved.stderr
+    log = run("log", "--json", cwd=project)
+    assert any(json.loads(line)["type"] == "SessionMoved" for line in log.stdout.splitlines())
+    assert run("append", "--session", SESSION, "P1", "Complete", cwd=project).returncode == 0
+    assert run("project", cwd=project).returncode == 0
+    doc = json.loads((project / "elsewhere" / "tasks.json").read_bytes())
+    assert doc["backlog"][0]["status"] == "Complete"
+    status = json.loads(run("status", "--json", cwd=project).stdout)
+    assert status["sessions"][0]["export_dir"] == str(project / "elsewhere")
+    # The old directory is free again for another session.
+    done = run("import", f"plan/{SESSION}/tasks.json", "--session", "002", cwd=project)
+    assert done.returncode == 0, done.stderr
+
+
+def test_session_move_into_an_owned_dir_is_refused(project: Path, run: Run) -> None:
+    assert run("import", str(INITIAL), "--session", "002", "--export-dir", "plan/002",
+               cwd=project).returncode == 0
+    before = snapshot(project)
+    line = _refused(run("session", "move", "002", f"plan/{SESSION}", cwd=project))
+    assert SESSION in line
+    assert snapshot(project) == before
+
+
+def test_session_move_of_an_unknown_session_is_refused(project: Path, run: Run) -> None:
+    before = snapshot(project)
+    _refused(run("session", "move", "nope", "x", cwd=project))
+    assert snapshot(project) == before
+
+
+# --- item 17: a projection replaces a file it never wrote --------------------------------
+
+
+def test_finished_legacy_batch_removes_the_file_evstore_never_wrote(project_dir: Path, run: Run) -> None:
+    assert run("init", cwd=project_dir).returncode == 0
+    legacy = project_dir / ".wreckit" / "batch-progress.json"
+    legacy.parent.mkdir()
+    doc = json.loads(WRECKIT.read_bytes())
+    doc["pid"] = 2**22 + 7  # above pid_max defaults: never alive
+    legacy.write_text(json.dumps(doc, indent=2) + "\n")
+    assert run("import", "--batch-progress", str(legacy.relative_to(project_dir)),
+               "--session", "wreckit", cwd=project_dir).returncode == 0
+    started = run("batch", "start", *doc["queued_items"], "--session", "wreckit", "--json",
+                  cwd=project_dir)
+    assert json.loads(started.stdout)["action"] == "resumed", started.stdout
+    while item := run("batch", "next", "--session", "wreckit", cwd=project_dir).stdout.strip():
+        assert run("batch", "done", item, "--session", "wreckit", cwd=project_dir).returncode == 0
+    assert run("batch", "finish", "--session", "wreckit", cwd=project_dir).returncode == 0
+    assert legacy.exists()  # evstore never wrote it: the batch was imported, then run
+    done = run("project", "--json", cwd=project_dir)
+    assert done.returncode == 0, done.stderr
+    (batch,) = [r for r in json.loads(done.stdout) if r["projection"] == "batch"]
+    assert batch["action"] == "removed"
+    assert not legacy.exists()
+
+
+def test_doctor_reports_a_stale_file_evstore_never_wrote(project: Path, run: Run) -> None:
+    stale = project / "plan" / SESSION / "batch-progress.json"
+    stale.write_bytes(WRECKIT.read_bytes())
+    done = run("doctor", "--json", cwd=project)
+    assert done.returncode == 1, done.stdout
+    codes = {(p["code"], Path(p["path"]).name) for p in json.loads(done.stdout)["problems"]}
+    assert ("PROJECTION_STALE", "batch-progress.json") in codes
+
+
+# --- item 11: a symlinked lost+found ----------------------------------------------------
+
+
+def test_doctor_fix_does_not_follow_a_symlinked_lost_and_found(project: Path, run: Run,
+                                                               tmp_path_factory: pytest.TempPathFactory) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    (project / ".evstore" / "lost+found").symlink_to(outside)
+    orphan = project / "plan" / SESSION / f".tasks.json.{'a' * 16}.tmp"
+    orphan.write_bytes(b"half an export")
+    old = time.time() - 3600
+    os.utime(orphan, (old, old))
+    done = run("doctor", "--fix", cwd=project)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert list(outside.iterdir()) == []
+    assert orphan.read_bytes() == b"half an export"
+    assert "lost+found" in done.stdout + done.stderr
