@@ -59,6 +59,12 @@ CREATE TABLE checkpoints (
 -- version) and sorting it.
 CREATE INDEX events_stream_seq ON events (stream, seq);
 
+-- migration: 4
+-- Where a session exports is its latest SessionMoved, else its SessionCreated; every
+-- export looks it up. A partial index holds only the moves: the lookup is a point read
+-- however long the session, and costs appends nothing else.
+CREATE INDEX events_session_moved ON events (stream, seq) WHERE type = 'SessionMoved';
+
 
 -- backend: postgresql
 -- ==========================================================================
@@ -127,3 +133,7 @@ CREATE TABLE checkpoints (
 -- migration: 3
 -- Catch-up reads ("this session's events after seq N") range-scan this index.
 CREATE INDEX events_stream_seq ON events (stream, seq);
+
+-- migration: 4
+-- The latest SessionMoved of a session (where it exports), as in SQLite.
+CREATE INDEX events_session_moved ON events (stream, seq) WHERE type = 'SessionMoved';

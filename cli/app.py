@@ -18,7 +18,7 @@ from eventstore._version import __version__
 
 WRITE = ("init", "import", "append", "fail", "batch")
 READ = ("show", "log", "history", "report", "status", "errors")
-MAINTAIN = ("project", "replay", "watch", "doctor")
+MAINTAIN = ("project", "replay", "watch", "doctor", "session")
 
 
 class EvstoreGroup(click.Group):
@@ -132,4 +132,4 @@ def main() -> None:
 
 
 # Each module registers its commands on `app`.
-from cli import batch, doctor, maintain, ops, read, recovery, report, watch, write  # noqa: E402, F401
+from cli import batch, doctor, maintain, ops, read, recovery, report, sessions, watch, write  # noqa: E402, F401

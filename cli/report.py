@@ -43,9 +43,13 @@ def report(obj: AppContext, session: str | None, out: str, until: str | None) ->
     from projections.batch_runs import parse_time  # noqa: PLC0415
     from projections.report import session_report  # noqa: PLC0415
 
+    from eventstore.paths import refuse_protected  # noqa: PLC0415
+
     store = obj.store()
     if session is not None:
         store.require_session(session)
+    if out != "-":  # refused before the journal is read: nothing is written either way
+        refuse_protected(store, [Path(out)], what=f"report -o {out}")
     until_seq = _parse_until(store, until) if until is not None else None
     now = utc_now()
     if until_seq:  # an earlier state's current statuses held until its last event, not now

@@ -6,6 +6,8 @@ Exit codes (DESIGN §11): 0 ok, 1 unexpected, 2 usage or invalid input, 3 confli
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EvstoreError(Exception):
     """Root of evstore's errors. `exit_code` is what the CLI exits with."""
@@ -73,6 +75,23 @@ class ExportError(ProjectionError):
         self.path = path
         self.errno_code = errno_code
         self.attempts = attempts
+
+
+class ProjectFailedError(ExportError):
+    """`project` of every session exported all it could, but these sessions failed:
+    `results` holds the other sessions' results, `failures` each failed one's ExportError."""
+
+    def __init__(self, results: list[Any], failures: dict[str, ExportError]) -> None:
+        names = ", ".join(failures)
+        first = next(iter(failures.values()))
+        super().__init__(
+            f"{len(failures)} session(s) not exported ({names}), every other session was; "
+            "the journal is intact: fix the cause"
+            f"{'s' if len(failures) > 1 else ''} shown above and run `evstore project` again",
+            path=first.path, errno_code=first.errno_code, attempts=first.attempts,
+        )
+        self.results = results
+        self.failures = failures
 
 
 class FixLimitError(EvstoreError):

@@ -310,6 +310,15 @@ class JournalReads:
             return None
         return next(self.read(after=seq - 1, until=seq))
 
+    def latest_moved(self, stream: str) -> StoredEvent | None:
+        """The newest SessionMoved of `stream` (a point read on a partial index)."""
+        seq = self._value(
+            "SELECT max(seq) FROM events WHERE stream = ? AND type = 'SessionMoved'", stream
+        )
+        if seq is None:
+            return None
+        return next(self.read(after=seq - 1, until=seq))
+
     def checkpoint(self, projection: str, stream: str) -> Checkpoint | None:
         rows = self._query(
             "SELECT projection, stream, seq, state, exported_sha256, exported_at"

@@ -1,0 +1,80 @@
+"""Where evstore may write: guards against one file or directory serving two owners.
+
+Two rules (docs/design.md §5, §6), both comparing paths once `..` and symlinks are resolved,
+since two spellings of one file are one file:
+
+- A file evstore writes that is not a projection it owns (`report -o`, `replay --out`, a
+  drift copy, a file moved to lost+found) never replaces the journal, its `-wal`/`-shm`, or
+  a file some session projects to.
+- An export directory belongs to one session. Two sessions collide when their export
+  directories are the same directory: every projection's file name would be written by
+  both. A directory inside another session's one holds different files and is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from eventstore.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from eventstore.store import Store
+
+JOURNAL_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+def resolved(path: Path) -> Path:
+    """`path` with symlinks and `..` resolved, even when (part of) it does not exist yet."""
+    return path.expanduser().resolve(strict=False)
+
+
+def journal_files(store: Store) -> list[Path]:
+    """The journal file and the files SQLite keeps beside it (none for a server journal)."""
+    if store.journal.backend != "sqlite":
+        return []
+    base = resolved(Path(store.journal.path))
+    return [base.with_name(base.name + suffix) for suffix in JOURNAL_SIDE_FILES]
+
+
+def protected_files(store: Store) -> dict[Path, str]:
+    """Every file no side output may replace, resolved, with what it is (for messages)."""
+    owners = {path: f"the journal's {path.name}" for path in journal_files(store)}
+    for session in store.sessions():
+        directory = resolved(store.export_dir(session))
+        for projection in store.projections:
+            owners[directory / projection.file_name] = (
+                f"{projection.file_name}, projected by session {session}"
+            )
+    return owners
+
+
+def refuse_protected(
+    store: Store, targets: Iterable[Path], *, what: str, protected: Mapping[Path, str] | None = None
+) -> None:
+    """InvalidInputError (exit 2) naming the first of `targets` that is protected."""
+    owners = protected_files(store) if protected is None else protected
+    for target in targets:
+        owner = owners.get(resolved(target))
+        if owner is not None:
+            raise InvalidInputError(
+                f"{what}: {target} is {owner}, which evstore never overwrites: choose another path"
+            )
+
+
+def export_dir_owner(store: Store, export_dir: Path, *, claimant: str) -> str | None:
+    """The session other than `claimant` whose export directory is `export_dir`, if any."""
+    wanted = resolved(export_dir)
+    for session in store.sessions():
+        if session != claimant and resolved(store.export_dir(session)) == wanted:
+            return session
+    return None
+
+
+def shared_export_dirs(store: Store) -> dict[Path, list[str]]:
+    """Resolved export directories claimed by more than one session, with the sessions."""
+    by_dir: dict[Path, list[str]] = {}
+    for session in store.sessions():
+        by_dir.setdefault(resolved(store.export_dir(session)), []).append(session)
+    return {directory: names for directory, names in by_dir.items() if len(names) > 1}
