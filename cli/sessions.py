@@ -6,7 +6,6 @@ import click
 
 from cli.app import app
 from cli.context import AppContext
-from cli.output import emit_json
 from cli.write import _session_id
 
 pass_app = click.make_pass_decorator(AppContext)
@@ -14,15 +13,21 @@ pass_app = click.make_pass_decorator(AppContext)
 
 @app.group()
 def session() -> None:
-    """Manage sessions (where their files are exported)."""
+    """Manage sessions: where their files are exported.
+
+    An export directory belongs to one session; `move` gives a session another one.
+
+    \b
+    Example:
+      evstore session move 002 plan/002
+    """
 
 
 @session.command()
 @click.argument("session_id", metavar="SESSION", callback=_session_id)
 @click.argument("export_dir", metavar="DIR", type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
-def move(obj: AppContext, session_id: str, export_dir: str, *, as_json: bool) -> None:
+def move(obj: AppContext, session_id: str, export_dir: str) -> None:
     """Export SESSION to DIR from now on (recorded as a SessionMoved event).
 
     DIR must not be another session's export dir (exit 2). The next `evstore project`
@@ -38,10 +43,6 @@ def move(obj: AppContext, session_id: str, export_dir: str, *, as_json: bool) ->
     old = store.export_dir(session_id)
     result = store.move_session(session_id, export_dir)
     new = store.export_dir(session_id)
-    if as_json:
-        emit_json({"session": session_id, "from": str(old), "export_dir": str(new),
-                   "seq": result.last_seq})
-        return
     click.echo(f"session {session_id} now exports to {new} (seq {result.last_seq}); files in "
                f"{old} were left as they are: run `evstore project`, then remove them once "
                "nothing reads them")
