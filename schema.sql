@@ -60,10 +60,12 @@ CREATE TABLE checkpoints (
 CREATE INDEX events_stream_seq ON events (stream, seq);
 
 -- migration: 4
--- Where a session exports is its latest SessionMoved, else its SessionCreated; every
--- export looks it up. A partial index holds only the moves: the lookup is a point read
--- however long the session, and costs appends nothing else.
-CREATE INDEX events_session_moved ON events (stream, seq) WHERE type = 'SessionMoved';
+-- Where a session exports is its latest SessionCreated or SessionMoved: every export
+-- asks, and every new claim on an export dir compares it with all sessions' dirs. A
+-- partial index holds only those few events, so both are index reads however long the
+-- journal. Queries must repeat its predicate verbatim for SQLite to use it.
+CREATE INDEX events_export_dir ON events (stream, seq)
+    WHERE type IN ('SessionCreated', 'SessionMoved');
 
 
 -- backend: postgresql
@@ -135,5 +137,6 @@ CREATE TABLE checkpoints (
 CREATE INDEX events_stream_seq ON events (stream, seq);
 
 -- migration: 4
--- The latest SessionMoved of a session (where it exports), as in SQLite.
-CREATE INDEX events_session_moved ON events (stream, seq) WHERE type = 'SessionMoved';
+-- Each session's export dir events (SessionCreated, SessionMoved), as in SQLite.
+CREATE INDEX events_export_dir ON events (stream, seq)
+    WHERE type IN ('SessionCreated', 'SessionMoved');

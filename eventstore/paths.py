@@ -41,8 +41,8 @@ def journal_files(store: Store) -> list[Path]:
 def protected_files(store: Store) -> dict[Path, str]:
     """Every file no side output may replace, resolved, with what it is (for messages)."""
     owners = {path: f"the journal's {path.name}" for path in journal_files(store)}
-    for session in store.sessions():
-        directory = resolved(store.export_dir(session))
+    for session, export_dir in store.export_dirs().items():
+        directory = resolved(export_dir)
         for projection in store.projections:
             owners[directory / projection.file_name] = (
                 f"{projection.file_name}, projected by session {session}"
@@ -66,8 +66,8 @@ def refuse_protected(
 def export_dir_owner(store: Store, export_dir: Path, *, claimant: str) -> str | None:
     """The session other than `claimant` whose export directory is `export_dir`, if any."""
     wanted = resolved(export_dir)
-    for session in store.sessions():
-        if session != claimant and resolved(store.export_dir(session)) == wanted:
+    for session, directory in store.export_dirs().items():
+        if session != claimant and resolved(directory) == wanted:
             return session
     return None
 
@@ -75,6 +75,6 @@ def export_dir_owner(store: Store, export_dir: Path, *, claimant: str) -> str | 
 def shared_export_dirs(store: Store) -> dict[Path, list[str]]:
     """Resolved export directories claimed by more than one session, with the sessions."""
     by_dir: dict[Path, list[str]] = {}
-    for session in store.sessions():
-        by_dir.setdefault(resolved(store.export_dir(session)), []).append(session)
+    for session, directory in store.export_dirs().items():
+        by_dir.setdefault(resolved(directory), []).append(session)
     return {directory: names for directory, names in by_dir.items() if len(names) > 1}

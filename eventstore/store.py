@@ -146,15 +146,17 @@ class Store:
     def export_dir(self, session: str) -> Path:
         return self._under_root(self._recorded_export_dir(session))
 
+    def export_dirs(self) -> dict[str, Path]:
+        """Every session's export dir, by session id (one index read)."""
+        return {name: self._under_root(d) for name, d in self.journal.export_dirs().items()}
+
     def _recorded_export_dir(self, session: str) -> str:
-        """The export dir as recorded: the latest SessionMoved's, else SessionCreated's.
-        Both are point reads (SessionCreated is always version 1, append enforces it;
-        moves have a partial index of their own), since every export asks."""
-        created = self.journal.event_at(validate_session_id(session), 1)
-        if created is None or created.type != "SessionCreated":
+        """The export dir as recorded: the latest SessionMoved's, else SessionCreated's
+        (an index read, since every export asks)."""
+        recorded = self.journal.export_dir_of(validate_session_id(session))
+        if recorded is None:
             raise UnknownSessionError(f"unknown session {session!r}: import a backlog first")
-        moved = self.journal.latest_moved(session)
-        return str((moved or created).data["export_dir"])
+        return recorded
 
     def _under_root(self, export_dir: str) -> Path:
         # Relative export dirs belong to the project, not to whoever runs the command.
@@ -280,12 +282,15 @@ class Store:
         """Refuse an export dir another session owns. Runs inside the append's write
         transaction, so two sessions created at once cannot both claim one directory."""
         owner = export_dir_owner(self, self._under_root(export_dir), claimant=session)
-        if owner is not None:
-            raise InvalidInputError(
-                f"export dir {self._under_root(export_dir)} of session {session} belongs to "
-                f"session {owner}: pass --export-dir with a directory of its own (or move "
-                f"{owner} with `evstore session move {owner} DIR`)"
-            )
+        if owner is None:
+            return
+        remedy = ("choose another DIR" if self.has_session(session)
+                  else "pass --export-dir with a directory of its own")
+        raise InvalidInputError(
+            f"export dir {self._under_root(export_dir)} of session {session} belongs to "
+            f"session {owner}: {remedy} (or move {owner} with "
+            f"`evstore session move {owner} DIR`)"
+        )
 
     # --- reading state ------------------------------------------------------------------------
 

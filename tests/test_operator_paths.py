@@ -131,6 +131,41 @@ def test_doctor_reports_a_shared_export_dir_and_how_to_move(project: Path, run: 
     assert SESSION in problems[0]["message"] and "002" in problems[0]["message"]
 
 
+def test_doctor_fix_leaves_a_shared_export_dir_alone_and_converges(project: Path, run: Run) -> None:
+    """Before, each `doctor --fix` re-exported both sessions over each other and kept two
+    more `.drift-*` copies per run; whose file is which cannot be told, so nothing moves."""
+    _share_by_symlink(project, run)
+    assert run("append", "--session", "002", "P1", "Complete", cwd=project).returncode == 0
+    before = snapshot(project)
+    for _ in range(2):
+        done = run("doctor", "--fix", cwd=project)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "EXPORT_DIR_SHARED" in done.stdout
+    assert snapshot(project) == before
+    assert not [p for p in (project / "plan" / SESSION).iterdir() if ".drift-" in p.name]
+
+
+def test_export_dir_lookups_read_the_partial_index(project: Path) -> None:
+    """`project` asks every session's export dir on every run: both lookups must read
+    the small partial index, never scan the journal."""
+    import sqlite3  # noqa: PLC0415
+
+    from eventstore.journal import _EXPORT_DIR_EVENTS  # noqa: PLC0415
+
+    con = sqlite3.connect(project / ".evstore" / "journal.db")
+    try:
+        one = con.execute(
+            "EXPLAIN QUERY PLAN SELECT data FROM events WHERE seq = (SELECT max(seq) FROM events"
+            f" WHERE stream = ? AND {_EXPORT_DIR_EVENTS})", (SESSION,)).fetchall()
+        every = con.execute(
+            f"EXPLAIN QUERY PLAN SELECT stream, data FROM events WHERE {_EXPORT_DIR_EVENTS}"
+            " ORDER BY stream, seq").fetchall()
+    finally:
+        con.close()
+    assert any("events_export_dir" in row[-1] for row in one), one
+    assert all("events_export_dir" in row[-1] for row in every), every
+
+
 def test_project_refuses_to_export_into_a_shared_dir(project: Path, run: Run) -> None:
     _share_by_symlink(project, run)
     assert run("append", "--session", "002", "P1", "Complete", cwd=project).returncode == 0
@@ -188,7 +223,7 @@ def test_session_move_into_an_owned_dir_is_refused(project: Path, run: Run) -> N
                cwd=project).returncode == 0
     before = snapshot(project)
     line = _refused(run("session", "move", "002", f"plan/{SESSION}", cwd=project))
-    assert SESSION in line
+    assert SESSION in line and "choose another DIR" in line
     assert snapshot(project) == before
 
 
