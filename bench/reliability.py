@@ -212,6 +212,15 @@ def operator_paths(work: Path) -> dict[str, Any]:
     return results
 
 
+def operator_failures(results: dict[str, Any]) -> list[str]:
+    """A mistake that was not refused, or that changed a file or the journal, fails the run."""
+    return [
+        f"operator {kind}: {c}"
+        for kind, c in (results.get("operator") or {}).items()
+        if c["refused"] != c["attempts"] or c["files_changed"] or c["journals_changed"]
+    ]
+
+
 # --- the table ---------------------------------------------------------------------------------
 
 
@@ -402,9 +411,7 @@ def main() -> int:
             ),
         )
         step("operator", lambda: operator_paths(work / "operator"))
-    for kind, counts in (results.get("operator") or {}).items():
-        if counts["refused"] != counts["attempts"] or counts["files_changed"] or counts["journals_changed"]:
-            failures.append(f"operator {kind}: {counts}")
+    failures += operator_failures(results)
     if not args.no_pytest:
         step("faults", lambda: faults(timeout=1800))
         step("fuzz", lambda: fuzz(timeout=1800))

@@ -48,8 +48,9 @@ def project(obj: AppContext, session: str | None, flush_retries: int, *, as_json
     from eventstore.errors import ProjectFailedError  # noqa: PLC0415
 
     store = obj.store(flush_retries=flush_retries)
+    title = f"projecting {session or 'every session'}"
     try:
-        with progress_bar(f"projecting {session or 'every session'}") as bar:  # gone before the output
+        with progress_bar(title) as bar:  # gone before the output
             results = store.project(session, progress=bar.callback)
     except ProjectFailedError as exc:
         # What was exported is said first: the sessions that failed did not stop the others.

@@ -39,11 +39,10 @@ def report(obj: AppContext, session: str | None, out: str, until: str | None) ->
     from eventstore.atomic import write_atomic  # noqa: PLC0415
     from eventstore.errors import ExportError  # noqa: PLC0415
     from eventstore.journal import format_time, utc_now  # noqa: PLC0415
+    from eventstore.paths import refuse_protected  # noqa: PLC0415
     from eventstore.reports import error_summary  # noqa: PLC0415
     from projections.batch_runs import parse_time  # noqa: PLC0415
     from projections.report import session_report  # noqa: PLC0415
-
-    from eventstore.paths import refuse_protected  # noqa: PLC0415
 
     store = obj.store()
     if session is not None:

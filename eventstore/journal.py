@@ -316,11 +316,8 @@ class JournalReads:
     def export_dir_of(self, stream: str) -> str | None:
         """The export dir `stream` was last given (SessionCreated, then each SessionMoved),
         or None for a stream that is no session: a read of the partial index."""
-        rows = self._query(
-            "SELECT data FROM events WHERE seq = (SELECT max(seq) FROM events"  # noqa: S608 - a constant
-            f" WHERE stream = ? AND {_EXPORT_DIR_EVENTS})",
-            stream,
-        )
+        sql = f"SELECT data FROM events WHERE seq = (SELECT max(seq) FROM events WHERE stream = ? AND {_EXPORT_DIR_EVENTS})"  # noqa: S608, E501 - a constant predicate
+        rows = self._query(sql, stream)
         return _export_dir(rows[0][0]) if rows else None
 
     def export_dirs(self) -> dict[str, str]:

@@ -13,13 +13,14 @@ since two spellings of one file are one file:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eventstore.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
     from eventstore.store import Store
 
 JOURNAL_SIDE_FILES = ("", "-wal", "-shm", "-journal")

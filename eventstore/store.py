@@ -252,11 +252,7 @@ class Store:
         def check(head: int, pending: list[StoredEvent], chosen: Sequence[Event]) -> None:
             if pending[0].version == 1 and not isinstance(chosen[0], SessionCreated):
                 self._require(session)  # a new stream must begin with SessionCreated
-            for event, stored in zip(chosen, pending, strict=True):
-                if isinstance(event, SessionCreated) and stored.version != 1:
-                    raise InvalidInputError(f"session {session!r} exists already")
-                if isinstance(event, (SessionCreated, SessionMoved)):
-                    self._claim_export_dir(session, event.export_dir)
+            self._check_placement(session, chosen, pending)
             states = self._catch_up_all(session, head=head)
             for index, (projection, key) in enumerate(key_streams):
                 state = states[projection.name]
@@ -277,6 +273,16 @@ class Store:
                 for _, key in key_streams:
                     self._live.pop(key, None)
                 raise
+
+    def _check_placement(
+        self, session: str, chosen: Sequence[Event], pending: list[StoredEvent]
+    ) -> None:
+        """A session is created once, and only where no other session exports."""
+        for event, stored in zip(chosen, pending, strict=True):
+            if isinstance(event, SessionCreated) and stored.version != 1:
+                raise InvalidInputError(f"session {session!r} exists already")
+            if isinstance(event, (SessionCreated, SessionMoved)):
+                self._claim_export_dir(session, event.export_dir)
 
     def _claim_export_dir(self, session: str, export_dir: str) -> None:
         """Refuse an export dir another session owns. Runs inside the append's write

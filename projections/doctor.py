@@ -52,8 +52,8 @@ from eventstore.events import (
 from eventstore.journal import Durability, SQLiteJournal, translate, utc_now
 from eventstore.locate import STATE_DIR, find_project_root, is_url, redact_url
 from eventstore.logs import get_logger
-from eventstore.paths import refuse_protected, resolved
 from eventstore.owner import is_alive, this_host
+from eventstore.paths import refuse_protected, resolved
 from eventstore.progress import span
 from eventstore.runner import ERRORS_STREAM, LOCK_NAME, resume_point, sha256
 from eventstore.store import Store
@@ -789,7 +789,7 @@ class Doctor:
         if lost.is_symlink() or (lost.exists() and resolved(lost).parent != resolved(lost.parent)):
             raise InvalidInputError(
                 f"{self._shown(lost.parent)}/{lost.name} is a symlink (to "
-                f"{os.readlink(lost) if lost.is_symlink() else resolved(lost)}): doctor moves "
+                f"{lost.readlink() if lost.is_symlink() else resolved(lost)}): doctor moves "
                 f"files only into a real directory: remove the symlink and run `evstore doctor "
                 f"--fix` again"
             )

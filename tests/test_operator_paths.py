@@ -31,7 +31,8 @@ def project(project_dir: Path, run: Run) -> Path:
 def _refused(done: subprocess.CompletedProcess[str], *, code: int = 2) -> str:
     assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
     lines = done.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("evstore: error: "), done.stderr
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("evstore: error: "), done.stderr
     return lines[0]
 
 
@@ -46,7 +47,7 @@ def test_report_refuses_to_write_over_the_journal_or_a_projection(
 ) -> None:
     before = snapshot(project)
     line = _refused(run("report", "-o", target, cwd=project))
-    assert target.rsplit("/", 1)[-1].split("-")[0] in line
+    assert target.rsplit("/", 1)[-1].split("-", 1)[0] in line
     assert snapshot(project) == before
 
 
@@ -64,22 +65,27 @@ def test_report_elsewhere_is_still_written(project: Path, run: Run) -> None:
 
 
 def test_replay_out_refuses_a_directory_holding_a_projection(project: Path, run: Run) -> None:
-    assert run("append", "--session", SESSION, "P1.M1.T1.S1", "Complete", cwd=project).returncode == 0
+    appended = run("append", "--session", SESSION, "P1.M1.T1.S1", "Complete", cwd=project)
+    assert appended.returncode == 0, appended.stderr
     assert run("project", cwd=project).returncode == 0
     before = snapshot(project)
     line = _refused(run("replay", "--session", SESSION, "--until", "2", "--out", f"plan/{SESSION}",
                         cwd=project))
-    assert "tasks.json" in line and SESSION in line
+    assert "tasks.json" in line
+    assert SESSION in line
     assert snapshot(project) == before
 
 
 # --- item 2: an export directory belongs to one session ----------------------------------
 
 
-def test_second_session_importing_from_an_owned_directory_is_refused(project: Path, run: Run) -> None:
+def test_second_session_importing_from_an_owned_directory_is_refused(
+    project: Path, run: Run
+) -> None:
     before = snapshot(project)
     line = _refused(run("import", f"plan/{SESSION}/tasks.json", "--session", "002", cwd=project))
-    assert SESSION in line and "--export-dir" in line
+    assert SESSION in line
+    assert "--export-dir" in line
     assert snapshot(project) == before
 
 
@@ -91,7 +97,9 @@ def test_second_claim_through_a_symlink_is_refused(project: Path, run: Run) -> N
     assert snapshot(project) == before
 
 
-def test_batch_progress_import_into_an_owned_directory_is_refused(project: Path, run: Run) -> None:
+def test_batch_progress_import_into_an_owned_directory_is_refused(
+    project: Path, run: Run
+) -> None:
     before = snapshot(project)
     line = _refused(run("import", "--batch-progress", str(WRECKIT), "--session", "wreckit",
                         "--export-dir", f"plan/{SESSION}", cwd=project))
@@ -128,7 +136,8 @@ def test_doctor_reports_a_shared_export_dir_and_how_to_move(project: Path, run: 
     assert len(problems) == 1, done.stdout
     assert problems[0]["fixable"] is False
     assert "evstore session move" in problems[0]["remedy"]
-    assert SESSION in problems[0]["message"] and "002" in problems[0]["message"]
+    assert SESSION in problems[0]["message"]
+    assert "002" in problems[0]["message"]
 
 
 def test_doctor_fix_leaves_a_shared_export_dir_alone_and_converges(project: Path, run: Run) -> None:
@@ -155,10 +164,10 @@ def test_export_dir_lookups_read_the_partial_index(project: Path) -> None:
     con = sqlite3.connect(project / ".evstore" / "journal.db")
     try:
         one = con.execute(
-            "EXPLAIN QUERY PLAN SELECT data FROM events WHERE seq = (SELECT max(seq) FROM events"
+            "EXPLAIN QUERY PLAN SELECT data FROM events WHERE seq = (SELECT max(seq) FROM events"  # noqa: S608 - a constant
             f" WHERE stream = ? AND {_EXPORT_DIR_EVENTS})", (SESSION,)).fetchall()
         every = con.execute(
-            f"EXPLAIN QUERY PLAN SELECT stream, data FROM events WHERE {_EXPORT_DIR_EVENTS}"
+            f"EXPLAIN QUERY PLAN SELECT stream, data FROM events WHERE {_EXPORT_DIR_EVENTS}"  # noqa: S608 - a constant
             " ORDER BY stream, seq").fetchall()
     finally:
         con.close()
@@ -172,7 +181,8 @@ def test_project_refuses_to_export_into_a_shared_dir(project: Path, run: Run) ->
     before = snapshot(project)
     done = run("project", cwd=project)
     assert done.returncode == 4, done.stderr
-    assert "002" in done.stderr and "evstore session move" in done.stderr
+    assert "002" in done.stderr
+    assert "evstore session move" in done.stderr
     assert snapshot(project) == before  # session 001 was current: nothing to write
 
 
@@ -192,7 +202,8 @@ def test_project_exports_every_session_and_reports_each_failure(project: Path, r
     (project / "plan" / "002").write_bytes(b"in the way\n")
     done = run("project", cwd=project)
     assert done.returncode == 4, done.stderr
-    assert f"{SESSION}: " in done.stdout and "003: " in done.stdout
+    assert f"{SESSION}: " in done.stdout
+    assert "003: " in done.stdout
     assert "nothing written" not in done.stderr
     assert "pass --export-dir" not in done.stderr
     assert "002" in done.stderr
@@ -223,7 +234,8 @@ def test_session_move_into_an_owned_dir_is_refused(project: Path, run: Run) -> N
                cwd=project).returncode == 0
     before = snapshot(project)
     line = _refused(run("session", "move", "002", f"plan/{SESSION}", cwd=project))
-    assert SESSION in line and "choose another DIR" in line
+    assert SESSION in line
+    assert "choose another DIR" in line
     assert snapshot(project) == before
 
 
@@ -236,7 +248,9 @@ def test_session_move_of_an_unknown_session_is_refused(project: Path, run: Run) 
 # --- item 17: a projection replaces a file it never wrote --------------------------------
 
 
-def test_finished_legacy_batch_removes_the_file_evstore_never_wrote(project_dir: Path, run: Run) -> None:
+def test_finished_legacy_batch_removes_the_file_evstore_never_wrote(
+    project_dir: Path, run: Run
+) -> None:
     assert run("init", cwd=project_dir).returncode == 0
     legacy = project_dir / ".wreckit" / "batch-progress.json"
     legacy.parent.mkdir()
@@ -271,8 +285,9 @@ def test_doctor_reports_a_stale_file_evstore_never_wrote(project: Path, run: Run
 # --- item 11: a symlinked lost+found ----------------------------------------------------
 
 
-def test_doctor_fix_does_not_follow_a_symlinked_lost_and_found(project: Path, run: Run,
-                                                               tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_doctor_fix_does_not_follow_a_symlinked_lost_and_found(
+    project: Path, run: Run, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     outside = tmp_path_factory.mktemp("outside")
     (project / ".evstore" / "lost+found").symlink_to(outside)
     orphan = project / "plan" / SESSION / f".tasks.json.{'a' * 16}.tmp"

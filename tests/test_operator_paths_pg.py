@@ -3,7 +3,7 @@ inside the append's transaction and the latest SessionMoved is found by its inde
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from support import INITIAL, SESSION, seed
@@ -11,6 +11,9 @@ from support import INITIAL, SESSION, seed
 from eventstore import Store
 from eventstore.errors import InvalidInputError
 from projections import DEFAULT
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytest_plugins = ["pgserver"]  # the pg_server / pg_url fixtures
 
