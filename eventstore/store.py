@@ -432,7 +432,8 @@ class Store:
         for name in sessions:
             self._require(name)
         if out is None:
-            targets = [self._checked_export_dir(name) for name in sessions]
+            shared = self._sharing()
+            targets = [self._checked_export_dir(name, shared) for name in sessions]
         else:
             base = Path(out)
             targets = [base if session is not None else base / name for name in sessions]

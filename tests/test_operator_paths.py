@@ -239,6 +239,15 @@ def test_session_move_into_an_owned_dir_is_refused(project: Path, run: Run) -> N
     assert snapshot(project) == before
 
 
+def test_a_jsonl_line_cannot_move_a_session(project: Path, run: Run) -> None:
+    """A line of data must not choose where files get written, as it cannot create a session."""
+    line = json.dumps({"type": "SessionMoved", "export_dir": str(project.parent)}) + "\n"
+    before = snapshot(project)
+    message = _refused(run("append", "--session", SESSION, "--jsonl", "-", input=line, cwd=project))
+    assert "evstore session move" in message
+    assert snapshot(project) == before
+
+
 def test_session_move_of_an_unknown_session_is_refused(project: Path, run: Run) -> None:
     before = snapshot(project)
     _refused(run("session", "move", "nope", "x", cwd=project))
