@@ -56,8 +56,9 @@ def project(obj: AppContext, session: str | None, flush_retries: int, *, as_json
         # What was exported is said first: the sessions that failed did not stop the others.
         if exc.results or as_json:
             _report(exc.results, as_json=as_json)
-        for name, failure in exc.failures.items():
-            click.echo(f"{name}: not exported: {failure}", err=True)
+        if len(exc.failures) > 1:
+            for name, failure in exc.failures.items():
+                click.echo(f"evstore: error: session {name}: {failure}", err=True)
         raise
     _report(results, as_json=as_json)
 

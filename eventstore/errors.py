@@ -82,14 +82,16 @@ class ProjectFailedError(ExportError):
     `results` holds the other sessions' results, `failures` each failed one's ExportError."""
 
     def __init__(self, results: list[Any], failures: dict[str, ExportError]) -> None:
-        names = ", ".join(failures)
         first = next(iter(failures.values()))
-        super().__init__(
-            f"{len(failures)} session(s) not exported ({names}), every other session was; "
-            "the journal is intact: fix the cause"
-            f"{'s' if len(failures) > 1 else ''} shown above and run `evstore project` again",
-            path=first.path, errno_code=first.errno_code, attempts=first.attempts,
+        # One failure says it all in its own line (its path names the session); several
+        # are each printed before this summary.
+        message = str(first) if len(failures) == 1 else (
+            f"{len(failures)} sessions not exported ({', '.join(failures)}), every other "
+            "session was; the journal is intact: fix the causes above and run `evstore "
+            "project` again"
         )
+        super().__init__(message, path=first.path, errno_code=first.errno_code,
+                         attempts=first.attempts)
         self.results = results
         self.failures = failures
 

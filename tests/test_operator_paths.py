@@ -197,8 +197,7 @@ def test_project_exports_every_session_and_reports_each_failure(project: Path, r
         assert run("append", "--session", name, "P1", "Complete", cwd=project).returncode == 0
     assert run("append", "--session", SESSION, "P1", "Complete", cwd=project).returncode == 0
     # Session 002's export dir is a file now: it cannot be written, the others can.
-    (project / "plan" / "002").mkdir(exist_ok=True)
-    shutil.rmtree(project / "plan" / "002")
+    shutil.rmtree(project / "plan" / "002", ignore_errors=True)
     (project / "plan" / "002").write_bytes(b"in the way\n")
     done = run("project", cwd=project)
     assert done.returncode == 4, done.stderr
@@ -206,7 +205,21 @@ def test_project_exports_every_session_and_reports_each_failure(project: Path, r
     assert "003: " in done.stdout
     assert "nothing written" not in done.stderr
     assert "pass --export-dir" not in done.stderr
-    assert "002" in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("evstore: error: ")]
+    assert len(errors) == 1, done.stderr  # one failure: its own single line
+    assert "plan/002" in errors[0]
+    # Two failures: each named on its own line, then what to do.
+    shutil.rmtree(project / "plan" / "003")
+    (project / "plan" / "003").write_bytes(b"in the way\n")
+    assert run("append", "--session", SESSION, "P2", "Complete", cwd=project).returncode == 0
+    done = run("project", cwd=project)
+    assert done.returncode == 4, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("evstore: error: ")]
+    assert len(errors) == 3, done.stderr
+    assert "session 002: " in errors[0]
+    assert "session 003: " in errors[1]
+    assert "2 sessions not exported (002, 003)" in errors[2]
+    assert f"{SESSION}: " in done.stdout
     doc = json.loads((project / "plan" / "003" / "tasks.json").read_bytes())
     assert doc["backlog"][0]["status"] == "Complete"
     doc = json.loads((project / "plan" / SESSION / "tasks.json").read_bytes())
