@@ -208,6 +208,10 @@ def test_project_exports_every_session_and_reports_each_failure(project: Path, r
     errors = [line for line in done.stderr.splitlines() if line.startswith("evstore: error: ")]
     assert len(errors) == 1, done.stderr  # one failure: its own single line
     assert "plan/002" in errors[0]
+    doc = json.loads((project / "plan" / "003" / "tasks.json").read_bytes())
+    assert doc["backlog"][0]["status"] == "Complete"
+    doc = json.loads((project / "plan" / SESSION / "tasks.json").read_bytes())
+    assert doc["backlog"][0]["status"] == "Complete"
     # Two failures: each named on its own line, then what to do.
     shutil.rmtree(project / "plan" / "003")
     (project / "plan" / "003").write_bytes(b"in the way\n")
@@ -220,10 +224,6 @@ def test_project_exports_every_session_and_reports_each_failure(project: Path, r
     assert "session 003: " in errors[1]
     assert "2 sessions not exported (002, 003)" in errors[2]
     assert f"{SESSION}: " in done.stdout
-    doc = json.loads((project / "plan" / "003" / "tasks.json").read_bytes())
-    assert doc["backlog"][0]["status"] == "Complete"
-    doc = json.loads((project / "plan" / SESSION / "tasks.json").read_bytes())
-    assert doc["backlog"][0]["status"] == "Complete"
 
 
 def test_session_move_exports_to_the_new_dir_and_is_an_event(project: Path, run: Run) -> None:
