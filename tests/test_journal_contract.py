@@ -195,7 +195,7 @@ def journal(backend: Backend) -> Iterator[Any]:
 
 
 def test_new_journal_is_at_the_latest_schema(backend: Backend, journal: Any) -> None:
-    assert journal.schema_version == schema.latest_version(backend.name) == 3
+    assert journal.schema_version == schema.latest_version(backend.name) == 4
     assert journal.backend == backend.name
     assert journal.integrity_check() == []
 
@@ -218,18 +218,19 @@ def test_durability_full_by_default_normal_on_request(backend: Backend) -> None:
 
 
 def test_older_journal_is_migrated_keeping_its_events(backend: Backend) -> None:
-    """A version-1 journal (events only) gains the checkpoints table and the (stream, seq)
-    index on open, each block logged."""
+    """A version-1 journal (events only) gains the checkpoints table, the (stream, seq)
+    index and the export-dir index on open, each block logged."""
     backend.create_at_version_1()
     backend.raw(RAW_INSERT, (1, "s", 1, "SessionCreated", '{"export_dir": "x"}', "{}",
                              "2026-01-01T00:00:00.000000Z", "a"))
     with capture_logs() as logs, backend.open() as j:
-        assert j.schema_version == 3
+        assert j.schema_version == 4
         assert [(e.type, e.data) for e in j.read()] == [("SessionCreated", {"export_dir": "x"})]
+        assert j.export_dir_of("s") == "x"  # block 4's index covers the events already there
         assert j.checkpoint("tasks", "s") is None
         j.save_checkpoint(Checkpoint("tasks", "s", 1, b"{}", None, None))
         assert j.append("s", [status()]).first_seq == 2
-    assert [entry["to_version"] for entry in logs if entry["event"] == "journal_migrated"] == [2, 3]
+    assert [entry["to_version"] for entry in logs if entry["event"] == "journal_migrated"] == [2, 3, 4]
 
 
 def test_newer_journal_is_refused_untouched(backend: Backend) -> None:
