@@ -46,7 +46,7 @@ def test_the_unpacked_wheel_creates_a_journal_without_the_source_tree(wheel: Pat
     ) % (str(ROOT), str(site), str(site), str(tmp_path / "j.db"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=False)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "3"
+    assert out.stdout.strip() == "4"
 
 
 def test_the_unpacked_wheel_renders_a_report(wheel: Path, tmp_path: Path) -> None:
