@@ -9,14 +9,20 @@ since two spellings of one file are one file:
 - An export directory belongs to one session. Two sessions collide when their export
   directories are the same directory: every projection's file name would be written by
   both. A directory inside another session's one holds different files and is allowed.
+  Sessions of another journal count too when that journal's project encloses the
+  directory (a project nested in another's export dir, or the other way round).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import orjson
+
 from eventstore.errors import InvalidInputError
+from eventstore.locate import JOURNAL_NAME, STATE_DIR
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -71,6 +77,45 @@ def export_dir_owner(store: Store, export_dir: Path, *, claimant: str) -> str | 
         if session != claimant and resolved(directory) == wanted:
             return session
     return None
+
+
+def foreign_owner(store: Store, export_dir: Path) -> tuple[Path, str] | None:
+    """(journal, session) of another SQLite journal whose project encloses `export_dir`
+    (found as `.evstore/journal.db` in it or a parent) and whose session exports there."""
+    own = resolved(Path(store.journal.path)) if store.journal.backend == "sqlite" else None
+    wanted = resolved(export_dir)
+    for directory in (wanted, *wanted.parents):
+        journal = directory / STATE_DIR / JOURNAL_NAME
+        if not journal.is_file() or resolved(journal) == own:
+            continue
+        for session, recorded in _export_dirs_in(journal).items():
+            path = Path(recorded)
+            if resolved(path if path.is_absolute() else directory / path) == wanted:
+                return journal, session
+    return None
+
+
+def _export_dirs_in(journal: Path) -> dict[str, str]:
+    """Each session's latest export dir in another journal, read only; {} when it cannot be
+    read (not a journal, locked, damaged): its own commands will say why."""
+    # Without a -wal beside it the file alone holds every commit: read it as immutable,
+    # which creates no -wal/-shm of someone else's journal. In use, it has both already.
+    in_use = journal.with_name(journal.name + "-wal").exists()
+    mode = "mode=ro" if in_use else "mode=ro&immutable=1"
+    try:
+        con = sqlite3.connect(f"{journal.resolve().as_uri()}?{mode}", uri=True, timeout=1.0)
+    except sqlite3.Error:
+        return {}
+    try:
+        rows = con.execute(
+            "SELECT stream, data FROM events"
+            " WHERE type IN ('SessionCreated', 'SessionMoved') ORDER BY stream, seq"
+        ).fetchall()
+        return {stream: str(orjson.loads(data)["export_dir"]) for stream, data in rows}
+    except (sqlite3.Error, ValueError, KeyError, TypeError):
+        return {}
+    finally:
+        con.close()
 
 
 def shared_export_dirs(store: Store) -> dict[Path, list[str]]:

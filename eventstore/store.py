@@ -26,7 +26,13 @@ from eventstore.locate import (
     project_root,
 )
 from eventstore.logs import get_logger
-from eventstore.paths import export_dir_owner, refuse_protected, resolved, shared_export_dirs
+from eventstore.paths import (
+    export_dir_owner,
+    foreign_owner,
+    refuse_protected,
+    resolved,
+    shared_export_dirs,
+)
 from eventstore.progress import Progress, reporting, shares, span
 from eventstore.projection import Projection
 from eventstore.retry import RetryPolicy
@@ -287,16 +293,22 @@ class Store:
     def _claim_export_dir(self, session: str, export_dir: str) -> None:
         """Refuse an export dir another session owns. Runs inside the append's write
         transaction, so two sessions created at once cannot both claim one directory."""
-        owner = export_dir_owner(self, self._under_root(export_dir), claimant=session)
-        if owner is None:
-            return
+        path = self._under_root(export_dir)
         remedy = ("choose another DIR" if self.has_session(session)
                   else "pass --export-dir with a directory of its own")
-        raise InvalidInputError(
-            f"export dir {self._under_root(export_dir)} of session {session} belongs to "
-            f"session {owner}: {remedy} (or move {owner} with "
-            f"`evstore session move {owner} DIR`)"
-        )
+        owner = export_dir_owner(self, path, claimant=session)
+        if owner is not None:
+            raise InvalidInputError(
+                f"export dir {path} of session {session} belongs to session {owner}: {remedy} "
+                f"(or move {owner} with `evstore session move {owner} DIR`)"
+            )
+        foreign = foreign_owner(self, path)
+        if foreign is not None:
+            journal, other = foreign
+            raise InvalidInputError(
+                f"export dir {path} of session {session} belongs to session {other} of the "
+                f"journal {journal}: {remedy}"
+            )
 
     # --- reading state ------------------------------------------------------------------------
 

@@ -119,6 +119,38 @@ def test_an_explicit_export_dir_elsewhere_is_accepted(project: Path, run: Run) -
     assert (project / "plan" / SESSION / "sub" / "tasks.json").exists()
 
 
+def _nested_journal(directory: Path) -> None:
+    """A second project's journal inside `directory`, made by the library: how it came to
+    be there (an old evstore, `init --force`) is not what these tests are about."""
+    from eventstore import Store  # noqa: PLC0415
+
+    Store.open(directory / ".evstore" / "journal.db", create=True).close()
+
+
+def test_a_nested_project_cannot_claim_the_outer_sessions_dir(project: Path, run: Run) -> None:
+    inner = project / "plan" / SESSION
+    _nested_journal(inner)
+    before = snapshot(project)
+    line = _refused(run("import", "tasks.json", "--session", "inner", cwd=inner))
+    assert SESSION in line
+    assert str(project / ".evstore" / "journal.db") in line
+    assert snapshot(project) == before
+
+
+def test_the_outer_project_cannot_claim_a_nested_projects_dir(project: Path, run: Run) -> None:
+    inner = project / "nested"
+    (inner / "work").mkdir(parents=True)
+    shutil.copyfile(INITIAL, inner / "work" / "tasks.json")
+    _nested_journal(inner)
+    done = run("import", "work/tasks.json", "--session", "inner", cwd=inner)
+    assert done.returncode == 0, done.stderr
+    before = snapshot(project)
+    line = _refused(run("import", "nested/work/tasks.json", "--session", "002", cwd=project))
+    assert "inner" in line
+    assert str(inner / ".evstore" / "journal.db") in line
+    assert snapshot(project) == before
+
+
 def _share_by_symlink(project: Path, run: Run) -> None:
     """Session 002 exports to plan/002, which later becomes a symlink to session 001's dir:
     a collision made behind evstore's back, which doctor must report."""
