@@ -370,7 +370,7 @@ class Store:
             parts = [*shares(progress, [self.journal.stream_version(name) for name in sessions])]
         for name in sessions:
             self._require(name)
-        shared = self._sharing()
+        shared = self.sharing()
         results: list[ExportResult] = []
         failures: dict[str, ExportError] = {}
         for name, part in zip(sessions, parts, strict=True):
@@ -385,7 +385,7 @@ class Store:
             raise ProjectFailedError(results, failures)
         return results
 
-    def _sharing(self) -> dict[str, list[str]]:
+    def sharing(self) -> dict[str, list[str]]:
         """Each session whose export dir another session also claims, with the others."""
         sharing: dict[str, list[str]] = {}
         for names in shared_export_dirs(self).values():
@@ -410,7 +410,7 @@ class Store:
                     f"remove the symlink, or give it a directory of its own with {move}",
                     path=str(path), errno_code=None, attempts=0,
                 ) from None
-        others = (shared if shared is not None else self._sharing()).get(session)
+        others = (shared if shared is not None else self.sharing()).get(session)
         if others:
             raise ExportError(
                 f"export dir {path} of session {session} is also the export dir of session(s) "
@@ -444,7 +444,7 @@ class Store:
         for name in sessions:
             self._require(name)
         if out is None:
-            shared = self._sharing()
+            shared = self.sharing()
             targets = [self._checked_export_dir(name, shared) for name in sessions]
         else:
             base = Path(out)

@@ -207,6 +207,18 @@ def test_export_dir_lookups_read_the_partial_index(project: Path) -> None:
     assert all("events_export_dir" in row[-1] for row in every), every
 
 
+def test_status_does_not_call_a_shared_export_dir_current(project: Path, run: Run) -> None:
+    _share_by_symlink(project, run)
+    assert run("project", "--session", "002", cwd=project).returncode == 4
+    done = run("status", "--json", cwd=project)
+    assert done.returncode == 1, done.stdout
+    report = json.loads(done.stdout)
+    assert report["current"] is False
+    shared = {s["session"]: s["shared_with"] for s in report["sessions"]}
+    assert shared == {SESSION: ["002"], "002": [SESSION]}
+    assert "shared with session(s) 002" in run("status", cwd=project).stdout
+
+
 def test_project_refuses_to_export_into_a_shared_dir(project: Path, run: Run) -> None:
     _share_by_symlink(project, run)
     assert run("append", "--session", "002", "P1", "Complete", cwd=project).returncode == 0
