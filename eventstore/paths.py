@@ -29,7 +29,12 @@ if TYPE_CHECKING:
 
     from eventstore.store import Store
 
-JOURNAL_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+JOURNAL_SIDE_FILES = {
+    "": "the journal",
+    "-wal": "the journal's write-ahead log",
+    "-shm": "the journal's shared-memory index",
+    "-journal": "the journal's rollback journal",
+}
 
 
 def resolved(path: Path) -> Path:
@@ -47,7 +52,7 @@ def journal_files(store: Store) -> list[Path]:
 
 def protected_files(store: Store) -> dict[Path, str]:
     """Every file no side output may replace, resolved, with what it is (for messages)."""
-    owners = {path: f"the journal's {path.name}" for path in journal_files(store)}
+    owners = dict(zip(journal_files(store), JOURNAL_SIDE_FILES.values(), strict=False))
     for session, export_dir in store.export_dirs().items():
         directory = resolved(export_dir)
         for projection in store.projections:
