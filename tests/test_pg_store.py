@@ -554,7 +554,9 @@ def test_report_on_a_postgresql_journal_matches_sqlite(url: str, project_dir: Pa
             return cli("--db", db, *args)
 
         assert on("init").exit_code == 0
-        assert on("import", str(TASKS), "--session", SESSION).exit_code == 0
+        # Each journal exports to its own dir: two journals may not own one directory.
+        own_dir = ["--export-dir", f"plan/{name}"]
+        assert on("import", str(TASKS), "--session", SESSION, *own_dir).exit_code == 0
         busy_session(on)
         result = on("report", "-o", f"{name}.html")
         assert result.exit_code == 0, result.stderr
