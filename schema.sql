@@ -109,6 +109,12 @@ UPDATE checkpoints SET state = x'';
 -- size:mtime_ns:inode of the file as exported: the same on the next export means the
 -- file was not touched since, and its bytes need not be read again to know it.
 ALTER TABLE checkpoints ADD COLUMN exported_stat TEXT;
+-- Where a session exports is its latest SessionCreated or SessionMoved: every export
+-- asks, and every new claim on an export dir compares it with all sessions' dirs. A
+-- partial index holds only those few events, so both are index reads however long the
+-- journal. Queries must repeat its predicate verbatim for SQLite to use it.
+CREATE INDEX events_export_dir ON events (stream, seq)
+    WHERE type IN ('SessionCreated', 'SessionMoved');
 
 
 -- backend: postgresql
@@ -216,3 +222,6 @@ INSERT INTO checkpoint_states (projection, stream, seq, state)
 SELECT projection, stream, seq, state FROM checkpoints;
 UPDATE checkpoints SET state = ''::bytea;
 ALTER TABLE checkpoints ADD COLUMN exported_stat text;
+-- Each session's export dir events (SessionCreated, SessionMoved), as in SQLite.
+CREATE INDEX events_export_dir ON events (stream, seq)
+    WHERE type IN ('SessionCreated', 'SessionMoved');

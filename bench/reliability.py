@@ -164,6 +164,82 @@ def operator_checks(timeout: float) -> dict[str, Any]:
     return found
 
 
+# --- operator mistakes: real `evstore` processes on a real project --------------------------------
+
+
+def _evstore() -> list[str]:
+    beside = Path(sys.executable).parent / "evstore"
+    return [str(beside)] if beside.exists() else [sys.executable, "-m", "cli"]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".evstore.lock"
+    }
+
+
+def operator_paths(work: Path) -> dict[str, Any]:
+    """Each mistake of issue 11 made for real: a second session claiming an export dir
+    (directly, through a symlink, by --batch-progress --export-dir) and `report -o` or
+    `replay --out` aimed at the journal or a projection. Counts the refusals (exit 2) and
+    what changed: events of the journal (by `log --json`) and bytes of any file."""
+    fixture = REPO / "tests" / "fixtures" / "hacky-hack" / "001_14b9dc2a33c7.tasks.49991f1.initial.json"
+    legacy = REPO / "tests" / "fixtures" / "wreckit" / "live.batch-progress.56e853a.json"
+    root = work / "project"
+    (root / "plan" / "001").mkdir(parents=True)
+    (root / "plan" / "001" / "tasks.json").write_bytes(fixture.read_bytes())
+    env = {k: v for k, v in os.environ.items() if k != "EVSTORE_DB"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*_evstore(), *args], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=120, check=False)
+
+    for setup in (("init",), ("import", "plan/001/tasks.json", "--session", "001"), ("project",)):
+        done = run(*setup)
+        if done.returncode:
+            raise torture.Violation(f"evstore {' '.join(setup)}: {done.stderr}")
+    (root / "alias").symlink_to(root / "plan" / "001")
+    attempts = {
+        "shared": [
+            ("import", "plan/001/tasks.json", "--session", "002"),
+            ("import", "alias/tasks.json", "--session", "003"),
+            ("import", "--batch-progress", str(legacy), "--session", "004", "--export-dir", "plan/001"),
+        ],
+        "overwrite": [
+            ("report", "-o", ".evstore/journal.db"),
+            ("report", "-o", ".evstore/journal.db-wal"),
+            ("report", "-o", ".evstore/journal.db-shm"),
+            ("report", "-o", "plan/001/tasks.json"),
+            ("replay", "--session", "001", "--until", "1", "--out", "plan/001"),
+        ],
+    }
+    results: dict[str, Any] = {}
+    for kind, commands in attempts.items():
+        refused = changed = lost = 0
+        for command in commands:
+            events_before = run("log", "--json").stdout
+            before = _files(root)
+            done = run(*command)
+            refused += done.returncode == 2
+            changed += sum(1 for name, data in _files(root).items() if before.get(name) != data)
+            changed += sum(1 for name in before if not (root / name).exists())
+            lost += events_before != run("log", "--json").stdout
+        results[kind] = {"attempts": len(commands), "refused": refused, "files_changed": changed,
+                         "journals_changed": lost}
+    return results
+
+
+def operator_failures(results: dict[str, Any]) -> list[str]:
+    """A mistake that was not refused, or that changed a file or the journal, fails the run."""
+    return [
+        f"operator {kind}: {c}"
+        for kind, c in (results.get("operator") or {}).items()
+        if c["refused"] != c["attempts"] or c["files_changed"] or c["journals_changed"]
+    ]
+
+
 # --- the table ---------------------------------------------------------------------------------
 
 
@@ -259,6 +335,19 @@ def table(results: dict[str, Any]) -> str:  # noqa: C901, PLR0912
                 _num(p["files_invalid"]),
             )
         )
+    o = results.get("operator")
+    if o:
+        for kind, label, what in (
+            ("shared", "shared export dir refused",
+             "a second session claiming an owned export dir (by its path, through a symlink, by "
+             "`import --batch-progress --export-dir`)"),
+            ("overwrite", "report over journal refused",
+             "`report -o` at the journal, its `-wal`, its `-shm`, a `tasks.json`; `replay --out` "
+             "into an export dir"),
+        ):
+            c = o[kind]
+            rows.append((label, f"{c['attempts']} real `evstore` runs ({what}): {c['refused']} "
+                         "refused with exit 2", _num(c["journals_changed"]), _num(c["files_changed"])))
     z = results.get("fuzz")
     if z is not None:
         if not z["present"]:
@@ -278,7 +367,7 @@ def table(results: dict[str, Any]) -> str:  # noqa: C901, PLR0912
                 ran += f", **{counts['failed'] + counts['error']} failed**"
             shown = _asserted(counts)
             rows.append(("fuzz cases tried", ran, "—", shown))
-    for name, check in (results.get("operator") or {}).items():
+    for name, check in (results.get("operator_tests") or {}).items():
         counts = _outcome_counts(check["cases"])
         shown = _asserted(counts)
         ran = f"{counts['passed']} of {len(check['cases'])} tests in {check['file']} passed"
@@ -345,11 +434,13 @@ def main() -> int:
                 live_runs=1 if args.quick else 3,
             ),
         )
+        step("operator", lambda: operator_paths(work / "operator"))
+    failures += operator_failures(results)
     if not args.no_pytest:
         step("faults", lambda: faults(timeout=1800))
         step("fuzz", lambda: fuzz(timeout=1800))
-        step("operator", lambda: operator_checks(timeout=600))
-        for check in (results.get("operator") or {}).values():
+        step("operator_tests", lambda: operator_checks(timeout=600))
+        for check in (results.get("operator_tests") or {}).values():
             for case in check["cases"]:
                 if case["outcome"] in ("failed", "error"):
                     failures.append(f"operator: {case['name']} failed")

@@ -18,7 +18,7 @@ from eventstore._version import __version__
 
 WRITE = ("init", "import", "append", "next", "release", "fail", "batch")
 READ = ("show", "ready", "blocked", "log", "history", "report", "status", "errors")
-MAINTAIN = ("project", "replay", "watch", "doctor", "mcp")
+MAINTAIN = ("project", "replay", "watch", "doctor", "session", "mcp")
 
 
 class EvstoreGroup(click.Group):
@@ -132,4 +132,4 @@ def main() -> None:
 
 
 # Each module registers its commands on `app`.
-from cli import agents, batch, doctor, maintain, ops, read, recovery, report, watch, work, write  # noqa: E402, F401
+from cli import agents, batch, doctor, maintain, ops, read, recovery, report, sessions, watch, work, write  # noqa: E402, F401

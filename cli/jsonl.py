@@ -7,7 +7,14 @@ from typing import Any
 import orjson
 
 from eventstore.errors import InvalidInputError
-from eventstore.events import Event, ItemUpdated, SessionCreated, parse_event, validate_status
+from eventstore.events import (
+    Event,
+    ItemUpdated,
+    SessionCreated,
+    SessionMoved,
+    parse_event,
+    validate_status,
+)
 from eventstore.progress import Progress, reporting
 
 # Keys of `evstore log --json` lines that describe where an event was, not what it is.
@@ -41,6 +48,11 @@ def read_jsonl(
             # A line of data must not choose where files get written: sessions (and
             # their export directories) are created by `evstore import`.
             raise InvalidInputError(f"{where}: SessionCreated is not accepted here: create sessions with `evstore import`")
+        if isinstance(event, SessionMoved):
+            raise InvalidInputError(
+                f"{where}: SessionMoved is not accepted here: "
+                "move sessions with `evstore session move`"
+            )
         if isinstance(event, ItemUpdated) and "status" in event.changes:
             _checked_status(event.changes["status"], where)
         events.append(event)

@@ -36,18 +36,30 @@ def project(obj: AppContext, session: str | None, flush_retries: int, *, as_json
     """Bring every projected file (tasks.json, ...) up to the journal head.
 
     Incremental: only events since the last export are folded, and a file whose bytes
-    would not change is not rewritten. Exit 4 when a file cannot be written (the journal
-    is intact; run it again once the cause is fixed).
+    would not change is not rewritten. Every session is exported even when one fails;
+    exit 4 when any file cannot be written (each failure is named; the journal is
+    intact; run it again once the cause is fixed).
 
     \b
     Example:
       evstore project --flush-retries 3
     """
     from cli.progress import progress_bar  # noqa: PLC0415
+    from eventstore.errors import ProjectFailedError  # noqa: PLC0415
 
     store = obj.store(flush_retries=flush_retries)
-    with progress_bar(f"projecting {session or 'every session'}") as bar:  # gone before the output
-        results = store.project(session, progress=bar.callback)
+    title = f"projecting {session or 'every session'}"
+    try:
+        with progress_bar(title) as bar:  # gone before the output
+            results = store.project(session, progress=bar.callback)
+    except ProjectFailedError as exc:
+        # What was exported is said first: the sessions that failed did not stop the others.
+        if exc.results or as_json:
+            _report(exc.results, as_json=as_json)
+        if len(exc.failures) > 1:
+            for name, failure in exc.failures.items():
+                click.echo(f"evstore: error: session {name}: {failure}", err=True)
+        raise
     _report(results, as_json=as_json)
 
 

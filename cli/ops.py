@@ -47,16 +47,19 @@ def status_report(store: Store) -> dict[str, Any]:
 
     journal = store.journal
     sessions = []
+    sharing = store.sharing()
     for info in journal.streams():
         if info.stream not in store.sessions():
             continue
-        projections = projection_status(store, info.stream)
+        shared_with = sharing.get(info.stream, [])
+        projections = projection_status(store, info.stream, shared_with=shared_with)
         batch = store.state(info.stream, "batch").batch
         sessions.append({
             "session": info.stream,
             "events": info.events,
             "version": info.version,
             "export_dir": str(store.export_dir(info.stream)),
+            "shared_with": shared_with,
             "projections": [
                 {"name": p.name, "path": p.path, "checkpoint_seq": p.checkpoint_seq, "lag": p.lag,
                  "exported_at": p.exported_at, "file_present": p.file_present, "current": p.current}
@@ -87,6 +90,9 @@ def _print_status(report: dict[str, Any]) -> None:
     click.echo(f"journal {journal['path']} ({size}schema {journal['schema_version']}, head seq {journal['head_seq']})")
     for session in report["sessions"]:
         click.echo(f"session {session['session']}: {session['events']} events → {session['export_dir']}")
+        if session["shared_with"]:
+            click.echo(f"  export dir shared with session(s) {', '.join(session['shared_with'])}: "
+                       "not exported until one moves (`evstore doctor` says how)")
         for p in session["projections"]:
             state = "current" if p["current"] else (f"{p['lag']} event(s) behind" if p["checkpoint_seq"] is not None else f"never exported ({p['lag']} event(s))")
             click.echo(f"  {p['name']:<18} {state}" + (f", exported {p['exported_at']}" if p["exported_at"] else ""))

@@ -126,7 +126,7 @@ def _summary(event_type: str, data: dict[str, Any]) -> str:
         return str(data["item_id"])
     if event_type == "ItemAdded":
         return f"{data['item'].get('id')} under {data.get('parent_id')}"
-    if event_type == "SessionCreated":
+    if event_type in ("SessionCreated", "SessionMoved"):
         return f"export dir {data['export_dir']}"
     return ", ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, (dict, list)))[:120]
 

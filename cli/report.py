@@ -39,10 +39,13 @@ def report(obj: AppContext, session: str | None, out: str, until: str | None) ->
     from cli.progress import progress_bar  # noqa: PLC0415
     from eventstore.atomic import write_atomic  # noqa: PLC0415
     from eventstore.errors import ExportError  # noqa: PLC0415
+    from eventstore.paths import refuse_protected  # noqa: PLC0415
 
     store = obj.store()
     if session is not None:
         store.require_session(session)
+    if out != "-":  # refused before the journal is read: nothing is written either way
+        refuse_protected(store, [Path(out)], what=f"report -o {out}")
     until_seq = _parse_until(store, until) if until is not None else None
     sessions = [session] if session else store.sessions()
     with progress_bar("reading the journal") as bar:  # gone before the output

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,13 +24,18 @@ def drift_name(target: Path, moment: datetime) -> str:
     return f"{target.name}.drift-{moment.astimezone(UTC).strftime(DRIFT_TIME)}"
 
 
-def keep_copy(src: Path, directory: Path, name: str) -> Path:
+def keep_copy(
+    src: Path, directory: Path, name: str, *, refuse: Callable[[Path], None] | None = None
+) -> Path:
     """A copy of `src` as `directory/name` (`name.1`, `name.2`, ... when taken); never
     overwrites. A hard link where the file system allows (same bytes, times and mode, no
-    copying), else a byte copy with the same mode and times."""
+    copying), else a byte copy with the same mode and times. `refuse(target)` may raise
+    to keep a target free that must not gain a file (the journal's `-wal`, say)."""
     directory.mkdir(parents=True, exist_ok=True)
     for n in itertools.count():
         target = directory / (name if n == 0 else f"{name}.{n}")
+        if refuse is not None:
+            refuse(target)
         try:
             _link_or_copy(src, target)
         except FileExistsError:
@@ -39,10 +45,12 @@ def keep_copy(src: Path, directory: Path, name: str) -> Path:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def move_aside(src: Path, directory: Path) -> Path:
+def move_aside(
+    src: Path, directory: Path, *, refuse: Callable[[Path], None] | None = None
+) -> Path:
     """Move `src` into `directory` under its own name (a suffix when taken): a copy first,
     then the original is unlinked, so a crash in between leaves two copies, never none."""
-    target = keep_copy(src, directory, src.name)
+    target = keep_copy(src, directory, src.name, refuse=refuse)
     src.unlink()
     fsync_directory(src.parent)
     return target

@@ -6,6 +6,8 @@ Exit codes (docs/design.md §11): 0 ok, 1 unexpected, 2 usage or invalid input, 
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EvstoreError(Exception):
     """Root of evstore's errors. `exit_code` is what the CLI exits with."""
@@ -73,6 +75,25 @@ class ExportError(ProjectionError):
         self.path = path
         self.errno_code = errno_code
         self.attempts = attempts
+
+
+class ProjectFailedError(ExportError):
+    """`project` of every session exported all it could, but these sessions failed:
+    `results` holds the other sessions' results, `failures` each failed one's ExportError."""
+
+    def __init__(self, results: list[Any], failures: dict[str, ExportError]) -> None:
+        first = next(iter(failures.values()))
+        # One failure says it all in its own line (its path names the session); several
+        # are each printed before this summary.
+        message = str(first) if len(failures) == 1 else (
+            f"{len(failures)} sessions not exported ({', '.join(failures)}), every other "
+            "session was; the journal is intact: fix the causes above and run `evstore "
+            "project` again"
+        )
+        super().__init__(message, path=first.path, errno_code=first.errno_code,
+                         attempts=first.attempts)
+        self.results = results
+        self.failures = failures
 
 
 class FixLimitError(EvstoreError):

@@ -80,6 +80,13 @@ class SessionCreated(Event):
     export_dir: str
 
 
+class SessionMoved(Event):
+    """The session's files go to `export_dir` from now on (`evstore session move`)."""
+
+    type: Literal["SessionMoved"] = _type("SessionMoved")
+    export_dir: str
+
+
 class BacklogImported(Event):
     """The whole backlog document, the seed (or re-seed) of a session."""
 
@@ -286,6 +293,7 @@ class ErrorRecorded(Event):
 
 AnyEvent = Annotated[
     SessionCreated
+    | SessionMoved
     | BacklogImported
     | ItemAdded
     | ItemStatusChanged

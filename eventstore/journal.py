@@ -49,6 +49,9 @@ Durability = Literal["full", "normal"]
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _CURRENT_SCHEMA = {name: cls.schema_version for name, cls in EVENT_TYPES.items()}
 _NO_META: dict[str, Any] = {}
+# The predicate of schema.sql's partial index events_export_dir, verbatim: SQLite uses a
+# partial index only for a query that repeats its WHERE term.
+_EXPORT_DIR_EVENTS = "type IN ('SessionCreated', 'SessionMoved')"
 _BUSY_NAMES = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_BUSY_SNAPSHOT"})
 _CORRUPT_NAMES = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
 _sha256 = hashlib.sha256
@@ -334,6 +337,21 @@ class JournalReads:
         if seq is None:
             return None
         return next(self.read(after=seq - 1, until=seq))
+
+    def export_dir_of(self, stream: str) -> str | None:
+        """The export dir `stream` was last given (SessionCreated, then each SessionMoved),
+        or None for a stream that is no session: a read of the partial index."""
+        sql = f"SELECT data FROM events WHERE seq = (SELECT max(seq) FROM events WHERE stream = ? AND {_EXPORT_DIR_EVENTS})"  # noqa: S608, E501 - a constant predicate
+        rows = self._query(sql, stream)
+        return _export_dir(rows[0][0]) if rows else None
+
+    def export_dirs(self) -> dict[str, str]:
+        """Every session's export dir as last given, by session id. Ordered as the partial
+        index is: SQLite scans it (not the whole table) only for that order."""
+        rows = self._query(
+            f"SELECT stream, data FROM events WHERE {_EXPORT_DIR_EVENTS} ORDER BY stream, seq"  # noqa: S608 - a constant
+        )
+        return {stream: _export_dir(data) for stream, data in rows}  # the latest wins
 
     def checkpoint(self, projection: str, stream: str, *, with_state: bool = True) -> Checkpoint | None:
         """The checkpoint, with its saved state unless `with_state` is false (then `state`
@@ -865,6 +883,11 @@ class SQLiteJournal(JournalReads):
         with self._lock:
             db = sqlite_utils.Database(self._conn)
             return {name: db[name].count for name in db.table_names()}
+
+
+def _export_dir(data: str | bytes | dict[str, Any]) -> str:
+    # SQLite returns the json column as text; psycopg decodes it unless cast to text.
+    return str((data if isinstance(data, dict) else orjson.loads(data))["export_dir"])
 
 
 def decode_rows(rows: Iterable[tuple[Any, ...]]) -> Iterator[StoredEvent]:

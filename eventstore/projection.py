@@ -21,8 +21,8 @@ class Projection(Protocol):
 
     `fold` may update `state` in place and return it: the runner owns every state it
     passes in, and copying a large backlog per event would make replay quadratic.
-    `render` returns None when the file should not exist (the runner then removes a
-    file it exported earlier, and never touches one it did not write).
+    `render` returns None when the file should not exist (the runner then removes the
+    file at its path in the session's export dir, whoever wrote it).
     `fold` sees an event's seq, stream, version, type, data and recorded_at; its meta and
     event_id are not loaded on the replay path.
     `validate` raises InvalidInputError for an event that makes no sense in `state`

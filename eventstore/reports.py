@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 from eventstore.runner import ERRORS_STREAM
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from eventstore.journal import StoredEvent
     from eventstore.store import Store
 
@@ -70,14 +72,20 @@ class ProjectionStatus:
     lag: int
     exported_at: str | None
     file_present: bool
+    # Other sessions exporting to the same directory: its files cannot be this session's
+    # current projection, whatever the checkpoint says.
+    shared_with: tuple[str, ...] = ()
 
     @property
     def current(self) -> bool:
-        return self.lag == 0 and self.checkpoint_seq is not None
+        return self.lag == 0 and self.checkpoint_seq is not None and not self.shared_with
 
 
-def projection_status(store: Store, session: str) -> list[ProjectionStatus]:
-    """Each projection's checkpoint and lag (the session's events not yet exported)."""
+def projection_status(
+    store: Store, session: str, *, shared_with: Sequence[str] = ()
+) -> list[ProjectionStatus]:
+    """Each projection's checkpoint and lag (the session's events not yet exported);
+    `shared_with`: the other sessions exporting to its directory (`Store.sharing()`)."""
     export_dir = store.export_dir(session)
     found = []
     for projection in store.projections:
@@ -90,6 +98,7 @@ def projection_status(store: Store, session: str) -> list[ProjectionStatus]:
             lag=store.journal.count(session, after=after),
             exported_at=checkpoint.exported_at if checkpoint else None,
             file_present=(export_dir / projection.file_name).exists(),
+            shared_with=tuple(shared_with),
         ))
     return found
 

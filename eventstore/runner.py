@@ -361,7 +361,10 @@ class ProjectionRunner:
 
         if rendered.data is None:
             action: Action = "absent"
-            if last_sha is not None and on_disk is not None:
+            # The file at a projection's path in the session's export dir is the
+            # projection's, whoever wrote it (a batch imported from the orchestrator's own
+            # file, say): left there, a tool would act on what the journal has closed.
+            if on_disk is not None:
                 self._with_retry(lambda: self._remove_file(path), path, pending)
                 action = "removed"
             new_sha, size = None, 0

@@ -9,8 +9,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eventstore.errors import ExportError, InvalidInputError, JournalError, UnknownSessionError
-from eventstore.events import Event, SessionCreated, validate_session_id
+from eventstore.errors import (
+    ExportError,
+    InvalidInputError,
+    JournalError,
+    ProjectFailedError,
+    UnknownSessionError,
+)
+from eventstore.events import Event, SessionCreated, SessionMoved, validate_session_id
 from eventstore.journal import AppendResult, Durability, SQLiteJournal, StoredEvent, utc_now
 from eventstore.locate import (
     find_journal,
@@ -20,6 +26,13 @@ from eventstore.locate import (
     project_root,
 )
 from eventstore.logs import get_logger
+from eventstore.paths import (
+    export_dir_owner,
+    foreign_owner,
+    refuse_protected,
+    resolved,
+    shared_export_dirs,
+)
 from eventstore.progress import Progress, reporting, shares, span
 from eventstore.projection import Projection
 from eventstore.retry import RetryPolicy
@@ -137,13 +150,38 @@ class Store:
         self._require(session)
         return Session(self, session)
 
+    def move_session(self, session: str, export_dir: str | os.PathLike[str]) -> AppendResult:
+        """Export `session` to `export_dir` from now on (a SessionMoved event). Refused
+        (InvalidInputError) when it exports there already or another session owns it.
+        Files in the old directory are left as they are: evstore never deletes what a
+        tool may still be reading; the next `project` writes the new directory."""
+        self._require(session)
+        target = self.normalize_export_dir(export_dir)
+        if resolved(self._under_root(target)) == resolved(self.export_dir(session)):
+            raise InvalidInputError(
+                f"session {session} already exports to {self.export_dir(session)}: "
+                "name another directory"
+            )
+        return self.append(session, [SessionMoved(export_dir=target)])
+
     def export_dir(self, session: str) -> Path:
-        # SessionCreated is always version 1 (append enforces it): a point lookup.
-        created = self.journal.event_at(validate_session_id(session), 1)
-        if created is None or created.type != "SessionCreated":
+        return self._under_root(self._recorded_export_dir(session))
+
+    def export_dirs(self) -> dict[str, Path]:
+        """Every session's export dir, by session id (one index read)."""
+        return {name: self._under_root(d) for name, d in self.journal.export_dirs().items()}
+
+    def _recorded_export_dir(self, session: str) -> str:
+        """The export dir as recorded: the latest SessionMoved's, else SessionCreated's
+        (an index read, since every export asks)."""
+        recorded = self.journal.export_dir_of(validate_session_id(session))
+        if recorded is None:
             raise UnknownSessionError(f"unknown session {session!r}: import a backlog first")
-        path = Path(created.data["export_dir"])
+        return recorded
+
+    def _under_root(self, export_dir: str) -> Path:
         # Relative export dirs belong to the project, not to whoever runs the command.
+        path = Path(export_dir)
         return path if path.is_absolute() else self.root / path
 
     def confined(self, export_dir: str | os.PathLike[str], *, source: str) -> Path:
@@ -245,9 +283,7 @@ class Store:
         def check(head: int, pending: list[StoredEvent], chosen: Sequence[Event]) -> None:
             if pending[0].version == 1 and not isinstance(chosen[0], SessionCreated):
                 self._require(session)  # a new stream must begin with SessionCreated
-            for event, stored in zip(chosen, pending, strict=True):
-                if isinstance(event, SessionCreated) and stored.version != 1:
-                    raise InvalidInputError(f"session {session!r} exists already")
+            self._check_placement(session, chosen, pending)
             states = self._catch_up_all(session, head=head)
             for index, (projection, key) in enumerate(key_streams):
                 state = states[projection.name]
@@ -268,6 +304,36 @@ class Store:
                 for _, key in key_streams:
                     self._live.pop(key, None)
                 raise
+
+    def _check_placement(
+        self, session: str, chosen: Sequence[Event], pending: list[StoredEvent]
+    ) -> None:
+        """A session is created once, and only where no other session exports."""
+        for event, stored in zip(chosen, pending, strict=True):
+            if isinstance(event, SessionCreated) and stored.version != 1:
+                raise InvalidInputError(f"session {session!r} exists already")
+            if isinstance(event, (SessionCreated, SessionMoved)):
+                self._claim_export_dir(session, event.export_dir)
+
+    def _claim_export_dir(self, session: str, export_dir: str) -> None:
+        """Refuse an export dir another session owns. Runs inside the append's write
+        transaction, so two sessions created at once cannot both claim one directory."""
+        path = self._under_root(export_dir)
+        remedy = ("choose another DIR" if self.has_session(session)
+                  else "pass --export-dir with a directory of its own")
+        owner = export_dir_owner(self, path, claimant=session)
+        if owner is not None:
+            raise InvalidInputError(
+                f"export dir {path} of session {session} belongs to session {owner}: {remedy} "
+                f"(or move {owner} with `evstore session move {owner} DIR`)"
+            )
+        foreign = foreign_owner(self, path)
+        if foreign is not None:
+            journal, other = foreign
+            raise InvalidInputError(
+                f"export dir {path} of session {session} belongs to session {other} of the "
+                f"journal {journal}: {remedy}"
+            )
 
     # --- taking work (eventstore/work.py) ------------------------------------------------------
 
@@ -362,28 +428,64 @@ class Store:
 
         `progress(done, total)`, when given: `total` is the sessions' events, and each
         session's share fills as its new events are folded (every thousand, and at its
-        end)."""
+        end).
+
+        Every session is exported even when one fails; ProjectFailedError then carries
+        the results of the others and each failure (one session asked: its ExportError)."""
         sessions = [session] if session is not None else self.sessions()
         parts: list[Progress | None] = [None] * len(sessions)
         if progress is not None:
             parts = [*shares(progress, [self.journal.stream_version(name) for name in sessions])]
-        results: list[ExportResult] = []
-        for name, part in zip(sessions, parts, strict=True):
+        for name in sessions:
             self._require(name)
-            results.extend(self.runner.export(name, self._checked_export_dir(name), progress=part))
+        shared = self.sharing()
+        results: list[ExportResult] = []
+        failures: dict[str, ExportError] = {}
+        for name, part in zip(sessions, parts, strict=True):
+            try:
+                target = self._checked_export_dir(name, shared)
+                results.extend(self.runner.export(name, target, progress=part))
+            except ExportError as exc:
+                failures[name] = exc
+        if session is not None and failures:
+            raise failures[session]
+        if failures:
+            raise ProjectFailedError(results, failures)
         return results
 
-    def _checked_export_dir(self, session: str) -> Path:
+    def sharing(self) -> dict[str, list[str]]:
+        """Each session whose export dir another session also claims, with the others."""
+        sharing: dict[str, list[str]] = {}
+        for names in shared_export_dirs(self).values():
+            for name in names:
+                sharing[name] = [other for other in names if other != name]
+        return sharing
+
+    def _checked_export_dir(self, session: str, shared: dict[str, list[str]] | None = None) -> Path:
         """The export dir, refused if a project-relative one now leads outside the project
-        (a symlink planted since the session was created)."""
-        created = self.journal.event_at(session, 1)
-        path = self.export_dir(session)
-        if created is not None and not Path(created.data["export_dir"]).is_absolute():
+        (a symlink planted since the session was created) or is also another session's
+        (two sessions would write each other's files)."""
+        recorded = self._recorded_export_dir(session)
+        path = self._under_root(recorded)
+        move = f"`evstore session move {session} DIR`"
+        if not Path(recorded).is_absolute():
             try:
-                self.confined(created.data["export_dir"], source=f"export dir of session {session}")
-            except InvalidInputError as exc:
-                raise ExportError(f"{exc} (a symlink?); nothing written", path=str(path),
-                                  errno_code=None, attempts=0) from None
+                self.confined(recorded, source=f"export dir of session {session}")
+            except InvalidInputError:
+                raise ExportError(
+                    f"export dir {recorded!r} of session {session} leads outside the project "
+                    f"root {self.root.resolve()} (a symlink?): session {session} not exported; "
+                    f"remove the symlink, or give it a directory of its own with {move}",
+                    path=str(path), errno_code=None, attempts=0,
+                ) from None
+        others = (shared if shared is not None else self.sharing()).get(session)
+        if others:
+            raise ExportError(
+                f"export dir {path} of session {session} is also the export dir of session(s) "
+                f"{', '.join(others)}: session {session} not exported; give one of them a "
+                f"directory of its own with {move}",
+                path=str(path), errno_code=None, attempts=0,
+            )
         return path
 
     def replay(
@@ -407,16 +509,21 @@ class Store:
         parts: list[Progress | None] = [None] * len(sessions)
         if progress is not None:
             parts = [*shares(progress, [self.journal.count(name, until=until) for name in sessions])]
-        results: list[ExportResult] = []
-        for name, part in zip(sessions, parts, strict=True):
+        for name in sessions:
             self._require(name)
-            if out is None:
-                target, save = self._checked_export_dir(name), True
-            else:
-                base = Path(out)
-                target, save = (base if session is not None else base / name), False
-            results.extend(self.runner.rebuild(name, target, until=until, save_checkpoints=save,
-                                               progress=part))
+        if out is None:
+            shared = self.sharing()
+            targets = [self._checked_export_dir(name, shared) for name in sessions]
+        else:
+            base = Path(out)
+            targets = [base if session is not None else base / name for name in sessions]
+            # Checked for every session before the first is written: all or nothing.
+            refuse_protected(self, [t / p.file_name for t in targets for p in self.projections],
+                             what=f"replay --out {out}")
+        results: list[ExportResult] = []
+        for name, target, part in zip(sessions, targets, parts, strict=True):
+            results.extend(self.runner.rebuild(name, target, until=until,
+                                               save_checkpoints=out is None, progress=part))
         return results
 
     def read(self, session: str | None = None, **kwargs: Any) -> list[StoredEvent]:

@@ -51,6 +51,7 @@ from eventstore.journal import Durability, SQLiteJournal, translate, utc_now
 from eventstore.locate import STATE_DIR, find_project_root, is_url, redact_url
 from eventstore.logs import get_logger
 from eventstore.owner import is_alive, this_host
+from eventstore.paths import refuse_protected, resolved
 from eventstore.progress import span
 from eventstore.chain import first_break
 from eventstore.runner import ERRORS_STREAM, LOCK_NAME, resume_point, sha256
@@ -81,10 +82,11 @@ ORPHAN_TEMP_FILE = "ORPHAN_TEMP_FILE"
 LEGACY_RECOVERY_FILE = "LEGACY_RECOVERY_FILE"
 BACKLOG_DEPENDENCY = "BACKLOG_DEPENDENCY"
 JOURNAL_CHAIN_BROKEN = "JOURNAL_CHAIN_BROKEN"
+EXPORT_DIR_SHARED = "EXPORT_DIR_SHARED"
 CODES = (
     JOURNAL_CORRUPT, JOURNAL_SCHEMA_OUTDATED, PROJECTION_STALE, PROJECTION_MISSING,
     PROJECTION_DRIFT, BATCH_PROGRESS_CORRUPT, STALE_BATCH_PROGRESS, ORPHAN_TEMP_FILE,
-    LEGACY_RECOVERY_FILE, BACKLOG_DEPENDENCY, JOURNAL_CHAIN_BROKEN,
+    LEGACY_RECOVERY_FILE, BACKLOG_DEPENDENCY, JOURNAL_CHAIN_BROKEN, EXPORT_DIR_SHARED,
 )
 _LOST_EVENTS = ("stop every evstore process, set this journal aside and restore the one "
                 "holding the lost events (a backup, or the -wal file that was removed); the "
@@ -434,15 +436,21 @@ class Doctor:
         streams = store.journal.streams()
         heads = {s.stream: s.last_seq for s in streams}
         owners: dict[Path, list[str]] = {}
+        dirs: dict[Path, Path] = {}
         for session in store.sessions():
-            owners.setdefault(store.export_dir(session), []).append(session)
+            export_dir = store.export_dir(session)
+            owners.setdefault(resolved(export_dir), []).append(session)
+            dirs.setdefault(resolved(export_dir), export_dir)
         parts = self._parts(streams, [s for group in owners.values() for s in group], phase)
-        for export_dir, sessions in owners.items():
-            for session in sessions:
-                problems += self._session(store, session, export_dir, heads[session], sessions,
-                                          progress=parts.get(session))
+        for real_dir, sessions in owners.items():
+            export_dir = dirs[real_dir]
             if len(sessions) > 1:
+                # Whose file is which cannot be told: nothing in it is judged or touched.
+                problems.append(self._shared(export_dir, sessions))
                 problems += self._legacy_shared(export_dir, sessions)
+            else:
+                problems += self._session(store, sessions[0], export_dir, heads[sessions[0]],
+                                          sessions, progress=parts.get(sessions[0]))
             problems += self._orphans(export_dir, sessions[0] if len(sessions) == 1 else None)
         return problems
 
@@ -521,7 +529,7 @@ class Doctor:
                     PROJECTION_MISSING, f"{shown} (session {session}) is missing ({why})",
                     fixable=True, path=path, session=session, remedy="export it from the journal",
                 ))
-            elif on_disk != want_sha and (want is not None or exported is not None):
+            elif on_disk != want_sha:  # a file where none belongs is stale too, whoever wrote it
                 why = (f"checkpoint at seq {at}, session head at seq {head}" if at < head
                        else "its bytes differ from what the journal renders")
                 if checkpoint is None:
@@ -619,6 +627,18 @@ class Doctor:
             remedy=f"inspect it; `evstore import {path} --session {session}` names the problem",
         )
 
+    def _shared(self, export_dir: Path, sessions: list[str]) -> Problem:
+        names = ", ".join(sessions)
+        return Problem(
+            EXPORT_DIR_SHARED,
+            f"{self._shown(export_dir)} is the export dir of sessions {names} (once symlinks "
+            "are resolved): each would write the others' files",
+            fixable=False, path=export_dir,
+            remedy=f"give all but one a directory of its own: `evstore session move "
+            f"{sessions[-1]} DIR`, then `evstore project`",
+            detail={"sessions": sessions},
+        )
+
     def _legacy_shared(self, export_dir: Path, sessions: list[str]) -> list[Problem]:
         path = export_dir / LEGACY_FILE
         if not path.is_file():
@@ -696,8 +716,10 @@ class Doctor:
                 self._failed(problem, exc)
         # 2. Moves and copies, per export directory, holding its exporter lock.
         moved = [p for p in fixable if p.code in _MOVED and p.error is None and p.path is not None]
-        for export_dir, problems in _grouped(moved, lambda p: p.path.parent).items():  # type: ignore[union-attr]
-            self._move_files(export_dir, problems)
+        if moved:
+            protected = _protected(store)
+            for export_dir, problems in _grouped(moved, lambda p: p.path.parent).items():  # type: ignore[union-attr]
+                self._move_files(export_dir, problems, protected)
         # 3. Exports: every session with a file to bring back in line with the journal.
         exported = [p for p in fixable if p.code in _EXPORTED and p.session is not None]
         groups = _grouped(exported, lambda p: p.session)
@@ -768,7 +790,9 @@ class Doctor:
             else "left alone: the batch changed meanwhile"
         )
 
-    def _move_files(self, export_dir: Path, problems: list[Problem]) -> None:
+    def _move_files(
+        self, export_dir: Path, problems: list[Problem], protected: Callable[[Path], None]
+    ) -> None:
         """Moves in an export dir happen under its exporter lock: no export writes a temp
         file or replaces a projection while doctor decides what to set aside."""
         from filelock import FileLock, Timeout  # noqa: PLC0415 - only locks need it
@@ -786,22 +810,26 @@ class Doctor:
         try:
             for problem in problems:
                 try:
-                    self._move_one(problem)
-                except OSError as exc:
+                    self._move_one(problem, protected)
+                except (OSError, InvalidInputError) as exc:
                     self._failed(problem, exc)
         finally:
             lock.release()
 
-    def _move_one(self, problem: Problem) -> None:  # noqa: C901 - one branch per code
+    def _move_one(  # noqa: C901 - one branch per code
+        self, problem: Problem, protected: Callable[[Path], None]
+    ) -> None:
         path = problem.path
         if path is None:
             return
         lost = self.lost_and_found()
+        if problem.code != PROJECTION_DRIFT:
+            self._check_lost_and_found(lost)
         if problem.code == ORPHAN_TEMP_FILE:
             if not any(p == path for p, _ in self._old_temp_files(path.parent)):
                 problem.outcome = "gone or renewed meanwhile: left alone"
                 return
-            moved = move_aside(path, lost)
+            moved = move_aside(path, lost, refuse=protected)
             problem.outcome = f"moved to {self._shown(moved)}"
         elif problem.code == BATCH_PROGRESS_CORRUPT:
             try:
@@ -812,7 +840,7 @@ class Doctor:
             if _batch_progress_defect(data) is None:
                 problem.outcome = "valid again meanwhile: left alone"
                 return
-            moved = move_aside(path, lost)
+            moved = move_aside(path, lost, refuse=protected)
             problem.outcome = f"moved to {self._shown(moved)}"
         elif problem.code == PROJECTION_DRIFT:
             try:
@@ -820,13 +848,24 @@ class Doctor:
             except FileNotFoundError:
                 problem.outcome = "gone meanwhile"
                 return
-            copy = keep_copy(path, path.parent, drift_name(path, self._clock()))
+            copy = keep_copy(path, path.parent, drift_name(path, self._clock()), refuse=protected)
             if sha256(data) != problem.detail.get("sha256"):
                 log.warning("doctor_drift_changed", path=str(path))  # edited again: keep that
             problem.outcome = f"kept the edited copy as {copy.name}; re-exported"
         elif problem.code == LEGACY_RECOVERY_FILE:
-            moved = move_aside(path, lost)
+            moved = move_aside(path, lost, refuse=protected)
             problem.outcome = f"{problem.outcome or 'imported'}; moved to {self._shown(moved)}"
+
+    def _check_lost_and_found(self, lost: Path) -> None:
+        """Files go into a real directory beside the journal, never through a symlink:
+        one planted there would carry an export dir's files out of the project."""
+        if lost.is_symlink() or (lost.exists() and resolved(lost).parent != resolved(lost.parent)):
+            raise InvalidInputError(
+                f"{self._shown(lost.parent)}/{lost.name} is a symlink (to "
+                f"{lost.readlink() if lost.is_symlink() else resolved(lost)}): doctor moves "
+                f"files only into a real directory: remove the symlink and run `evstore doctor "
+                f"--fix` again"
+            )
 
     def _shown(self, path: Path) -> str:
         """`path` relative to the project root when inside it: what people read."""
@@ -1091,3 +1130,16 @@ def _batch_progress_defect(data: bytes) -> str | None:
         if name in doc and not isinstance(doc[name], list):
             return f"not a schema v1 batch progress document ({name} is not a list)"
     return None
+
+
+def _protected(store: Store) -> Callable[[Path], None]:
+    """Raises for a copy's target that is the journal or a file a session projects to."""
+    from eventstore.paths import protected_files  # noqa: PLC0415
+
+    owners = protected_files(store)
+
+    def refuse(target: Path) -> None:
+        refuse_protected(store, [target], what="doctor --fix", protected=owners)
+
+    return refuse
+

@@ -22,8 +22,8 @@ from eventstore.events import (
 def test_catalog_holds_every_design_event_type() -> None:
     """The docs/design.md §4 catalog, by its stable type strings."""
     assert set(EVENT_TYPES) == {
-        "SessionCreated", "BacklogImported", "ItemAdded", "ItemStatusChanged", "ItemUpdated",
-        "ItemRemoved", "BatchStarted", "BatchResumed", "BatchItemStarted", "BatchItemCompleted",
+        "SessionCreated", "SessionMoved", "BacklogImported", "ItemAdded", "ItemStatusChanged",
+        "ItemUpdated", "ItemRemoved", "BatchStarted", "BatchResumed", "BatchItemStarted", "BatchItemCompleted",
         "BatchItemFailed", "BatchItemSkipped", "BatchHealingAttempted", "BatchFinished",
         "BatchAbandoned", "TaskFailed", "FixTaskCreated", "FixLimitReached", "ErrorRecorded",
     }

@@ -24,7 +24,7 @@ from click.testing import Result
 from structlog.testing import capture_logs
 from support import INITIAL, MIXED, SESSION, evstore_bin, seed
 
-from eventstore import Store
+from eventstore import Store, schema
 from eventstore.errors import InvalidInputError, JournalCorruptError, JournalNotFoundError
 from eventstore.events import ItemStatusChanged
 from eventstore.locate import find_project_root, is_url, redact_url
@@ -119,7 +119,7 @@ def test_cli_session_end_to_end(url: str, project_dir: Path, cli: Cli) -> None:
     first = cli("--db", url, "init")
     assert first.exit_code == 0, first.stderr
     assert "postgresql://postgres@/" in first.stdout
-    assert rows(url, "SELECT version FROM evstore_schema") == [(5,)]
+    assert rows(url, "SELECT version FROM evstore_schema") == [(schema.latest_version("postgresql"),)]
     assert cli("--db", url, "init").exit_code == 0  # idempotent
     assert not (project_dir / ".evstore").exists()  # nothing local for a server journal
 
@@ -414,7 +414,7 @@ def test_two_processes_initializing_at_once_both_succeed(pg_url: str) -> None:
     schema current."""
     with ThreadPoolExecutor(4) as pool:
         versions = list(pool.map(lambda _: pg_journal(pg_url, create=True), range(4)))
-    assert [j.schema_version for j in versions] == [5, 5, 5, 5]
+    assert [j.schema_version for j in versions] == [schema.latest_version("postgresql")] * 4
     for j in versions:
         j.close()
 
@@ -555,7 +555,9 @@ def test_report_on_a_postgresql_journal_matches_sqlite(url: str, project_dir: Pa
             return cli("--db", db, *args)
 
         assert on("init").exit_code == 0
-        assert on("import", str(TASKS), "--session", SESSION).exit_code == 0
+        # Each journal exports to its own dir: two journals may not own one directory.
+        own_dir = ["--export-dir", f"plan/{name}"]
+        assert on("import", str(TASKS), "--session", SESSION, *own_dir).exit_code == 0
         busy_session(on)
         result = on("report", "-o", f"{name}.html")
         assert result.exit_code == 0, result.stderr
