@@ -43,7 +43,7 @@ def report(obj: AppContext, session: str | None, out: str, until: str | None) ->
     from projections.batch_runs import parse_time  # noqa: PLC0415
     from projections.report import session_report  # noqa: PLC0415
 
-    store = obj.store()
+    store = obj.store(read_only=True)
     if session is not None:
         store.require_session(session)
     until_seq = _parse_until(store, until) if until is not None else None

@@ -219,15 +219,16 @@ def test_durability_full_by_default_normal_on_request(backend: Backend) -> None:
 
 def test_older_journal_is_migrated_keeping_its_events(backend: Backend) -> None:
     """A version-1 journal (events only) gains the checkpoints table and the (stream, seq)
-    index on open, each block logged."""
+    index by its first write (SQLite; PostgreSQL on open), each block logged; it reads as
+    it is before."""
     backend.create_at_version_1()
     backend.raw(RAW_INSERT, (1, "s", 1, "SessionCreated", '{"export_dir": "x"}', "{}",
                              "2026-01-01T00:00:00.000000Z", "a"))
     with capture_logs() as logs, backend.open() as j:
-        assert j.schema_version == 3
         assert [(e.type, e.data) for e in j.read()] == [("SessionCreated", {"export_dir": "x"})]
         assert j.checkpoint("tasks", "s") is None
         j.save_checkpoint(Checkpoint("tasks", "s", 1, b"{}", None, None))
+        assert j.schema_version == 3
         assert j.append("s", [status()]).first_seq == 2
     assert [entry["to_version"] for entry in logs if entry["event"] == "journal_migrated"] == [2, 3]
 
