@@ -32,13 +32,26 @@ _KINDS = (
 
 
 def open_read_only(path: Path, *, timeout_s: float = 5.0) -> tuple[sqlite3.Connection, bool]:
-    """(a read-only connection that has really opened `path`, whether it is immutable).
+    """(a connection that reads `path` and cannot write it, whether it is immutable),
+    having really opened the file (SQLite opens lazily, on the first statement).
 
-    `mode=ro` first; on read-only media, where SQLite cannot create the -shm a WAL reader
-    needs (SQLITE_CANTOPEN), `immutable=1`, which is exact only while no commit waits in
-    the -wal: with one there, JournalError rather than a silently older journal. SQLite
-    errors of the first read are raised as they are, for the caller to judge and retry.
+    Where the file and its directory are writable: a normal connection with
+    `query_only`, which SQLite holds to, and which removes the -wal and -shm on close
+    like any other (`mode=ro` would leave them behind, empty). Elsewhere `mode=ro`; and on
+    read-only media, where SQLite cannot create the -shm a WAL reader needs
+    (SQLITE_CANTOPEN), `immutable=1`, exact only while no commit waits in the -wal: with
+    one there, JournalError rather than a silently older journal. SQLite errors of the
+    first read are raised as they are, for the caller to judge and retry.
     """
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        conn = _connect_uri(f"file:{urllib.parse.quote(str(path.absolute()))}", timeout_s)
+        try:
+            conn.execute("PRAGMA query_only=ON")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error:
+            conn.close()
+            raise
+        return conn, False
     conn = _connect_uri(read_only_uri(path), timeout_s)
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -84,22 +97,24 @@ def check_journal_file(path: Path, *, create: bool) -> bool:
         raise _unreadable(path, exc) from None
     defect = journal_file_defect(path, info)
     if defect is not None:
-        raise JournalCorruptError(f"journal {path} {defect}")
+        what, remedy = defect
+        raise JournalCorruptError(f"journal {path} {what}: {remedy}")
     return True
 
 
-def journal_file_defect(path: Path, info: os.stat_result) -> str | None:
-    """Why the existing `path` cannot be a journal ("is a FIFO, ..."), or None."""
+def journal_file_defect(path: Path, info: os.stat_result) -> tuple[str, str] | None:
+    """(why the existing `path` cannot be a journal, what to do), or None when it can."""
     if stat.S_ISDIR(info.st_mode):
-        return "is a directory, not a file: pass --db with a journal file"
+        return "is a directory, not a file", "pass --db with a journal file"
     for is_kind, kind in _KINDS:
         if is_kind(info.st_mode):
-            return f"is {kind}, not a journal file: pass --db with an evstore journal"
+            return f"is {kind}, not a journal file", "pass --db with an evstore journal"
     if info.st_size == 0:
-        return ("is an empty file (0 bytes), not an evstore journal: restore it from a "
-                "backup, or delete it and run `evstore init` if it never held events")
+        return ("is an empty file (0 bytes), not an evstore journal",
+                "restore it from a backup, or delete it and run `evstore init` if it never "
+                "held events")
     if _read_header(path) != SQLITE_HEADER:
-        return "is not an SQLite database: pass --db with an evstore journal"
+        return "is not an SQLite database", "pass --db with an evstore journal"
     return None
 
 
