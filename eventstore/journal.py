@@ -562,12 +562,21 @@ class SQLiteJournal(JournalReads):
 
     def _damage(self, conn: sqlite3.Connection) -> list[str] | None:
         """What `PRAGMA quick_check` finds wrong ([] when nothing), or None when the check
-        itself could not read the file: only a finding is evidence of damage."""
-        try:
-            rows = conn.execute("PRAGMA quick_check").fetchall()
-        except sqlite3.Error:
-            return None
-        return [str(row[0]) for row in rows if row[0] != "ok"]
+        itself could not read the file: only a finding is evidence of damage. A check that
+        SQLite aborts as malformed counts only when it does so every time: a failed read
+        can pass for a malformed page once, not on every attempt."""
+        malformed: list[str] = []
+        for _ in range(_DAMAGE_CHECKS):
+            try:
+                rows = conn.execute("PRAGMA quick_check").fetchall()
+            except sqlite3.Error as exc:
+                name = getattr(exc, "sqlite_errorname", "") or ""
+                if not name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+                    return None
+                malformed.append(f"{name}: {exc}")
+                continue
+            return [str(row[0]) for row in rows if row[0] != "ok"]
+        return malformed[-1:]
 
     # --- transactions -----------------------------------------------------------------
 
@@ -877,6 +886,7 @@ def _user() -> str:
 
 
 _CHECKPOINTS_SINCE = 2  # the schema block that adds the checkpoints table
+_DAMAGE_CHECKS = 4
 
 
 def outdated_note(found: int) -> str:
