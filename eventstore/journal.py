@@ -539,12 +539,7 @@ class SQLiteJournal(JournalReads):
                 try:
                     return fn()
                 except sqlite3.Error as exc:
-                    error = translate(exc, self.path)
-                    if isinstance(error, JournalReadError) and error.suspect_damage:
-                        damage = None if conn is None else self._damage(conn)
-                        if damage:
-                            raise JournalCorruptError(_damaged(self.path, damage)) from exc
-                    raise error from exc
+                    raise translate(exc, self.path) from exc
 
         def on_retry(attempt_no: int, delay_s: float, exc: BaseException) -> None:
             log.warning("journal_read_retry", attempt=attempt_no,
@@ -554,6 +549,12 @@ class SQLiteJournal(JournalReads):
         try:
             result: T = self._read_retry.call(attempt, retryable=_transient, on_retry=on_retry)
         except JournalReadError as exc:
+            # Malformed on every attempt: now, and only now, ask the integrity check.
+            if exc.suspect_damage and conn is not None:
+                with self._lock:
+                    damage = self._damage(conn)
+                if damage:
+                    raise JournalCorruptError(_damaged(self.path, damage)) from exc
             raise JournalReadError(
                 f"{exc} (after {self._read_retry.max_attempts} attempts)",
                 suspect_damage=exc.suspect_damage,
@@ -575,7 +576,8 @@ class SQLiteJournal(JournalReads):
                     return None
                 malformed.append(f"{name}: {exc}")
                 continue
-            return [str(row[0]) for row in rows if row[0] != "ok"]
+            findings = check_findings(rows)
+            return None if read_failed_during_check(findings) else findings
         return malformed[-1:]
 
     # --- transactions -----------------------------------------------------------------
@@ -886,7 +888,22 @@ def _user() -> str:
 
 
 _CHECKPOINTS_SINCE = 2  # the schema block that adds the checkpoints table
-_DAMAGE_CHECKS = 4
+_DAMAGE_CHECKS = 8
+_UNREAD_PAGE = "failed to get page"
+_UNREAD_PAGE_TOO = "unable to get the page"
+
+
+def check_findings(rows: Iterable[tuple[Any, ...]]) -> list[str]:
+    """The lines of an integrity_check or quick_check result that report something."""
+    return [line for (row, *_) in rows for line in str(row).splitlines()
+            if line not in ("ok", "*** in database main ***")]
+
+
+def read_failed_during_check(findings: Sequence[str]) -> bool:
+    """Whether the check could not read some pages ("failed to get page 35", "unable to
+    get the page. error code=266"): then its other findings (pages "never used") follow
+    from that, and say nothing about the file."""
+    return any(_UNREAD_PAGE in line or _UNREAD_PAGE_TOO in line for line in findings)
 
 
 def outdated_note(found: int) -> str:

@@ -50,7 +50,14 @@ from eventstore.events import (
     ItemStatusChanged,
     ItemUpdated,
 )
-from eventstore.journal import Durability, SQLiteJournal, translate, utc_now
+from eventstore.journal import (
+    Durability,
+    SQLiteJournal,
+    check_findings,
+    read_failed_during_check,
+    translate,
+    utc_now,
+)
 from eventstore.journal_file import journal_file_defect, open_read_only
 from eventstore.locate import STATE_DIR, find_project_root, is_url, redact_url
 from eventstore.logs import get_logger
@@ -948,6 +955,12 @@ def _read_sqlite(path: Path) -> tuple[int | None, list[str], bool]:
         conn.close()
 
 
+class _ReadFailedDuringCheck(sqlite3.DatabaseError):
+    """The integrity check could not read some pages: no verdict on the file."""
+
+    sqlite_errorname = "SQLITE_IOERR_READ"
+
+
 def _retry_reads(read: Callable[[], _T], attempts: int = 9) -> _T:
     """`read()` again, briefly later, while SQLite fails to read a page in a way that may
     pass (an I/O error, or a malformed page met mid-read): on the same connection, which
@@ -972,12 +985,10 @@ def _examine_sqlite(conn: sqlite3.Connection, path: Path, latest: int) -> tuple[
                 f"journal {path} has schema version {version}, newer than this evstore "
                 f"supports ({latest}): upgrade evstore"
             )
-        failures = [
-            f"fails its integrity check: {line}"
-            for (row,) in conn.execute("PRAGMA integrity_check").fetchall()
-            for line in str(row).splitlines()
-            if line not in ("ok", "*** in database main ***")
-        ]
+        findings = check_findings(conn.execute("PRAGMA integrity_check").fetchall())
+        if read_failed_during_check(findings):
+            raise _ReadFailedDuringCheck(findings[0])
+        failures = [f"fails its integrity check: {line}" for line in findings]
         tables = conn.execute(
             "SELECT count(*) FROM sqlite_master"
             " WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
