@@ -8,6 +8,7 @@ another writer's, in this process or another.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
@@ -24,6 +25,7 @@ from typing import Any, Literal, TypeVar
 import orjson
 
 from eventstore import schema
+from eventstore.atomic import fsync_directory
 from eventstore.errors import (
     ConcurrencyError,
     InvalidInputError,
@@ -402,13 +404,8 @@ class SQLiteJournal(JournalReads):
     def _connect(self, *, create: bool, busy_timeout_ms: int) -> sqlite3.Connection:
         existed = check_journal_file(self.path, create=create)
         if not existed:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise JournalWriteError(
-                    f"journal {self.path} cannot be created: {exc.strerror or exc}"
-                    f"{_on_read_only_fs(self.path.parent)}"
-                ) from None
+            self._create_whole()
+            existed = True
         conn = self._open_connection(busy_timeout_ms)
         try:
             # Read the version before anything that could write: a journal from a newer
@@ -436,13 +433,9 @@ class SQLiteJournal(JournalReads):
                 self._refuse_damage(conn)  # `init` on a damaged journal must not bless it
             conn.execute(f"PRAGMA synchronous={self.durability.upper()}")
             mode = self._read_on(conn, lambda: conn.execute("PRAGMA journal_mode").fetchone()[0])
-            # Switching to WAL and migrating both write the file: a new journal gets them
-            # now; an existing one with the first write, in its transaction, so a command
-            # refused before it writes leaves every byte as it was.
-            if not existed:
-                conn.execute("PRAGMA journal_mode=WAL")
-            else:
-                self._wal_on_write = str(mode).lower() != "wal"
+            # Switching to WAL and migrating both write the file: with the first write, in
+            # its transaction, so a command refused before it writes leaves every byte.
+            self._wal_on_write = str(mode).lower() != "wal"
             self._migrate_on_write = found < latest
         except sqlite3.Error as exc:
             conn.close()
@@ -464,6 +457,38 @@ class SQLiteJournal(JournalReads):
                 conn.close()
                 raise
         return conn
+
+    def _create_whole(self) -> None:
+        """Build a new journal under a temporary name, schema and all, then link it into
+        place: nobody ever sees an empty file at the path (which every command refuses as
+        a lost journal), and of two racing `init`s the second opens the first's journal."""
+        directory = self.path.parent
+        temp = directory / f".{self.path.name}.{os.urandom(8).hex()}.tmp"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(temp, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self.durability.upper()}")
+                conn.execute("BEGIN IMMEDIATE")
+                self._apply_migrations(conn)
+                conn.execute("COMMIT")
+            finally:
+                conn.close()  # the last connection: the -wal is folded in and removed
+            with contextlib.suppress(FileExistsError):
+                os.link(temp, self.path)
+            fsync_directory(directory)
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+        except OSError as exc:
+            raise JournalWriteError(
+                f"journal {self.path} cannot be created: {exc.strerror or exc}"
+                f"{_on_read_only_fs(directory)}"
+            ) from None
+        finally:
+            for leftover in (temp, Path(f"{temp}-wal"), Path(f"{temp}-shm")):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
 
     def _open_connection(self, busy_timeout_ms: int) -> sqlite3.Connection:
         """A connection that has really opened the file (SQLite opens lazily)."""

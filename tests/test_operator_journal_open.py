@@ -301,3 +301,29 @@ def test_init_inside_a_project_refuses_naming_the_outer_journal(project: Path, r
     assert forced.returncode == 0, forced.stderr
     assert forced.stdout == f"Initialized empty evstore journal in {inner / JOURNAL}\n"
     assert run("--db", str(inner / "elsewhere.db"), "init", cwd=inner).returncode == 0
+
+
+def test_init_never_shows_an_empty_file_and_racing_inits_share_one_journal(
+    project_dir: Path, procs: list[subprocess.Popen[str]]
+) -> None:
+    """The journal appears whole (built under a temporary name, then linked into place):
+    a command running beside `init` never meets the empty file it would refuse."""
+    from support import evstore_bin  # noqa: PLC0415
+
+    env = {k: v for k, v in os.environ.items() if k != "EVSTORE_DB"}
+    for _ in range(3):
+        procs.append(subprocess.Popen(  # noqa: S603
+            [evstore_bin(), "init"], cwd=project_dir, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    journal = project_dir / JOURNAL
+    seen_empty = False
+    while any(p.poll() is None for p in procs):
+        try:
+            seen_empty |= journal.stat().st_size == 0
+        except FileNotFoundError:
+            pass
+    outcomes = [(p.returncode, *p.communicate()) for p in procs]
+    assert [code for code, _, _ in outcomes] == [0, 0, 0], outcomes
+    assert not seen_empty
+    assert sorted(path.name for path in journal.parent.iterdir()) == ["journal.db"]
+    assert user_version(journal) == LATEST
