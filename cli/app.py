@@ -62,11 +62,11 @@ class EvstoreGroup(click.Group):
                 for line in getattr(exc, "history", ()):  # FixLimitError: what was tried
                     click.echo(line, err=True)
                 sys.exit(exc.exit_code)
-            if _out_of_descriptors(exc):
+            if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
                 # A resource of the machine, not a bug: the same command works once the
                 # limit allows it. Exit 5, as when the journal itself cannot be opened.
-                where = f" at {exc.filename}" if getattr(exc, "filename", None) else ""
-                _fail(f"too many open files{where} ({errno.errorcode[exc.errno]}): raise the "  # type: ignore[attr-defined]
+                where = f" at {exc.filename}" if exc.filename else ""
+                _fail(f"too many open files{where} ({errno.errorcode[exc.errno]}): raise the "
                       "open-file limit (ulimit -n) and run the command again", 5)
             from cli.logs import reapply_logging  # noqa: PLC0415
             from eventstore.logs import get_logger  # noqa: PLC0415
@@ -75,10 +75,6 @@ class EvstoreGroup(click.Group):
             get_logger("evstore.cli").exception("unexpected_error")
             _fail(f"unexpected {type(exc).__name__}: {exc} (please report it)", 1)
         sys.exit(result if isinstance(result, int) else 0)
-
-
-def _out_of_descriptors(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE)
 
 
 def _fail(message: str, code: int) -> None:

@@ -396,6 +396,7 @@ class SQLiteJournal(JournalReads):
         self._found_version = 0
         self._migrate_on_write = False
         self._wal_on_write = False
+        self._writing = False
         self.immutable = False
         self._conn = self._connect(create=create, busy_timeout_ms=busy_timeout_ms)
 
@@ -566,6 +567,12 @@ class SQLiteJournal(JournalReads):
                 except sqlite3.Error as exc:
                     raise translate(exc, self.path) from exc
 
+        if self._writing:
+            # Inside a write transaction a failed read may have made SQLite roll it back:
+            # retrying here would run the rest of it outside any transaction. The whole
+            # transaction is retried instead (_with_busy_retry).
+            return attempt()
+
         def on_retry(attempt_no: int, delay_s: float, exc: BaseException) -> None:
             log.warning("journal_read_retry", attempt=attempt_no,
                         max_attempts=self._read_retry.max_attempts,
@@ -619,17 +626,28 @@ class SQLiteJournal(JournalReads):
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise translate(exc, self.path) from exc
+            self._writing = True
             try:
                 if self._migrate_on_write:
                     self._apply_migrations(self._conn)
                 yield self._conn
+                if not self._conn.in_transaction:  # SQLite rolled it back after an error
+                    raise JournalReadError(
+                        f"journal {self.path}: a read failed inside a write transaction "
+                        "and SQLite rolled it back"
+                    )
                 self._conn.execute("COMMIT")
             except BaseException as exc:
                 if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                    # A rollback that fails (the disk again) leaves SQLite to roll back
+                    # on close; the error that matters is the first one.
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
                     raise translate(exc, self.path) from exc
                 raise
+            finally:
+                self._writing = False
             if self._migrate_on_write:
                 self._migrate_on_write = False
                 self._found_version = schema.latest_version(self.backend)

@@ -163,3 +163,34 @@ def test_a_damaged_journal_is_called_damaged_once_checked(project: Path, run: Ru
     line = one_error_line(result)
     assert "is damaged: its integrity check fails" in line
     assert line.endswith("restore it from a backup")
+
+
+def test_appends_under_read_errors_write_exactly_what_they_acknowledge(
+    project: Path, libfiu_pread: None
+) -> None:
+    """Retrying reads must never retry one inside a write transaction that SQLite rolled
+    back after the failed read: the rest would run outside any transaction. Each exit 0 is
+    one event, each failure none."""
+    import sqlite3  # noqa: PLC0415
+
+    def count() -> int:
+        con = sqlite3.connect(project / JOURNAL)
+        try:
+            return int(con.execute("SELECT count(*) FROM events WHERE type = 'ItemStatusChanged'"
+                                   " AND json_extract(data, '$.reason') = 'flaky'").fetchone()[0])
+        finally:
+            con.close()
+
+    flaky = fiu(f"enable_random name={PREAD},probability=0.1")
+    acknowledged = 0
+    for n in range(8):
+        status = "Complete" if n % 2 else "Implementing"
+        result = fk.evstore("append", "--session", SESSION, ITEM, status, "--reason", "flaky",
+                            prefix=flaky, cwd=project)
+        assert "Traceback" not in result.stderr and "cannot commit" not in result.stderr, result.stderr
+        if result.returncode == 0:
+            acknowledged += 1
+        else:
+            assert result.returncode == 5, result.stderr
+            assert "backup" not in result.stderr
+        assert count() == acknowledged
