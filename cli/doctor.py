@@ -43,7 +43,8 @@ def doctor(obj: AppContext, *, fix: bool, as_json: bool) -> None:
     it was written. Checking alone writes nothing.
 
     Exit 0 when healthy (or when everything found was fixed), 1 when problems
-    remain, 5 when there is no journal or it is from a newer evstore.
+    remain, 5 when there is no journal, it is from a newer evstore, or it cannot be read
+    (an I/O error that outlasted its retries: no verdict on the file).
 
     \b
     --json prints one object:

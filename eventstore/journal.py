@@ -488,7 +488,7 @@ class SQLiteJournal(JournalReads):
             ) from None
         finally:
             for leftover in (temp, Path(f"{temp}-wal"), Path(f"{temp}-shm")):
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):  # absent, or never made (read-only)
                     leftover.unlink()
 
     def _open_connection(self, busy_timeout_ms: int) -> sqlite3.Connection:

@@ -155,10 +155,14 @@ def read_only_uri(path: Path, *, immutable: bool = False) -> str:
 
 
 def on_read_only_file_system(path: Path) -> bool:
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
+    """Whether `path` (or, when it does not exist yet, its directory) is on a file system
+    mounted read-only."""
+    for candidate in (path, path.parent):
+        try:
+            return bool(os.statvfs(candidate).f_flag & os.ST_RDONLY)
+        except OSError:
+            continue
+    return False
 
 
 def wal_holds_commits(path: Path) -> bool:

@@ -94,7 +94,7 @@ def test_read_only_commands_read_a_journal_on_read_only_media(
 def test_write_commands_say_read_only_file_system(project: Path, read_only_state: Path, run: Run) -> None:
     before = snapshot(project)
     for command in (("append", "--session", SESSION, ITEM, "Complete"), ("project",),
-                    ("doctor", "--fix")):
+                    ("doctor", "--fix"), ("init",), ("--db", ".evstore/new.db", "init")):
         result = run(*command, cwd=project)
         assert result.returncode == 5, (command, result.stdout, result.stderr)
         line = one_error_line(result)
