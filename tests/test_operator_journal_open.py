@@ -327,3 +327,27 @@ def test_init_never_shows_an_empty_file_and_racing_inits_share_one_journal(
     assert not seen_empty
     assert sorted(path.name for path in journal.parent.iterdir()) == ["journal.db"]
     assert user_version(journal) == LATEST
+
+
+def test_a_read_that_may_pass_is_classified_transient_whatever_sqlite_called_it(
+    project: Path,
+) -> None:
+    """What a recovered read error is recorded as (`evstore errors`): SQLite's
+    SQLITE_CORRUPT from a failed read is no verdict on the file."""
+    from eventstore.classify import classify  # noqa: PLC0415
+    from eventstore.journal import translate  # noqa: PLC0415
+
+    con = sqlite3.connect(project / JOURNAL)
+    try:
+        con.execute("SELECT * FROM no_such_table")
+    except sqlite3.Error as exc:
+        exc.sqlite_errorname = "SQLITE_CORRUPT"  # type: ignore[attr-defined] - as a failed read reports it
+        error = translate(exc, project / JOURNAL)
+        error.__cause__ = exc
+    finally:
+        con.close()
+    assert type(error).__name__ == "JournalReadError"
+    assert "backup" not in str(error)
+    found = classify(error)
+    assert (found.recoverability, found.category, found.retryable) == ("recoverable", "transient", True)
+    assert found.code == "SQLITE_CORRUPT"
