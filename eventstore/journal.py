@@ -36,12 +36,12 @@ from eventstore.errors import (
     JournalSchemaError,
     JournalWriteError,
 )
+from eventstore.events import EVENT_TYPES, Event, parse_event, upcast
 from eventstore.journal_file import (
     check_journal_file,
     on_read_only_file_system,
     open_read_only,
 )
-from eventstore.events import EVENT_TYPES, Event, parse_event, upcast
 from eventstore.logs import get_logger
 from eventstore.progress import Progress, reporting
 from eventstore.retry import RetryPolicy
@@ -95,12 +95,12 @@ class StoredEvent:
         "version",
     )
 
-    def __init__(  # noqa: PLR0913 - one argument per journal column
+    def __init__(
         self,
         seq: int,
         stream: str,
         version: int,
-        type: str,  # noqa: A002 - the journal's column name
+        type: str,
         data: dict[str, Any],
         meta: bytes | str | dict[str, Any],
         recorded_at: str,
@@ -178,7 +178,7 @@ class StreamInfo:
     last_recorded_at: str
 
 
-def translate(exc: sqlite3.Error, path: Path) -> JournalError:
+def translate(exc: sqlite3.Error, path: Path) -> JournalError:  # noqa: PLR0911 - one per result-code family
     """Map an sqlite3 error to evstore's tree by SQLite's result code, never its message."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     if name in _BUSY_NAMES or (not name and "locked" in str(exc)):
@@ -285,7 +285,7 @@ class JournalReads:
         if types:
             clauses.append(f"type IN ({','.join('?' * len(types))})")
             params.extend(types)
-        sql = f"SELECT {self.event_columns} FROM events WHERE {' AND '.join(clauses)} ORDER BY seq"  # noqa: S608 - fixed clauses, values bound
+        sql = f"SELECT {self.event_columns} FROM events WHERE {' AND '.join(clauses)} ORDER BY seq"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -367,7 +367,7 @@ class SQLiteJournal(JournalReads):
 
     backend = "sqlite"
 
-    def __init__(  # noqa: PLR0913 - every knob is keyword-only and has a default
+    def __init__(
         self,
         path: str | os.PathLike[str],
         *,
@@ -402,7 +402,7 @@ class SQLiteJournal(JournalReads):
 
     # --- opening ----------------------------------------------------------------------
 
-    def _connect(self, *, create: bool, busy_timeout_ms: int) -> sqlite3.Connection:
+    def _connect(self, *, create: bool, busy_timeout_ms: int) -> sqlite3.Connection:  # noqa: C901 - one check per way a file can fail to be a journal
         existed = check_journal_file(self.path, create=create)
         if not existed:
             self._create_whole()
@@ -495,7 +495,8 @@ class SQLiteJournal(JournalReads):
         """A connection that has really opened the file (SQLite opens lazily)."""
         timeout = busy_timeout_ms / 1000
         if self.read_only:
-            conn, self.immutable = self._read_on(None, lambda: open_read_only(self.path, timeout_s=timeout))
+            opened = self._read_on(None, lambda: open_read_only(self.path, timeout_s=timeout))
+            conn, self.immutable = opened
             return conn
         try:
             return sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
@@ -631,12 +632,7 @@ class SQLiteJournal(JournalReads):
                 if self._migrate_on_write:
                     self._apply_migrations(self._conn)
                 yield self._conn
-                if not self._conn.in_transaction:  # SQLite rolled it back after an error
-                    raise JournalReadError(
-                        f"journal {self.path}: a read failed inside a write transaction "
-                        "and SQLite rolled it back"
-                    )
-                self._conn.execute("COMMIT")
+                self._commit()
             except BaseException as exc:
                 if self._conn.in_transaction:
                     # A rollback that fails (the disk again) leaves SQLite to roll back
@@ -651,6 +647,14 @@ class SQLiteJournal(JournalReads):
             if self._migrate_on_write:
                 self._migrate_on_write = False
                 self._found_version = schema.latest_version(self.backend)
+
+    def _commit(self) -> None:
+        if not self._conn.in_transaction:  # SQLite rolled it back after an error
+            raise JournalReadError(
+                f"journal {self.path}: a read failed inside a write transaction and SQLite "
+                "rolled it back"
+            )
+        self._conn.execute("COMMIT")
 
     def _with_busy_retry(self, fn: Callable[[], Any]) -> Any:
         failures: list[BaseException] = []
@@ -676,8 +680,8 @@ class SQLiteJournal(JournalReads):
     def _record_recovered(self, exc: BaseException, retries: int, started: float) -> None:
         # A busy journal that came free after retries is a handled failure worth counting
         # (`evstore errors`); best effort, and never recursively.
-        from eventstore.classify import classify  # noqa: PLC0415 - only after a retry
-        from eventstore.events import ErrorRecorded  # noqa: PLC0415
+        from eventstore.classify import classify
+        from eventstore.events import ErrorRecorded
 
         self._recording = True
         try:
@@ -687,14 +691,14 @@ class SQLiteJournal(JournalReads):
                 resolution_time_ms=round((time.monotonic() - started) * 1000, 1),
                 **classify(exc).fields(),  # type: ignore[arg-type]
             )])
-        except Exception as record_exc:  # noqa: BLE001 - never mask what was recorded
+        except Exception as record_exc:
             log.warning("error_not_recorded", error=str(record_exc))
         finally:
             self._recording = False
 
     # --- append -----------------------------------------------------------------------
 
-    def append(  # noqa: PLR0913 - keyword-only options of one operation
+    def append(
         self,
         stream: str,
         events: Sequence[Event],
@@ -804,7 +808,7 @@ class SQLiteJournal(JournalReads):
     ) -> AppendResult | None:
         marks = ",".join("?" * len(given))
         found = conn.execute(
-            f"SELECT seq, stream, version FROM events WHERE event_id IN ({marks})"  # noqa: S608
+            f"SELECT seq, stream, version FROM events WHERE event_id IN ({marks})"
             " ORDER BY seq",
             given,
         ).fetchall()
@@ -829,7 +833,7 @@ class SQLiteJournal(JournalReads):
         column = "+stream" if version * 2 >= head - after else "stream"
         sql = (
             "SELECT seq, version, type, data, recorded_at, schema_version FROM events"
-            f" WHERE {column} = ? AND seq > ?"  # noqa: S608 - one of two fixed spellings
+            f" WHERE {column} = ? AND seq > ?"
         )
         params: list[Any] = [stream, after]
         if until is not None:
@@ -883,7 +887,7 @@ class SQLiteJournal(JournalReads):
         return [row[0] for row in rows if row[0] != "ok"]
 
     def table_counts(self) -> dict[str, int]:
-        import sqlite_utils  # noqa: PLC0415 - inspection only; keeps the append path lean
+        import sqlite_utils
 
         with self._lock:
             db = sqlite_utils.Database(self._conn)

@@ -110,9 +110,9 @@ def journal_file_defect(path: Path, info: os.stat_result) -> tuple[str, str] | N
         if is_kind(info.st_mode):
             return f"is {kind}, not a journal file", "pass --db with an evstore journal"
     if info.st_size == 0:
-        return ("is an empty file (0 bytes), not an evstore journal",
-                "restore it from a backup, or delete it and run `evstore init` if it never "
-                "held events")
+        remedy = ("restore it from a backup, or delete it and run `evstore init` if it never "
+                  "held events")
+        return "is an empty file (0 bytes), not an evstore journal", remedy
     if _read_header(path) != SQLITE_HEADER:
         return "is not an SQLite database", "pass --db with an evstore journal"
     return None
@@ -144,7 +144,8 @@ def _unreadable(path: Path, exc: OSError) -> JournalError:
         return JournalWriteError(
             f"journal {path} cannot be read: {exc.strerror} ({name}): fix its permissions"
         )
-    return JournalError(f"journal {path} cannot be read: {exc.strerror or exc} ({name or exc.errno})")
+    reason = f"{exc.strerror or exc} ({name or exc.errno})"
+    return JournalError(f"journal {path} cannot be read: {reason}")
 
 
 def read_only_uri(path: Path, *, immutable: bool = False) -> str:

@@ -976,7 +976,9 @@ def _retry_reads(read: Callable[[], _T], attempts: int = 9) -> _T:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _examine_sqlite(conn: sqlite3.Connection, path: Path, latest: int) -> tuple[int | None, list[str], bool]:
+def _examine_sqlite(
+    conn: sqlite3.Connection, path: Path, latest: int
+) -> tuple[int | None, list[str], bool]:
     version = None
     try:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])

@@ -1,4 +1,6 @@
-"""Opening the journal, whatever lies at its path (issue 11, items 4, 5, 10, 11; docs/design.md §3, §10, §11).
+"""Opening the journal, whatever lies at its path.
+
+Issue 11, items 4, 5, 10 and 11; docs/design.md §3, §10, §11.
 
 Real journals, real `evstore` processes: an empty file or a FIFO where the journal should
 be, a journal with an older schema that read-only and refused commands must leave byte
@@ -9,6 +11,7 @@ test_operator_journal_open_faults.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -16,10 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support import INITIAL, SESSION, seed, snapshot
+from support import INITIAL, SESSION, evstore_bin, seed, snapshot
 
 from eventstore import Store, schema
+from eventstore.classify import classify
 from eventstore.events import ItemStatusChanged
+from eventstore.journal import translate
 from projections import DEFAULT
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -101,7 +106,9 @@ def test_doctor_calls_an_empty_journal_corrupt_and_fix_leaves_it(project: Path, 
         result = run(*args, cwd=project)
         assert result.returncode == 1, result.stderr
         first = result.stdout.splitlines()[0]
-        assert first.startswith("JOURNAL_CORRUPT  journal .evstore/journal.db is an empty file (0 bytes)")
+        assert first.startswith(
+            "JOURNAL_CORRUPT  journal .evstore/journal.db is an empty file (0 bytes)"
+        )
         assert "JOURNAL_SCHEMA_OUTDATED" not in result.stdout
     assert snapshot(project) == before  # tasks.json keeps its backlog; no empty journal made
 
@@ -145,7 +152,8 @@ def corrupt_a_page(path: Path) -> None:
 def test_init_on_a_damaged_journal_checks_it_and_exits_5(project: Path, run: Run) -> None:
     with Store.open(project / JOURNAL, projections=DEFAULT) as store:
         for n in range(150):  # enough events for several leaf pages
-            store.append(SESSION, [ItemStatusChanged(item_id="P1", status="Complete" if n % 2 else "Planned")])
+            status = "Complete" if n % 2 else "Planned"
+            store.append(SESSION, [ItemStatusChanged(item_id="P1", status=status)])
     corrupt_a_page(project / JOURNAL)
     before = snapshot(project)
     result = run("init", cwd=project)
@@ -174,16 +182,20 @@ def test_read_only_commands_leave_an_older_journal_as_it_is(
     out = tmp_path_factory.mktemp("replayed")
     for command in (*READ_ONLY, ("replay", "--session", SESSION, "--out", str(out))):
         result = run(*command, cwd=project)
-        assert result.returncode in (0, 1), (command, result.stderr)  # 1: status lags, doctor finds
+        # 1: status finds projections lagging (no checkpoints yet), doctor the old schema
+        assert result.returncode in (0, 1), (command, result.stderr)
         assert "Traceback" not in result.stderr
         assert snapshot(project) == before, command
     assert user_version(project / JOURNAL) == 1
     status = run("status", cwd=project)
-    assert (f"schema 1, run any write command or `evstore doctor --fix` to migrate, head seq 3"
-            in status.stdout)
-    assert (out / "tasks.json").read_bytes() == (project / "plan" / SESSION / "tasks.json").read_bytes()
+    note = "schema 1, run any write command or `evstore doctor --fix` to migrate, head seq 3"
+    assert note in status.stdout
+    exported = project / "plan" / SESSION / "tasks.json"
+    assert (out / "tasks.json").read_bytes() == exported.read_bytes()
     doctor = run("doctor", cwd=project)
-    assert doctor.stdout.startswith("JOURNAL_SCHEMA_OUTDATED  journal .evstore/journal.db has schema version 1")
+    assert doctor.stdout.startswith(
+        "JOURNAL_SCHEMA_OUTDATED  journal .evstore/journal.db has schema version 1"
+    )
 
 
 def test_a_refused_append_leaves_an_older_journal_byte_for_byte(project: Path, run: Run) -> None:
@@ -191,7 +203,8 @@ def test_a_refused_append_leaves_an_older_journal_byte_for_byte(project: Path, r
     before = snapshot(project)
     refused = run("append", "--session", SESSION, "P1.M9", "Complete", cwd=project)
     assert refused.returncode == 2, refused.stderr
-    assert one_error_line(refused) == f"evstore: error: unknown item 'P1.M9' in session '{SESSION}'"
+    expected = f"evstore: error: unknown item 'P1.M9' in session '{SESSION}'"
+    assert one_error_line(refused) == expected
     assert snapshot(project) == before
     assert user_version(project / JOURNAL) == 1
     accepted = run("append", "--session", SESSION, ITEM, "Complete", cwd=project)
@@ -234,10 +247,14 @@ def test_doctor_reports_a_fifo_as_a_corrupt_journal(project_dir: Path, run: Run)
     os.mkfifo(journal)
     result = run("doctor", "--fix", cwd=project_dir, timeout=30)
     assert result.returncode == 1, result.stderr
-    assert result.stdout.startswith("JOURNAL_CORRUPT  journal .evstore/journal.db is a FIFO, not a journal file")
+    assert result.stdout.startswith(
+        "JOURNAL_CORRUPT  journal .evstore/journal.db is a FIFO, not a journal file"
+    )
 
 
-def test_a_percent_in_a_url_password_is_refused_without_a_traceback(project_dir: Path, run: Run) -> None:
+def test_a_percent_in_a_url_password_is_refused_without_a_traceback(
+    project_dir: Path, run: Run
+) -> None:
     result = run("--db", "postgresql://u:s%ecret@127.0.0.1:1/db", "status", cwd=project_dir)
     assert result.returncode == 2, result.stderr
     line = one_error_line(result)
@@ -258,20 +275,19 @@ def test_a_libpq_conninfo_string_is_a_server_and_its_password_is_hidden(
     assert result.returncode == 5, result.stderr
     line = one_error_line(result)
     assert "hunter" not in result.stderr
-    assert line.startswith("evstore: error: journal host=127.0.0.1 port=1 user=u password=*** dbname=j")
+    shown = "host=127.0.0.1 port=1 user=u password=*** dbname=j"
+    assert line.startswith(f"evstore: error: journal {shown}")
     assert "is unavailable" in line  # tried as a server, not looked for as a file
     assert "no journal at" not in line
 
 
-def test_out_of_descriptors_is_one_line_and_exit_5(project: Path, run: Run) -> None:
-    prlimit = "/usr/bin/prlimit"
-    if not os.path.exists(prlimit):
+def test_out_of_descriptors_is_one_line_and_exit_5(project: Path) -> None:
+    prlimit = Path("/usr/bin/prlimit")
+    if not prlimit.exists():
         pytest.skip("needs prlimit (util-linux)")
     before = snapshot(project)
-    from support import evstore_bin  # noqa: PLC0415
-
-    result = subprocess.run(  # noqa: S603
-        [prlimit, "--nofile=6", evstore_bin(), "doctor"], cwd=project, capture_output=True,
+    result = subprocess.run(
+        [str(prlimit), "--nofile=6", evstore_bin(), "doctor"], cwd=project, capture_output=True,
         text=True, timeout=60, check=False,
     )
     assert result.returncode == 5, result.stderr
@@ -308,20 +324,17 @@ def test_init_never_shows_an_empty_file_and_racing_inits_share_one_journal(
 ) -> None:
     """The journal appears whole (built under a temporary name, then linked into place):
     a command running beside `init` never meets the empty file it would refuse."""
-    from support import evstore_bin  # noqa: PLC0415
-
     env = {k: v for k, v in os.environ.items() if k != "EVSTORE_DB"}
-    for _ in range(3):
-        procs.append(subprocess.Popen(  # noqa: S603
-            [evstore_bin(), "init"], cwd=project_dir, env=env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    procs.extend(
+        subprocess.Popen([evstore_bin(), "init"], cwd=project_dir, env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(3)
+    )
     journal = project_dir / JOURNAL
     seen_empty = False
     while any(p.poll() is None for p in procs):
-        try:
+        with contextlib.suppress(FileNotFoundError):
             seen_empty |= journal.stat().st_size == 0
-        except FileNotFoundError:
-            pass
     outcomes = [(p.returncode, *p.communicate()) for p in procs]
     assert [code for code, _, _ in outcomes] == [0, 0, 0], outcomes
     assert not seen_empty
@@ -334,14 +347,12 @@ def test_a_read_that_may_pass_is_classified_transient_whatever_sqlite_called_it(
 ) -> None:
     """What a recovered read error is recorded as (`evstore errors`): SQLite's
     SQLITE_CORRUPT from a failed read is no verdict on the file."""
-    from eventstore.classify import classify  # noqa: PLC0415
-    from eventstore.journal import translate  # noqa: PLC0415
-
     con = sqlite3.connect(project / JOURNAL)
     try:
         con.execute("SELECT * FROM no_such_table")
     except sqlite3.Error as exc:
-        exc.sqlite_errorname = "SQLITE_CORRUPT"  # type: ignore[attr-defined] - as a failed read reports it
+        # As SQLite reports a page that a failed read left malformed:
+        exc.sqlite_errorname = "SQLITE_CORRUPT"  # type: ignore[attr-defined]
         error = translate(exc, project / JOURNAL)
         error.__cause__ = exc
     finally:
@@ -349,5 +360,7 @@ def test_a_read_that_may_pass_is_classified_transient_whatever_sqlite_called_it(
     assert type(error).__name__ == "JournalReadError"
     assert "backup" not in str(error)
     found = classify(error)
-    assert (found.recoverability, found.category, found.retryable) == ("recoverable", "transient", True)
+    assert (found.recoverability, found.category, found.retryable) == (
+        "recoverable", "transient", True
+    )
     assert found.code == "SQLITE_CORRUPT"

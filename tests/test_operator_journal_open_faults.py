@@ -1,4 +1,6 @@
-"""Real faults while opening and reading the journal (issue 11, items 14 and 15; docs/design.md §3, §10).
+"""Real faults while opening and reading the journal.
+
+Issue 11, items 14 and 15; docs/design.md §3, §10.
 
 * A read-only bind mount under `.evstore/` (root): read-only commands read the journal
   there (SQLite's `immutable` open, no -shm to create), write commands say "read-only
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import shutil
+import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,7 +40,8 @@ def project(project_dir: Path) -> Path:
     with Store.open(project_dir / JOURNAL, projections=DEFAULT, create=True) as store:
         seed(store, SESSION, INITIAL, f"plan/{SESSION}")
         for n in range(40):  # a journal of many pages: many reads to fail
-            store.append(SESSION, [ItemStatusChanged(item_id=ITEM, status="Complete" if n % 2 else "Implementing")])
+            status = "Complete" if n % 2 else "Implementing"
+            store.append(SESSION, [ItemStatusChanged(item_id=ITEM, status=status)])
         store.project()
     return project_dir
 
@@ -58,21 +62,24 @@ def read_only_state(project: Path) -> Iterator[Path]:
     fk.require_root("a read-only bind mount needs CAP_SYS_ADMIN")
     state = project / ".evstore"
     for args in (["--bind", str(state), str(state)], ["-o", "remount,bind,ro", str(state)]):
-        done = subprocess.run(["mount", *args], capture_output=True, text=True, check=False, timeout=30)
+        done = subprocess.run(["mount", *args], capture_output=True, text=True, check=False,
+                              timeout=30)
         if done.returncode != 0:
             subprocess.run(["umount", str(state)], capture_output=True, check=False, timeout=30)
             pytest.skip(f"`mount {' '.join(args)}` failed: {' '.join(done.stderr.split())}")
     probe = subprocess.run(["touch", str(state / "probe")], capture_output=True, text=True,
                            check=False, timeout=30)
-    assert probe.returncode != 0 and "Read-only file system" in probe.stderr, probe
+    assert probe.returncode != 0, probe
+    assert "Read-only file system" in probe.stderr, probe
     yield state
     done = subprocess.run(["umount", str(state)], capture_output=True, check=False, timeout=30)
     if done.returncode != 0:
         subprocess.run(["umount", "-l", str(state)], capture_output=True, check=False, timeout=30)
 
 
+@pytest.mark.usefixtures("read_only_state")
 def test_read_only_commands_read_a_journal_on_read_only_media(
-    project: Path, read_only_state: Path, run: Run, tmp_path_factory: pytest.TempPathFactory
+    project: Path, run: Run, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     before = snapshot(project)
     status = run("status", cwd=project)
@@ -87,11 +94,13 @@ def test_read_only_commands_read_a_journal_on_read_only_media(
     out = tmp_path_factory.mktemp("replay")
     replay = run("replay", "--session", SESSION, "--out", str(out), cwd=project)
     assert replay.returncode == 0, replay.stderr
-    assert (out / "tasks.json").read_bytes() == (project / "plan" / SESSION / "tasks.json").read_bytes()
+    exported = project / "plan" / SESSION / "tasks.json"
+    assert (out / "tasks.json").read_bytes() == exported.read_bytes()
     assert snapshot(project) == before
 
 
-def test_write_commands_say_read_only_file_system(project: Path, read_only_state: Path, run: Run) -> None:
+@pytest.mark.usefixtures("read_only_state")
+def test_write_commands_say_read_only_file_system(project: Path, run: Run) -> None:
     before = snapshot(project)
     for command in (("append", "--session", SESSION, ITEM, "Complete"), ("project",),
                     ("doctor", "--fix"), ("init",), ("--db", ".evstore/new.db", "init")):
@@ -117,7 +126,8 @@ def fiu(command: str) -> list[str]:
     return [fiu_run, "-x", "-f", "", "-c", command]
 
 
-def test_a_read_that_fails_once_is_retried(project: Path, libfiu_pread: None) -> None:
+@pytest.mark.usefixtures("libfiu_pread")
+def test_a_read_that_fails_once_is_retried(project: Path) -> None:
     expected = fk.evstore("log", "--json", cwd=project)
     assert expected.returncode == 0
     once = fiu(f"enable name={PREAD},failinfo={errno.EIO},onetime")
@@ -128,7 +138,8 @@ def test_a_read_that_fails_once_is_retried(project: Path, libfiu_pread: None) ->
     assert "SQLITE_IOERR" in retry["error"]
 
 
-def test_random_read_errors_never_advise_a_restore(project: Path, libfiu_pread: None) -> None:
+@pytest.mark.usefixtures("libfiu_pread")
+def test_random_read_errors_never_advise_a_restore(project: Path) -> None:
     """10% of pread(2) calls fail: every command either works (retrying) or says the read
     may pass; none calls the journal damaged, which it is not (checked after)."""
     expected = {args: fk.evstore(*args, cwd=project).stdout
@@ -139,7 +150,8 @@ def test_random_read_errors_never_advise_a_restore(project: Path, libfiu_pread: 
     for _ in range(4):
         for args, stdout in expected.items():
             result = fk.evstore(*args, prefix=flaky, cwd=project)
-            assert "backup" not in result.stderr and "damaged" not in result.stderr, result.stderr
+            assert "backup" not in result.stderr, result.stderr
+            assert "damaged" not in result.stderr, result.stderr
             if result.returncode == 0:
                 worked += 1
                 assert result.stdout == stdout
@@ -165,14 +177,11 @@ def test_a_damaged_journal_is_called_damaged_once_checked(project: Path, run: Ru
     assert line.endswith("restore it from a backup")
 
 
-def test_appends_under_read_errors_write_exactly_what_they_acknowledge(
-    project: Path, libfiu_pread: None
-) -> None:
+@pytest.mark.usefixtures("libfiu_pread")
+def test_appends_under_read_errors_write_exactly_what_they_acknowledge(project: Path) -> None:
     """Retrying reads must never retry one inside a write transaction that SQLite rolled
     back after the failed read: the rest would run outside any transaction. Each exit 0 is
     one event, each failure none."""
-    import sqlite3  # noqa: PLC0415
-
     def count() -> int:
         con = sqlite3.connect(project / JOURNAL)
         try:
@@ -187,7 +196,8 @@ def test_appends_under_read_errors_write_exactly_what_they_acknowledge(
         status = "Complete" if n % 2 else "Implementing"
         result = fk.evstore("append", "--session", SESSION, ITEM, status, "--reason", "flaky",
                             prefix=flaky, cwd=project)
-        assert "Traceback" not in result.stderr and "cannot commit" not in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr, result.stderr
+        assert "cannot commit" not in result.stderr, result.stderr
         if result.returncode == 0:
             acknowledged += 1
         else:
