@@ -95,12 +95,12 @@ class StoredEvent:
         "version",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - one argument per journal column
         self,
         seq: int,
         stream: str,
         version: int,
-        type: str,
+        type: str,  # noqa: A002 - the journal's column name
         data: dict[str, Any],
         meta: bytes | str | dict[str, Any],
         recorded_at: str,
@@ -285,7 +285,7 @@ class JournalReads:
         if types:
             clauses.append(f"type IN ({','.join('?' * len(types))})")
             params.extend(types)
-        sql = f"SELECT {self.event_columns} FROM events WHERE {' AND '.join(clauses)} ORDER BY seq"
+        sql = f"SELECT {self.event_columns} FROM events WHERE {' AND '.join(clauses)} ORDER BY seq"  # noqa: S608 - fixed clauses, values bound
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -367,7 +367,7 @@ class SQLiteJournal(JournalReads):
 
     backend = "sqlite"
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - every knob is keyword-only and has a default
         self,
         path: str | os.PathLike[str],
         *,
@@ -680,8 +680,8 @@ class SQLiteJournal(JournalReads):
     def _record_recovered(self, exc: BaseException, retries: int, started: float) -> None:
         # A busy journal that came free after retries is a handled failure worth counting
         # (`evstore errors`); best effort, and never recursively.
-        from eventstore.classify import classify
-        from eventstore.events import ErrorRecorded
+        from eventstore.classify import classify  # noqa: PLC0415 - only after a retry
+        from eventstore.events import ErrorRecorded  # noqa: PLC0415
 
         self._recording = True
         try:
@@ -691,14 +691,14 @@ class SQLiteJournal(JournalReads):
                 resolution_time_ms=round((time.monotonic() - started) * 1000, 1),
                 **classify(exc).fields(),  # type: ignore[arg-type]
             )])
-        except Exception as record_exc:
+        except Exception as record_exc:  # noqa: BLE001 - never mask what was recorded
             log.warning("error_not_recorded", error=str(record_exc))
         finally:
             self._recording = False
 
     # --- append -----------------------------------------------------------------------
 
-    def append(
+    def append(  # noqa: PLR0913 - keyword-only options of one operation
         self,
         stream: str,
         events: Sequence[Event],
@@ -808,7 +808,7 @@ class SQLiteJournal(JournalReads):
     ) -> AppendResult | None:
         marks = ",".join("?" * len(given))
         found = conn.execute(
-            f"SELECT seq, stream, version FROM events WHERE event_id IN ({marks})"
+            f"SELECT seq, stream, version FROM events WHERE event_id IN ({marks})"  # noqa: S608
             " ORDER BY seq",
             given,
         ).fetchall()
@@ -833,7 +833,7 @@ class SQLiteJournal(JournalReads):
         column = "+stream" if version * 2 >= head - after else "stream"
         sql = (
             "SELECT seq, version, type, data, recorded_at, schema_version FROM events"
-            f" WHERE {column} = ? AND seq > ?"
+            f" WHERE {column} = ? AND seq > ?"  # noqa: S608 - one of two fixed spellings
         )
         params: list[Any] = [stream, after]
         if until is not None:
@@ -887,7 +887,7 @@ class SQLiteJournal(JournalReads):
         return [row[0] for row in rows if row[0] != "ok"]
 
     def table_counts(self) -> dict[str, int]:
-        import sqlite_utils
+        import sqlite_utils  # noqa: PLC0415 - inspection only; keeps the append path lean
 
         with self._lock:
             db = sqlite_utils.Database(self._conn)
