@@ -6,6 +6,7 @@ so `evstore --version` and `--help` start fast.
 
 from __future__ import annotations
 
+import errno
 import sys
 from typing import Any
 
@@ -61,6 +62,12 @@ class EvstoreGroup(click.Group):
                 for line in getattr(exc, "history", ()):  # FixLimitError: what was tried
                     click.echo(line, err=True)
                 sys.exit(exc.exit_code)
+            if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+                # A resource of the machine, not a bug: the same command works once the
+                # limit allows it. Exit 5, as when the journal itself cannot be opened.
+                where = f" at {exc.filename}" if exc.filename else ""
+                _fail(f"too many open files{where} ({errno.errorcode[exc.errno]}): raise the "
+                      "open-file limit (ulimit -n) and run the command again", 5)
             from cli.logs import reapply_logging  # noqa: PLC0415
             from eventstore.logs import get_logger  # noqa: PLC0415
 

@@ -16,7 +16,12 @@ class AppContext:
     durability: str
     _store: Store | None = field(default=None, repr=False)
 
-    def store(self, *, create: bool = False, flush_retries: int = 3, **kwargs: Any) -> Store:
+    def store(
+        self, *, create: bool = False, read_only: bool = False, flush_retries: int = 3,
+        **kwargs: Any,
+    ) -> Store:
+        """The store, opened on first use. `read_only` for commands that only read: they
+        never write the journal (nor migrate it) and work on read-only media."""
         from eventstore.locate import default_journal, is_url  # noqa: PLC0415 - lazy: fast --help
         from eventstore.store import Store  # noqa: PLC0415
         from projections import DEFAULT  # noqa: PLC0415
@@ -32,6 +37,7 @@ class AppContext:
                 db,
                 projections=DEFAULT,
                 create=create,
+                read_only=read_only,
                 durability=self.durability,  # type: ignore[arg-type]
                 flush_retries=flush_retries,
                 **{"tool": "evstore-cli", **kwargs},

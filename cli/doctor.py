@@ -43,7 +43,8 @@ def doctor(obj: AppContext, *, fix: bool, as_json: bool) -> None:
     it was written. Checking alone writes nothing.
 
     Exit 0 when healthy (or when everything found was fixed), 1 when problems
-    remain, 5 when there is no journal or it is from a newer evstore.
+    remain, 5 when there is no journal, it is from a newer evstore, or it cannot be read
+    (an I/O error that outlasted its retries: no verdict on the file).
 
     \b
     --json prints one object:
@@ -70,7 +71,9 @@ def doctor(obj: AppContext, *, fix: bool, as_json: bool) -> None:
     from projections.doctor import Doctor  # noqa: PLC0415
 
     # A PostgreSQL URL is checked through its own integrity check; files the same way.
-    target = obj.db if obj.db and "://" in obj.db else (Path(obj.db) if obj.db else find_journal(Path.cwd()))
+    from eventstore.locate import is_url  # noqa: PLC0415
+
+    target = obj.db if is_url(obj.db) else (Path(obj.db) if obj.db else find_journal(Path.cwd()))
     what = "checking and repairing" if fix else "checking"
     with progress_bar(f"doctor: {what} the journal and its files") as bar:  # gone before the output
         doc = Doctor(target, durability=obj.durability, tool="evstore-cli",  # type: ignore[arg-type]

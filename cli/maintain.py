@@ -82,7 +82,7 @@ def replay(obj: AppContext, session: str | None, until: str | None, out: str | N
     """
     from cli.progress import progress_bar  # noqa: PLC0415
 
-    store = obj.store()
+    store = obj.store(read_only=out is not None)  # --out writes files, not the journal
     until_seq = _parse_until(store, until) if until is not None else None
     with progress_bar(f"replaying {session or 'every session'}") as bar:  # gone before the output
         results = store.replay(session, until=until_seq, out=out, progress=bar.callback)

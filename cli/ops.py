@@ -31,7 +31,7 @@ def status(obj: AppContext, *, as_json: bool) -> None:
     Example:
       evstore status || evstore project
     """
-    report = status_report(obj.store())
+    report = status_report(obj.store(read_only=True))
     if as_json:
         emit_json(report)
     else:
@@ -44,6 +44,7 @@ def status_report(store: Store) -> dict[str, Any]:
     """What `evstore status --json` prints (also the MCP server's `status` tool)."""
     from eventstore.owner import is_alive, this_host  # noqa: PLC0415 - lazy: fast --help
     from eventstore.reports import breaker_states, journal_size, last_error, projection_status  # noqa: PLC0415
+    from eventstore.schema import latest_version  # noqa: PLC0415
 
     journal = store.journal
     sessions = []
@@ -75,7 +76,9 @@ def status_report(store: Store) -> dict[str, Any]:
     exports = [p["exported_at"] for s in sessions for p in s["projections"] if p["exported_at"]]
     return {
         "journal": {"path": str(journal.path.resolve()), "bytes": journal_size(journal.path),
-                    "schema_version": journal.schema_version, "head_seq": journal.head()},
+                    "schema_version": journal.schema_version,
+                    "latest_schema_version": latest_version(journal.backend),
+                    "head_seq": journal.head()},
         "sessions": sessions,
         "last_export_at": max(exports) if exports else None,
         "last_error": last_error(store),
@@ -87,7 +90,12 @@ def status_report(store: Store) -> dict[str, Any]:
 def _print_status(report: dict[str, Any]) -> None:
     journal = report["journal"]
     size = f"{journal['bytes']:,} bytes, " if journal["bytes"] is not None else ""
-    click.echo(f"journal {journal['path']} ({size}schema {journal['schema_version']}, head seq {journal['head_seq']})")
+    schema = f"schema {journal['schema_version']}"
+    if journal["schema_version"] < journal["latest_schema_version"]:
+        from eventstore.journal import outdated_note  # noqa: PLC0415 - only for an old journal
+
+        schema = outdated_note(journal["schema_version"])
+    click.echo(f"journal {journal['path']} ({size}{schema}, head seq {journal['head_seq']})")
     for session in report["sessions"]:
         click.echo(f"session {session['session']}: {session['events']} events → {session['export_dir']}")
         if session["shared_with"]:
@@ -129,7 +137,7 @@ def errors(obj: AppContext, since: str | None, *, as_json: bool) -> None:
     from cli.maintain import _parse_until  # noqa: PLC0415
     from eventstore.reports import error_summary  # noqa: PLC0415
 
-    store = obj.store()
+    store = obj.store(read_only=True)
     after = _parse_until(store, since, option="--since") if since is not None else 0
     summary = error_summary(store, after=after)
     if as_json:

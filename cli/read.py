@@ -38,7 +38,7 @@ def show(obj: AppContext, session: str | None, depth: int, *, as_json: bool) -> 
     Example:
       evstore show --session 001 --depth 2
     """
-    store = obj.store()
+    store = obj.store(read_only=True)
     sessions = [session] if session else store.sessions()
     summaries = []
     trees = []
@@ -106,7 +106,7 @@ def log(obj: AppContext, session: str | None, since: int, limit: int | None, *, 
     """
     import orjson  # noqa: PLC0415
 
-    store = obj.store()
+    store = obj.store(read_only=True)
     for event in store.journal.read(session, after=since, limit=limit):
         if as_json:
             click.echo(orjson.dumps(event.as_dict()).decode())
@@ -147,7 +147,7 @@ def history(obj: AppContext, item: str, session: str | None, *, as_json: bool) -
     from eventstore.journal import utc_now  # noqa: PLC0415
     from projections.history import item_history  # noqa: PLC0415
 
-    store = obj.store()
+    store = obj.store(read_only=True)
     sessions = [session] if session else store.sessions()
     found = {name: item_history(store.journal.read(name), item, now=utc_now()) for name in sessions}
     found = {name: entries for name, entries in found.items() if entries}

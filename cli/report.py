@@ -41,7 +41,7 @@ def report(obj: AppContext, session: str | None, out: str, until: str | None) ->
     from eventstore.errors import ExportError  # noqa: PLC0415
     from eventstore.paths import refuse_protected  # noqa: PLC0415
 
-    store = obj.store()
+    store = obj.store(read_only=True)
     if session is not None:
         store.require_session(session)
     if out != "-":  # refused before the journal is read: nothing is written either way

@@ -31,23 +31,39 @@ session_option = click.option(
 
 
 @app.command()
+@click.option("--force", is_flag=True,
+              help="Make a separate project here even inside another project's directory.")
 @pass_app
-def init(obj: AppContext) -> None:
+def init(obj: AppContext, *, force: bool) -> None:
     """Create the journal (.evstore/journal.db here, or --db).
+
+    Only where no file exists: an existing journal is checked (quick_check; exit 5 when
+    damaged) and migrated, never replaced. Inside another project (a parent directory
+    holds .evstore/) it refuses, naming that journal: commands run below would find the
+    new one instead. --force makes the separate project anyway.
 
     \b
     Example:
       evstore init
     """
-    from eventstore.locate import default_journal  # noqa: PLC0415
+    from eventstore.locate import default_journal, enclosing_journal, is_url  # noqa: PLC0415
 
-    if obj.db and "://" in obj.db:  # a PostgreSQL URL: the schema version tells
+    if is_url(obj.db):  # a PostgreSQL URL: the schema version tells
         store = obj.store(create=True)
         events = store.journal.head()
         verb = "Initialized" if events == 0 else "Reinitialized existing"
         click.echo(f"{verb} evstore journal in {store.journal.path}")
         return
     path = Path(obj.db) if obj.db else default_journal(Path.cwd())
+    outer = None if obj.db or force else enclosing_journal(Path.cwd())
+    if outer is not None:
+        from eventstore.errors import InvalidInputError  # noqa: PLC0415
+
+        raise InvalidInputError(
+            f"{Path.cwd()} is inside the project of {outer}: a journal here would shadow "
+            "it for every command run below: run evstore from that project, or pass "
+            "--force to make a separate project here"
+        )
     existed = path.exists()
     store = obj.store(create=True)
     verb = "Reinitialized existing" if existed else "Initialized empty"

@@ -18,6 +18,7 @@ from eventstore.errors import (
     JournalBusyError,
     JournalCorruptError,
     JournalNotFoundError,
+    JournalReadError,
     JournalSchemaError,
     JournalWriteError,
 )
@@ -85,6 +86,11 @@ def classify(exc: BaseException) -> Classification:
     if isinstance(exc, ExportError) and exc.errno_code is not None:
         return _from_errno(exc.errno_code)
     cause = exc.__cause__
+    if isinstance(exc, JournalReadError):
+        # A read that may pass: what SQLite called it (even SQLITE_CORRUPT) is no verdict.
+        code = getattr(cause, "sqlite_errorname", None) or type(exc).__name__
+        return Classification("resource", "high", "recoverable", "transient", retryable=True,
+                              code=code)
     if isinstance(cause, (OSError, sqlite3.Error)) and not isinstance(exc, OSError):
         return classify(cause)
     if isinstance(exc, sqlite3.Error):

@@ -55,6 +55,15 @@ class JournalWriteError(JournalError):
     """SQLite could not write: disk full, I/O error, read-only file."""
 
 
+class JournalReadError(JournalError):
+    """A read of the journal failed in a way that may pass (an I/O error, or a malformed
+    page that no integrity check confirmed); retried like a busy journal."""
+
+    def __init__(self, message: str, *, suspect_damage: bool = False) -> None:
+        super().__init__(message)
+        self.suspect_damage = suspect_damage
+
+
 class ConcurrencyError(JournalError):
     """`expected_version` did not match the stream's version: someone appended first."""
 

@@ -21,12 +21,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 
 from eventstore import schema
-from eventstore.atomic import write_atomic
+from eventstore.atomic import fsync_directory, write_atomic
 from eventstore.detach import close_without_checkpoint
 from eventstore.errors import (
     ConcurrencyError,
@@ -34,11 +34,16 @@ from eventstore.errors import (
     JournalBusyError,
     JournalCorruptError,
     JournalError,
-    JournalNotFoundError,
+    JournalReadError,
     JournalSchemaError,
     JournalWriteError,
 )
 from eventstore.events import EVENT_TYPES, Event, parse_event, upcast
+from eventstore.journal_file import (
+    check_journal_file,
+    on_read_only_file_system,
+    open_read_only,
+)
 from eventstore.logs import get_logger
 from eventstore.progress import Progress, reporting
 from eventstore.retry import RetryPolicy
@@ -46,7 +51,6 @@ from eventstore.retry import RetryPolicy
 log = get_logger("evstore.journal")
 
 Durability = Literal["full", "normal"]
-_SQLITE_HEADER = b"SQLite format 3\x00"
 _CURRENT_SCHEMA = {name: cls.schema_version for name, cls in EVENT_TYPES.items()}
 _NO_META: dict[str, Any] = {}
 # The predicate of schema.sql's partial index events_export_dir, verbatim: SQLite uses a
@@ -62,6 +66,12 @@ _HEAD_AND_LINK = (
     " (SELECT coalesce(max(seq), 0) FROM events),"
     " (SELECT chain FROM events ORDER BY seq DESC LIMIT 1)"
 )
+# Errors of reading a page that say nothing about the file's contents.
+_READ_ERROR_NAMES = frozenset({
+    "SQLITE_IOERR", "SQLITE_IOERR_READ", "SQLITE_IOERR_SHORT_READ", "SQLITE_IOERR_CORRUPTFS",
+    "SQLITE_IOERR_SHMREAD", "SQLITE_IOERR_SHMMAP", "SQLITE_IOERR_NOMEM",
+})
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -194,14 +204,24 @@ class StreamInfo:
     last_recorded_at: str
 
 
-def translate(exc: sqlite3.Error, path: Path) -> JournalError:
+def translate(exc: sqlite3.Error, path: Path) -> JournalError:  # noqa: PLR0911 - one per result-code family
     """Map an sqlite3 error to evstore's tree by SQLite's result code, never its message."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     if name in _BUSY_NAMES or (not name and "locked" in str(exc)):
         return JournalBusyError(f"journal {path} is busy: another writer holds it ({exc})")
-    if name in _CORRUPT_NAMES:
-        return JournalCorruptError(
-            f"journal {path} is not a valid SQLite database ({exc}): restore it from a backup"
+    if name in _CORRUPT_NAMES or name.startswith("SQLITE_CORRUPT"):
+        # A malformed page can be a read that failed on its way from the disk: damage is
+        # only said (with a restore to advise) once an integrity check finds it.
+        return JournalReadError(
+            f"journal {path} could not be read ({name}: {exc}): no integrity check confirms "
+            "damage, so this may be a passing read error: run the command again; if it "
+            "persists, run `evstore doctor`",
+            suspect_damage=True,
+        )
+    if name in _READ_ERROR_NAMES:
+        return JournalReadError(
+            f"journal {path} could not be read ({name}: {exc}): an I/O error that may pass: "
+            "run the command again; if it persists, check the disk (dmesg)"
         )
     if name == "SQLITE_IOERR_FSYNC":
         # The commit's frames may be in the WAL already: after a crash SQLite can recover
@@ -210,6 +230,12 @@ def translate(exc: sqlite3.Error, path: Path) -> JournalError:
             f"journal {path}: the commit could not be made durable ({name}: {exc}); its "
             "outcome is unknown: check `evstore log` before appending again, or retry with "
             "the same --event-id"
+        )
+    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY")) and on_read_only_file_system(path):
+        return JournalWriteError(
+            f"journal {path} is on a read-only file system ({name}): commands that write "
+            "need it writable; the read-only ones (status, log, show, history, report, "
+            "errors, doctor without --fix, replay --out) work as it is"
         )
     if name.startswith("SQLITE_CANTOPEN"):
         return JournalWriteError(
@@ -455,21 +481,34 @@ class SQLiteJournal(JournalReads):
         path: str | os.PathLike[str],
         *,
         create: bool = False,
+        read_only: bool = False,
         durability: Durability = "full",
         busy_timeout_ms: int = 5000,
         busy_retry: RetryPolicy | None = None,
+        read_retry: RetryPolicy | None = None,
         clock: Callable[[], datetime] = utc_now,
         tool: str = "evstore-lib",
     ) -> None:
+        if create and read_only:
+            raise ValueError("a journal cannot be created read-only")
         self.path = Path(path)
         self.durability = durability
+        self.read_only = read_only
         self._clock = clock
         self._busy_retry = busy_retry or RetryPolicy(retries=5)
+        # Short waits, more attempts: a flaky read is usually gone the next instant, and
+        # SQLite keeps the pages it did read, so each attempt gets further.
+        self._read_retry = read_retry or RetryPolicy(retries=8, base_s=0.01, cap_s=0.2)
         self._lock = threading.RLock()
         self._recording = False
         self._id: str | None = None
         self._meta_base = {"host": socket.gethostname(), "user": _user(), "tool": tool}
         self._busy_timeout_ms = busy_timeout_ms
+        self._found_version = 0
+        self._migrate_on_write = False
+        self._wal_on_write = False
+        self._writing = False
+        self.immutable = False
         self._conn = self._connect(create=create, busy_timeout_ms=busy_timeout_ms)
 
     # --- opening ----------------------------------------------------------------------
@@ -523,43 +562,46 @@ class SQLiteJournal(JournalReads):
         write_atomic(target, lines)
         return target
 
-    def _connect(self, *, create: bool, busy_timeout_ms: int) -> sqlite3.Connection:
-        _check_header(self.path, create=create)
-        if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=busy_timeout_ms / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-        except sqlite3.Error as exc:
-            raise translate(exc, self.path) from exc
+    def _connect(self, *, create: bool, busy_timeout_ms: int) -> sqlite3.Connection:  # noqa: C901 - one check per way a file can fail to be a journal
+        existed = check_journal_file(self.path, create=create)
+        if not existed:
+            self._create_whole()
+            existed = True
+        conn = self._open_connection(busy_timeout_ms)
         try:
             # Read the version before anything that could write: a journal from a newer
             # evstore must be refused untouched.
-            found = conn.execute("PRAGMA user_version").fetchone()[0]
+            found = self._read_on(conn, lambda: conn.execute("PRAGMA user_version").fetchone()[0])
             latest = schema.latest_version(self.backend)
             if found > latest:
                 raise JournalSchemaError(
                     f"journal {self.path} has schema version {found}, newer than this "
                     f"evstore supports ({latest}): upgrade evstore"
                 )
-            if found == 0 and _has_foreign_tables(conn):
+            if found == 0 and self._read_on(conn, lambda: _has_foreign_tables(conn)):
                 raise JournalCorruptError(
                     f"{self.path} is an SQLite database but not an evstore journal: "
                     "pass --db with a journal path, or run `evstore init` elsewhere"
                 )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self.durability.upper()}")
+            self._found_version = found
             conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            if found < latest:
-                self._migrate(conn)
+            if self.read_only:
+                if found < latest:
+                    log.warning("journal_schema_outdated", path=str(self.path), schema=found,
+                                latest=latest, message=outdated_note(found))
+                return conn
+            if existed and create:
+                self._refuse_damage(conn)  # `init` on a damaged journal must not bless it
+            conn.execute(f"PRAGMA synchronous={self.durability.upper()}")
+            mode = self._read_on(conn, lambda: conn.execute("PRAGMA journal_mode").fetchone()[0])
+            # Switching to WAL and migrating both write the file: with the first write, in
+            # its transaction, so a command refused before it writes leaves every byte.
+            self._wal_on_write = str(mode).lower() != "wal"
+            self._migrate_on_write = found < latest
         except sqlite3.Error as exc:
             conn.close()
             raise translate(exc, self.path) from exc
-        except JournalError:
+        except (JournalError, ValueError):
             conn.close()
             raise
         except OSError as exc:  # out of descriptors or memory while setting up
@@ -568,28 +610,96 @@ class SQLiteJournal(JournalReads):
                 f"journal {self.path} cannot be opened: {exc.strerror or exc}: "
                 "check the open-file limit (ulimit -n) and the disk"
             ) from exc
+        if create and self._migrate_on_write:  # `init` migrates at once: that is its job
+            self._conn = conn
+            try:
+                self.migrate()
+            except BaseException:
+                conn.close()
+                raise
         return conn
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
+    def _create_whole(self) -> None:
+        """Build a new journal under a temporary name, schema and all, then link it into
+        place: nobody ever sees an empty file at the path (which every command refuses as
+        a lost journal), and of two racing `init`s the second opens the first's journal."""
+        directory = self.path.parent
+        temp = directory / f".{self.path.name}.{os.urandom(8).hex()}.tmp"
         try:
-            # Another process may have migrated while we waited for the write lock.
-            found = conn.execute("PRAGMA user_version").fetchone()[0]
-            for version, statements in schema.migrations(self.backend):
-                if version <= found:
-                    continue
-                for statement in statements:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={version}")
-                log.info("journal_migrated", path=str(self.path), to_version=version)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            directory.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(temp, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self.durability.upper()}")
+                conn.execute("BEGIN IMMEDIATE")
+                self._apply_migrations(conn)
+                conn.execute("COMMIT")
+            finally:
+                conn.close()  # the last connection: the -wal is folded in and removed
+            with contextlib.suppress(FileExistsError):
+                os.link(temp, self.path)
+            fsync_directory(directory)
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+        except OSError as exc:
+            raise JournalWriteError(
+                f"journal {self.path} cannot be created: {exc.strerror or exc}"
+                f"{_on_read_only_fs(directory)}"
+            ) from None
+        finally:
+            for leftover in (temp, Path(f"{temp}-wal"), Path(f"{temp}-shm")):
+                with contextlib.suppress(OSError):  # absent, or never made (read-only)
+                    leftover.unlink()
+
+    def _open_connection(self, busy_timeout_ms: int) -> sqlite3.Connection:
+        """A connection that has really opened the file (SQLite opens lazily)."""
+        timeout = busy_timeout_ms / 1000
+        if self.read_only:
+            opened = self._read_on(None, lambda: open_read_only(self.path, timeout_s=timeout))
+            conn, self.immutable = opened
+            return conn
+        try:
+            return sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
+
+    def _refuse_damage(self, conn: sqlite3.Connection) -> None:
+        damage = self._damage(conn)
+        if damage:
+            raise JournalCorruptError(_damaged(self.path, damage))
+
+    def migrate(self) -> int:
+        """Bring an older journal to this evstore's schema now, in one transaction (the
+        first write does it anyway); returns the schema version."""
+        if self.read_only:
+            raise JournalWriteError(f"journal {self.path} is open read-only: cannot migrate it")
+        if self._migrate_on_write or self._wal_on_write:
+            self._with_busy_retry(self._commit_nothing)
+        return self.schema_version
+
+    def _commit_nothing(self) -> None:
+        with self._write():
+            pass
+
+    def _apply_migrations(self, conn: sqlite3.Connection) -> None:
+        # Another process may have migrated while we waited for the write lock.
+        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        for version, statements in schema.migrations(self.backend):
+            if version <= found:
+                continue
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={version}")
+            log.info("journal_migrated", path=str(self.path), to_version=version)
 
     @property
     def schema_version(self) -> int:
-        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        return int(self._read(lambda: self._conn.execute("PRAGMA user_version").fetchone()[0]))
+
+    @property
+    def latest_schema_version(self) -> int:
+        return schema.latest_version(self.backend)
 
     def close(self) -> None:
         with self._lock:
@@ -601,24 +711,110 @@ class SQLiteJournal(JournalReads):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # --- reading safely ---------------------------------------------------------------
+
+    def _read(self, fn: Callable[[], T]) -> T:
+        return self._read_on(self._conn, fn)
+
+    def _read_on(self, conn: sqlite3.Connection | None, fn: Callable[[], T]) -> T:
+        """`fn()` under the lock, its SQLite errors translated; a read error that may be
+        transient (I/O, or a malformed page that an integrity check does not confirm) is
+        retried with backoff, like a busy journal."""
+
+        def attempt() -> T:
+            with self._lock:
+                try:
+                    return fn()
+                except sqlite3.Error as exc:
+                    raise translate(exc, self.path) from exc
+
+        if self._writing:
+            # Inside a write transaction a failed read may have made SQLite roll it back:
+            # retrying here would run the rest of it outside any transaction. The whole
+            # transaction is retried instead (_with_busy_retry).
+            return attempt()
+
+        def on_retry(attempt_no: int, delay_s: float, exc: BaseException) -> None:
+            log.warning("journal_read_retry", attempt=attempt_no,
+                        max_attempts=self._read_retry.max_attempts,
+                        delay_ms=round(delay_s * 1000, 1), error=str(exc), path=str(self.path))
+
+        try:
+            result: T = self._read_retry.call(attempt, retryable=_transient, on_retry=on_retry)
+        except JournalReadError as exc:
+            # Malformed on every attempt: now, and only now, ask the integrity check.
+            if exc.suspect_damage and conn is not None:
+                with self._lock:
+                    damage = self._damage(conn)
+                if damage:
+                    raise JournalCorruptError(_damaged(self.path, damage)) from exc
+            raise JournalReadError(
+                f"{exc} (after {self._read_retry.max_attempts} attempts)",
+                suspect_damage=exc.suspect_damage,
+            ) from exc
+        return result
+
+    def _damage(self, conn: sqlite3.Connection) -> list[str] | None:
+        """What `PRAGMA quick_check` finds wrong ([] when nothing), or None when the check
+        itself could not read the file: only a finding is evidence of damage. A check that
+        SQLite aborts as malformed counts only when it does so every time: a failed read
+        can pass for a malformed page once, not on every attempt."""
+        malformed: list[str] = []
+        for _ in range(_DAMAGE_CHECKS):
+            try:
+                rows = conn.execute("PRAGMA quick_check").fetchall()
+            except sqlite3.Error as exc:
+                name = getattr(exc, "sqlite_errorname", "") or ""
+                if not name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+                    return None
+                malformed.append(f"{name}: {exc}")
+                continue
+            findings = check_findings(rows)
+            return None if read_failed_during_check(findings) else findings
+        return malformed[-1:]
+
     # --- transactions -----------------------------------------------------------------
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            if self.read_only:
+                raise JournalWriteError(f"journal {self.path} is open read-only")
             try:
+                if self._wal_on_write:
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                    self._wal_on_write = False
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise translate(exc, self.path) from exc
+            self._writing = True
             try:
+                if self._migrate_on_write:
+                    self._apply_migrations(self._conn)
                 yield self._conn
-                self._conn.execute("COMMIT")
+                self._commit()
             except BaseException as exc:
                 if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                    # A rollback that fails (the disk again) leaves SQLite to roll back
+                    # on close; the error that matters is the first one.
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
                     raise translate(exc, self.path) from exc
                 raise
+            finally:
+                self._writing = False
+            if self._migrate_on_write:
+                self._migrate_on_write = False
+                self._found_version = schema.latest_version(self.backend)
+
+    def _commit(self) -> None:
+        if not self._conn.in_transaction:  # SQLite rolled it back after an error
+            raise JournalReadError(
+                f"journal {self.path}: a read failed inside a write transaction and SQLite "
+                "rolled it back"
+            )
+        self._conn.execute("COMMIT")
 
     def _with_busy_retry(self, fn: Callable[[], Any]) -> Any:
         failures: list[BaseException] = []
@@ -636,9 +832,7 @@ class SQLiteJournal(JournalReads):
                 path=str(self.path),
             )
 
-        result = self._busy_retry.call(
-            fn, retryable=lambda exc: isinstance(exc, JournalBusyError), on_retry=on_retry
-        )
+        result = self._busy_retry.call(fn, retryable=_transient, on_retry=on_retry)
         if failures and not self._recording:
             self._record_recovered(failures[-1], len(failures), started)
         return result
@@ -811,12 +1005,11 @@ class SQLiteJournal(JournalReads):
         """What folds need of one stream's events, in `seq` order, and nothing more:
         seq, stream, version, type, data (upcast) and recorded_at. `meta` and `event_id`
         are not loaded (they read as {} and ""); replay is this loop, so it stays lean."""
-        with self._lock:
-            version, head = self._conn.execute(
-                "SELECT (SELECT coalesce(max(version), 0) FROM events WHERE stream = ?),"
-                " (SELECT coalesce(max(seq), 0) FROM events)",
-                (stream,),
-            ).fetchone()
+        version, head = self._read(lambda: self._conn.execute(
+            "SELECT (SELECT coalesce(max(version), 0) FROM events WHERE stream = ?),"
+            " (SELECT coalesce(max(seq), 0) FROM events)",
+            (stream,),
+        ).fetchone())
         # When this stream is most of what lies after `after` (a replay of a one-session
         # journal), reading the table in rowid order beats hopping through the index;
         # otherwise (many sessions, or a short catch-up) the (stream, seq) index wins.
@@ -830,26 +1023,43 @@ class SQLiteJournal(JournalReads):
             sql += " AND seq <= ?"
             params.append(until)
         sql += " ORDER BY seq"
-        with self._lock:
-            try:
-                rows = self._conn.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise translate(exc, self.path) from exc
+        rows = self._read(lambda: self._conn.execute(sql, params).fetchall())
         yield from decode_scan_rows(stream, rows)
 
     def change_token(self) -> tuple[int, ...]:
         """Changes whenever anything commits, without reading a table: `data_version`
         moves on another connection's commit, `total_changes` on this one's own."""
         with self._lock:
-            (version,) = self._conn.execute("PRAGMA data_version").fetchone()
+            (version,) = self._read(lambda: self._conn.execute("PRAGMA data_version").fetchone())
             return (int(version), self._conn.total_changes)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._conn.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise translate(exc, self.path) from exc
+        return self._read(lambda: self._conn.execute(sql, params).fetchall())
+
+    def checkpoint(self, projection: str, stream: str, *, with_state: bool = True) -> Checkpoint | None:
+        # An older journal is read as it is until a write migrates it: before schema 2 it
+        # has no checkpoints table (so no checkpoints), before 5 each checkpoint holds its
+        # own state (folded to its seq), before 4 no event id.
+        if self._found_version < _CHECKPOINTS_SINCE:
+            return None
+        if self._found_version >= _STATES_SINCE:
+            return super().checkpoint(projection, stream, with_state=with_state)
+        event_id = "event_id" if self._found_version >= _CHAIN_SINCE else "NULL"
+        rows = self._query(
+            f"SELECT projection, stream, seq, {'state' if with_state else 'NULL'}, exported_sha256,"  # noqa: S608 - fixed spellings
+            f" exported_at, {event_id} FROM checkpoints WHERE projection = ? AND stream = ?",
+            projection, stream,
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        state = bytes(row[3]) if row[3] is not None else None
+        return Checkpoint(*row[:3], state, *row[4:7], state_seq=row[2])
+
+    def export_digests(self, projection: str, stream: str) -> set[str]:
+        if self._found_version < _CHAIN_SINCE:
+            return set()  # schema 4 keeps them; an older journal remembers none yet
+        return super().export_digests(projection, stream)
 
     # --- checkpoints ------------------------------------------------------------------
 
@@ -873,8 +1083,7 @@ class SQLiteJournal(JournalReads):
     # --- inspection (sqlite-utils on the same connection) -----------------------------
 
     def integrity_check(self) -> list[str]:
-        with self._lock:
-            rows = self._conn.execute("PRAGMA integrity_check").fetchall()
+        rows = self._read(lambda: self._conn.execute("PRAGMA integrity_check").fetchall())
         return [row[0] for row in rows if row[0] != "ok"]
 
     def table_counts(self) -> dict[str, int]:
@@ -916,28 +1125,6 @@ def _payloads(events: Iterable[Event]) -> list[tuple[str, bytes]]:
     return [(event.type, orjson.dumps(event.model_dump(mode="json"))) for event in events]  # type: ignore[attr-defined]
 
 
-def _check_header(path: Path, *, create: bool) -> None:
-    # sqlite3.connect opens anything; read the header ourselves so a file that is not a
-    # journal is refused before SQLite could touch it.
-    try:
-        with path.open("rb") as handle:
-            header = handle.read(len(_SQLITE_HEADER))
-    except FileNotFoundError:
-        if create:
-            return
-        raise JournalNotFoundError(
-            f"no journal at {path}: run `evstore init` in the project root, or pass --db"
-        ) from None
-    except IsADirectoryError:
-        raise JournalCorruptError(f"journal path {path} is a directory, not a file") from None
-    except PermissionError as exc:
-        raise JournalWriteError(f"journal {path} cannot be read: {exc.strerror}") from None
-    if header and header != _SQLITE_HEADER:
-        raise JournalCorruptError(
-            f"{path} is not an SQLite database: pass --db with an evstore journal"
-        )
-
-
 def _has_foreign_tables(conn: sqlite3.Connection) -> bool:
     row = conn.execute(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
@@ -950,3 +1137,44 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid())
+
+
+_CHECKPOINTS_SINCE = 2  # the schema block that adds the checkpoints table
+_CHAIN_SINCE = 4  # ... the hash chain, checkpoints' event ids and the export digests
+_STATES_SINCE = 5  # ... checkpoint states apart from positions
+_DAMAGE_CHECKS = 8
+_UNREAD_PAGE = "failed to get page"
+_UNREAD_PAGE_TOO = "unable to get the page"
+
+
+def check_findings(rows: Iterable[tuple[Any, ...]]) -> list[str]:
+    """The lines of an integrity_check or quick_check result that report something."""
+    return [line for (row, *_) in rows for line in str(row).splitlines()
+            if line not in ("ok", "*** in database main ***")]
+
+
+def read_failed_during_check(findings: Sequence[str]) -> bool:
+    """Whether the check could not read some pages ("failed to get page 35", "unable to
+    get the page. error code=266"): then its other findings (pages "never used") follow
+    from that, and say nothing about the file."""
+    return any(_UNREAD_PAGE in line or _UNREAD_PAGE_TOO in line for line in findings)
+
+
+def outdated_note(found: int) -> str:
+    """What a read-only command says of a journal with an older schema it leaves as is."""
+    return f"schema {found}, run any write command or `evstore doctor --fix` to migrate"
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another attempt: the journal was busy, or a read failed in a way that may pass."""
+    return isinstance(exc, (JournalBusyError, JournalReadError))
+
+
+def _damaged(path: Path, damage: list[str]) -> str:
+    more = f" (and {len(damage) - 1} more)" if len(damage) > 1 else ""
+    return (f"journal {path} is damaged: its integrity check fails ({damage[0]}{more}): "
+            "restore it from a backup")
+
+
+def _on_read_only_fs(directory: Path) -> str:
+    return " (read-only file system)" if on_read_only_file_system(directory) else ""

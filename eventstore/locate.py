@@ -1,6 +1,7 @@
 """Where the journal is: `--db`, `EVSTORE_DB`, or `.evstore/` found as git finds `.git/`.
 
-`--db` (or `EVSTORE_DB`) may also be a PostgreSQL URL (`postgresql://` or `postgres://`):
+`--db` (or `EVSTORE_DB`) may also be a PostgreSQL URL (`postgresql://` or `postgres://`,
+or libpq's `key=value` form):
 the journal then lives on a server, and the project root (where relative export dirs
 resolve) is found from the working directory instead of from the journal's path.
 """
@@ -18,17 +19,28 @@ JOURNAL_NAME = "journal.db"
 URL_SCHEMES = ("postgresql", "postgres")
 _URL = re.compile(r"^(?:postgresql|postgres)://", re.IGNORECASE)
 _PASSWORD_PARAM = re.compile(r"(?i)((?:^|[?&])password=)[^&]*")
+# libpq's `key=value` connection strings ("host=db user=u password=s dbname=j"): told
+# from a file name by a leading libpq keyword and `=`.
+_CONNINFO = re.compile(
+    r"^\s*(?:host|hostaddr|port|dbname|user|password|passfile|service|sslmode|"
+    r"connect_timeout|application_name|options|target_session_attrs)\s*=",
+    re.IGNORECASE,
+)
+_CONNINFO_PASSWORD = re.compile(r"(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)")
 
 
 def is_url(db: str | os.PathLike[str] | None) -> bool:
-    """Whether `db` names a PostgreSQL journal (a URL) rather than an SQLite file."""
-    return isinstance(db, str) and bool(_URL.match(db))
+    """Whether `db` names a PostgreSQL journal (a URL, or a libpq `key=value` string)
+    rather than an SQLite file."""
+    return isinstance(db, str) and bool(_URL.match(db) or _CONNINFO.match(db))
 
 
 def redact_url(url: str) -> str:
     """`url` with its password hidden (`postgresql://user:***@host/db`), also one given
     as a `password=` query parameter: what errors and logs may show. Nothing else of
     the URL changes."""
+    if _CONNINFO.match(url):
+        return _CONNINFO_PASSWORD.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
@@ -63,6 +75,16 @@ def find_journal(start: Path) -> Path:
         f"no {STATE_DIR}/ in {here} or any parent: run `evstore init` in the project root, "
         "or pass --db"
     )
+
+
+def enclosing_journal(directory: Path) -> Path | None:
+    """The journal of the project `directory` lies inside (a `.evstore/` in a parent,
+    not in `directory` itself), or None: where a new journal would shadow another."""
+    here = directory.resolve()
+    for parent in here.parents:
+        if (parent / STATE_DIR).is_dir():
+            return parent / STATE_DIR / JOURNAL_NAME
+    return None
 
 
 def default_journal(directory: Path) -> Path:

@@ -195,6 +195,14 @@ class PostgresJournal(JournalReads):
                 f"invalid PostgreSQL URL {self.path}: {self._clean(exc)}: expected "
                 "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
             ) from None
+        except UnicodeDecodeError:
+            # libpq decoded a `%xx` escape into bytes that are not UTF-8 (a password
+            # holding a literal `%`): say so, never the password.
+            raise InvalidInputError(
+                f"invalid PostgreSQL URL {self.path}: a %-escape in it decodes to bytes "
+                "that are not UTF-8: write a literal % as %25 (percent-encode the user "
+                "name and password)"
+            ) from None
         self._password = str(params["password"]) if params.get("password") else None
         extra: dict[str, Any] = {"application_name": f"evstore ({self._tool})"[:63]}
         if "connect_timeout" not in params:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eventstore.locate import is_url
 from eventstore.runner import ERRORS_STREAM
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ def last_error(store: Store) -> dict[str, Any] | None:
 
 def journal_size(path: Path) -> int | None:
     """Bytes of the journal with its WAL (what it takes on disk now); None for a server."""
-    if "://" in str(path):
+    if is_url(str(path)):
         return None
     total = 0
     for suffix in ("", "-wal"):

@@ -86,6 +86,7 @@ class Store:
         *,
         projections: Sequence[Projection] = (),
         create: bool = False,
+        read_only: bool = False,
         durability: Durability = "full",
         flush_retries: int = 3,
         sleep: Callable[[float], None] | None = None,
@@ -94,7 +95,10 @@ class Store:
     ) -> Store:
         """Open the journal at `db` (default: `EVSTORE_DB`, else `.evstore/journal.db` found
         like git finds .git). A `postgresql://` (or `postgres://`) URL opens a PostgreSQL
-        journal (needs `pip install 'evstore[postgres]'`)."""
+        journal (needs `pip install 'evstore[postgres]'`).
+
+        `read_only`: an SQLite journal is opened read-only (also on read-only media) and
+        never migrated; writing through it raises JournalWriteError."""
         if db is None and is_url(journal_from_env()):
             db = journal_from_env()
         journal: SQLiteJournal | PostgresJournal
@@ -109,8 +113,8 @@ class Store:
                                       tool=tool)
         else:
             path = Path(db) if db is not None else find_journal(Path.cwd())
-            journal = SQLiteJournal(path, create=create, durability=durability, clock=clock,
-                                    tool=tool)
+            journal = SQLiteJournal(path, create=create, read_only=read_only,
+                                    durability=durability, clock=clock, tool=tool)
         policy = RetryPolicy(retries=flush_retries, **({"sleep": sleep} if sleep else {}))
         return cls(journal, projections=projections, policy=policy)
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -47,7 +48,15 @@ from eventstore.events import (
     ItemStatusChanged,
     ItemUpdated,
 )
-from eventstore.journal import Durability, SQLiteJournal, translate, utc_now
+from eventstore.journal import (
+    Durability,
+    SQLiteJournal,
+    check_findings,
+    read_failed_during_check,
+    translate,
+    utc_now,
+)
+from eventstore.journal_file import journal_file_defect, open_read_only
 from eventstore.locate import STATE_DIR, find_project_root, is_url, redact_url
 from eventstore.logs import get_logger
 from eventstore.owner import is_alive, this_host
@@ -70,6 +79,7 @@ if TYPE_CHECKING:
     from eventstore.projection import Projection
 
 log = get_logger("evstore.doctor")
+_T = TypeVar("_T")
 
 JOURNAL_CORRUPT = "JOURNAL_CORRUPT"
 JOURNAL_SCHEMA_OUTDATED = "JOURNAL_SCHEMA_OUTDATED"
@@ -98,7 +108,6 @@ TEMP_FILE = re.compile(r"^\.(?P<target>.+)\.[0-9a-f]{16}\.tmp$")  # eventstore.a
 LEGACY_FILE = "tasks.json.failed"
 LOST_AND_FOUND = "lost+found"
 STALE_REASON = "doctor: stale"
-_SQLITE_HEADER = b"SQLite format 3\x00"
 _UNTRUSTED = "every other check: the journal cannot be trusted"
 # Problems whose repair ends with an export of their session.
 _EXPORTED = frozenset({PROJECTION_STALE, PROJECTION_MISSING, PROJECTION_DRIFT,
@@ -251,18 +260,21 @@ class Doctor:
             )
             return report
         try:
-            store = self._open()  # migrates an outdated journal
+            store = self._open(read_only=not fix)
         except JournalCorruptError as exc:  # an SQLite file, but not an evstore journal
             report.problems = report.remaining = [self._corrupt(str(exc))]
             report.skipped.append(_UNTRUSTED)
             return report
-        except (JournalNotFoundError, JournalSchemaError):
-            raise
-        except JournalError as exc:
-            if outdated is None:
+        if outdated is not None:
+            try:
+                store.journal.migrate()
+            except (JournalNotFoundError, JournalSchemaError):
+                store.close()
                 raise
-            outdated.error = str(exc)  # the migration itself failed
-            return report
+            except JournalError as exc:
+                store.close()
+                outdated.error = str(exc)  # the migration itself failed
+                return report
         with store:
             if outdated is not None:
                 report.schema_version = store.journal.schema_version
@@ -340,16 +352,14 @@ class Doctor:
         nothing (SQLiteJournal would migrate an old journal on open)."""
         path, shown = self.db, self._shown(self.db)
         try:
-            with path.open("rb") as handle:
-                header = handle.read(len(_SQLITE_HEADER))
+            info = path.stat()
         except FileNotFoundError:
             raise JournalNotFoundError(
                 f"no journal at {path}: run `evstore init` in the project root, or pass --db"
             ) from None
-        except IsADirectoryError:
-            return [self._corrupt(f"journal path {shown} is a directory, not a file")], None
-        if header and header != _SQLITE_HEADER:
-            return [self._corrupt(f"journal {shown} is not an SQLite database")], None
+        defect = journal_file_defect(path, info)
+        if defect is not None:  # empty, a FIFO, another format: never handed to SQLite
+            return [self._corrupt(f"journal {shown} {defect[0]}")], None
         version, failures, foreign = _read_sqlite(path)
         latest = schema.latest_version("sqlite")
         if failures:
@@ -364,7 +374,8 @@ class Doctor:
                 JOURNAL_SCHEMA_OUTDATED,
                 f"journal {shown} has schema version {version}; this evstore uses {latest}",
                 fixable=True, path=path,
-                remedy="migrate it (opening it with evstore does; events are kept as they are)",
+                remedy="migrate it (any write command does, or `evstore doctor --fix`; "
+                "events are kept as they are; read-only commands leave it as it is)",
             )], version
         return [], version
 
@@ -372,10 +383,11 @@ class Doctor:
         return Problem(JOURNAL_CORRUPT, message, fixable=False, remedy=_restore_hint(self.db),
                        path=self.db)
 
-    def _open(self) -> Store:
+    def _open(self, *, read_only: bool) -> Store:
         # The journal keeps the real clock: `clock` decides what is old, and must not
         # stamp events out of order with the ones around them.
-        journal = SQLiteJournal(self.db, durability=self._durability, tool=self._tool)
+        journal = SQLiteJournal(self.db, read_only=read_only, durability=self._durability,
+                                tool=self._tool)
         return Store(journal, projections=self.projections)
 
     # --- scanning -------------------------------------------------------------------------------
@@ -1081,9 +1093,45 @@ def _read_sqlite(path: Path) -> tuple[int | None, list[str], bool]:
     read without writing; a journal from a newer evstore is refused (JournalSchemaError)."""
     latest = schema.latest_version("sqlite")
     try:
-        conn = sqlite3.connect(path, timeout=5, isolation_level=None)
+        conn, _ = open_read_only(path)
     except sqlite3.Error as exc:
         raise translate(exc, path) from exc
+    try:
+        return _retry_reads(lambda: _examine_sqlite(conn, path, latest))
+    except sqlite3.DatabaseError as exc:
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if not name.startswith("SQLITE_CORRUPT"):
+            raise translate(exc, path) from exc  # an I/O error every time: exit 5
+        # Malformed on every attempt: the check itself cannot get through the file.
+        return None, [f"fails its integrity check: {exc}"], False
+    finally:
+        conn.close()
+
+
+class _ReadFailedDuringCheck(sqlite3.DatabaseError):
+    """The integrity check could not read some pages: no verdict on the file."""
+
+    sqlite_errorname = "SQLITE_IOERR_READ"
+
+
+def _retry_reads(read: Callable[[], _T], attempts: int = 9) -> _T:
+    """`read()` again, briefly later, while SQLite fails to read a page in a way that may
+    pass (an I/O error, or a malformed page met mid-read): on the same connection, which
+    keeps the pages it did read, so each attempt gets further. The last error stands."""
+    for attempt in range(attempts):
+        try:
+            return read()
+        except sqlite3.DatabaseError as exc:
+            name = getattr(exc, "sqlite_errorname", "") or ""
+            if attempt == attempts - 1 or not name.startswith(("SQLITE_IOERR", "SQLITE_CORRUPT")):
+                raise
+            time.sleep(min(0.2, 0.01 * 2 ** attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _examine_sqlite(
+    conn: sqlite3.Connection, path: Path, latest: int
+) -> tuple[int | None, list[str], bool]:
     version = None
     try:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -1092,24 +1140,22 @@ def _read_sqlite(path: Path) -> tuple[int | None, list[str], bool]:
                 f"journal {path} has schema version {version}, newer than this evstore "
                 f"supports ({latest}): upgrade evstore"
             )
-        failures = [
-            f"fails its integrity check: {line}"
-            for (row,) in conn.execute("PRAGMA integrity_check").fetchall()
-            for line in str(row).splitlines()
-            if line not in ("ok", "*** in database main ***")
-        ]
+        findings = check_findings(conn.execute("PRAGMA integrity_check").fetchall())
+        if read_failed_during_check(findings):
+            raise _ReadFailedDuringCheck(findings[0])
+        failures = [f"fails its integrity check: {line}" for line in findings]
         tables = conn.execute(
             "SELECT count(*) FROM sqlite_master"
             " WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
         ).fetchone()[0]
     except sqlite3.DatabaseError as exc:
         name = getattr(exc, "sqlite_errorname", "") or ""
-        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN")):
+        if name.startswith(("SQLITE_CORRUPT", "SQLITE_IOERR")):
+            raise  # for _retry_reads: it may pass
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN")):
             raise translate(exc, path) from exc
         step = "cannot be read" if version is None else "fails its integrity check"
         return version, [f"{step}: {exc}"], False
-    finally:
-        conn.close()
     return version, failures, version == 0 and tables > 0
 
 

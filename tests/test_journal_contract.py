@@ -219,16 +219,17 @@ def test_durability_full_by_default_normal_on_request(backend: Backend) -> None:
 
 def test_older_journal_is_migrated_keeping_its_events(backend: Backend) -> None:
     """A version-1 journal (events only) gains the checkpoints table, the (stream, seq)
-    index and the export-dir index on open, each block logged."""
+    index and the later blocks by its first write (SQLite; PostgreSQL on open), each block
+    logged; it reads as it is before."""
     backend.create_at_version_1()
     backend.raw(RAW_INSERT, (1, "s", 1, "SessionCreated", '{"export_dir": "x"}', "{}",
                              "2026-01-01T00:00:00.000000Z", "a"))
     with capture_logs() as logs, backend.open() as j:
-        assert j.schema_version == 5
         assert [(e.type, e.data) for e in j.read()] == [("SessionCreated", {"export_dir": "x"})]
         assert j.export_dir_of("s") == "x"  # block 4's index covers the events already there
         assert j.checkpoint("tasks", "s") is None
         j.save_checkpoint(Checkpoint("tasks", "s", 1, b"{}", None, None))
+        assert j.schema_version == 5
         assert j.append("s", [status()]).first_seq == 2
     assert [entry["to_version"] for entry in logs if entry["event"] == "journal_migrated"] == [2, 3, 4, 5]
 
