@@ -38,6 +38,7 @@ from eventstore.events import EVENT_TYPES, Event, parse_event, upcast
 from eventstore.logs import get_logger
 from eventstore.progress import Progress, reporting
 from eventstore.retry import RetryPolicy
+from eventstore.staging import StagedEvents
 
 log = get_logger("evstore.journal")
 
@@ -505,13 +506,14 @@ class SQLiteJournal(JournalReads):
     def append(  # noqa: PLR0913 - keyword-only options of one operation
         self,
         stream: str,
-        events: Sequence[Event],
+        events: Sequence[Event] | StagedEvents,
         *,
         expected_version: int | None = None,
         event_ids: Sequence[str | None] | None = None,
         correlation_id: str | None = None,
         check: Callable[[int, list[StoredEvent], Sequence[Event]], None] | None = None,
         decide: Callable[[], Sequence[Event]] | None = None,
+        revalidate: Callable[[int], None] | None = None,
         progress: Progress | None = None,
     ) -> AppendResult:
         """Append `events` to `stream` in one transaction: all of them or none.
@@ -529,7 +531,16 @@ class SQLiteJournal(JournalReads):
         `progress(done, total)` (for `events`, not decided ones) counts each event twice
         out of `total = 2 * len(events)`: once serialized, once written (`check` runs
         in between).
+
+        `events` may be StagedEvents (serialized and validated beforehand, outside the
+        lock, against the journal at `events.validated_at`): then the transaction holds
+        only the version check, `revalidate(head)` when the head has moved since, and the
+        insert, whose rows come from a generator; `progress(done, count)` counts rows.
         """
+        if isinstance(events, StagedEvents):
+            return self._append_staged(events, expected_version=expected_version,
+                                       correlation_id=correlation_id, revalidate=revalidate,
+                                       progress=progress)
         if decide is None and not events:
             raise InvalidInputError(f"nothing to append to session {stream!r}")
         ids = list(event_ids) if event_ids is not None else [None] * len(events)
@@ -540,9 +551,7 @@ class SQLiteJournal(JournalReads):
             raise InvalidInputError("event_ids repeat within one append")
         twice = 2 * len(events)
         payloads = _payloads(events if progress is None else reporting(events, progress, twice))
-        meta = {"pid": os.getpid(), **self._meta_base}
-        if correlation_id is not None:
-            meta["correlation_id"] = correlation_id
+        meta = self._meta(correlation_id)
         meta_json = orjson.dumps(meta).decode()
 
         def attempt() -> AppendResult:
@@ -603,6 +612,62 @@ class SQLiteJournal(JournalReads):
                 )
 
         # No log line here: this is the hot path, and callers log the operation it serves.
+        result: AppendResult = self._with_busy_retry(attempt)
+        return result
+
+    def _meta(self, correlation_id: str | None) -> dict[str, Any]:
+        meta: dict[str, Any] = {"pid": os.getpid(), **self._meta_base}
+        if correlation_id is not None:
+            meta["correlation_id"] = correlation_id
+        return meta
+
+    def _append_staged(
+        self,
+        staged: StagedEvents,
+        *,
+        expected_version: int | None,
+        correlation_id: str | None,
+        revalidate: Callable[[int], None] | None,
+        progress: Progress | None,
+    ) -> AppendResult:
+        stream, count = staged.stream, staged.count
+        if not count:
+            raise InvalidInputError(f"nothing to append to session {stream!r}")
+        meta_json = orjson.dumps(self._meta(correlation_id)).decode()
+
+        def attempt() -> AppendResult:
+            with self._write() as conn:
+                if staged.given_ids:
+                    original = self._existing(conn, stream, staged.given_ids, count)
+                    if original is not None:
+                        return original
+                version, head = conn.execute(
+                    "SELECT (SELECT coalesce(max(version), 0) FROM events WHERE stream = ?),"
+                    " (SELECT coalesce(max(seq), 0) FROM events)",
+                    (stream,),
+                ).fetchone()
+                if expected_version is not None and version != expected_version:
+                    raise ConcurrencyError(
+                        f"session {stream!r} is at version {version}, "
+                        f"expected {expected_version}: re-read and retry"
+                    )
+                if revalidate is not None and head != staged.validated_at:
+                    revalidate(head)  # another writer got in since: decide again, under the lock
+                recorded_at = format_time(self._clock())
+                schema_of = _CURRENT_SCHEMA
+                rows = (
+                    (stream, version + offset, event_type, data, meta_json, recorded_at,
+                     event_id or new_event_id(), schema_of[event_type])
+                    for offset, (event_type, data, event_id) in enumerate(staged, start=1)
+                )
+                conn.executemany(
+                    "INSERT INTO events (stream, version, type, data, meta, recorded_at,"
+                    " event_id, schema_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows if progress is None else reporting(rows, progress, count),
+                )
+                return AppendResult(stream=stream, first_seq=head + 1, last_seq=head + count,
+                                    last_version=version + count, count=count)
+
         result: AppendResult = self._with_busy_retry(attempt)
         return result
 
