@@ -45,7 +45,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from _common import (
     INSERT_SQL,
@@ -523,7 +523,7 @@ class LockProbe:
         self.db, self.longest_s, self._stop = db, 0.0, threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
-    def __enter__(self) -> LockProbe:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -551,7 +551,8 @@ def big_jsonl(root: Path, lines: int) -> list[Row]:
     project = root / "jsonl"
     db = project / ".evstore" / "journal.db"
     build_journal(db, project / "plan" / SESSION, 0)
-    ids, statuses = item_ids(json.loads(backlog_bytes())), ("Planned", "Researching", "Implementing", "Complete")
+    ids = item_ids(json.loads(backlog_bytes()))
+    statuses = ("Planned", "Researching", "Implementing", "Complete")
     source = root / "updates.jsonl"
     with source.open("wb") as out:
         for n in range(lines):
@@ -559,7 +560,7 @@ def big_jsonl(root: Path, lines: int) -> list[Row]:
                                  separators=(",", ":")).encode() + b"\n")
     started = time.monotonic()
     with LockProbe(db) as probe:
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             [evstore_command(), "append", "--session", SESSION, "--jsonl", str(source)],
             cwd=project, env=child_env(root), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, status, usage = os.wait4(proc.pid, 0)

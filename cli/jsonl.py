@@ -3,14 +3,16 @@ stream so that memory does not grow with the number of lines."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
 from eventstore.errors import InvalidInputError
 from eventstore.events import Event, ItemUpdated, SessionCreated, parse_event, validate_status
 from eventstore.progress import Progress, reporting
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
 
 # Keys of `evstore log --json` lines that describe where an event was, not what it is.
 _ENVELOPE = ("seq", "stream", "version", "meta", "recorded_at", "schema_version")
@@ -76,7 +78,9 @@ def _line(raw: bytes, where: str) -> tuple[Event, str | None]:
     if isinstance(event, SessionCreated):
         # A line of data must not choose where files get written: sessions (and
         # their export directories) are created by `evstore import`.
-        raise InvalidInputError(f"{where}: SessionCreated is not accepted here: create sessions with `evstore import`")
+        raise InvalidInputError(
+            f"{where}: SessionCreated is not accepted here: create sessions with `evstore import`"
+        )
     if isinstance(event, ItemUpdated) and "status" in event.changes:
         _checked_status(event.changes["status"], where)
     return event, event_id

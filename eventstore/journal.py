@@ -657,8 +657,8 @@ class SQLiteJournal(JournalReads):
                 schema_of = _CURRENT_SCHEMA
                 rows = (
                     (stream, version + offset, event_type, data, meta_json, recorded_at,
-                     event_id or new_event_id(), schema_of[event_type])
-                    for offset, (event_type, data, event_id) in enumerate(staged, start=1)
+                     event_id, schema_of[event_type])
+                    for offset, (event_type, data, event_id, _) in enumerate(staged, start=1)
                 )
                 conn.executemany(
                     "INSERT INTO events (stream, version, type, data, meta, recorded_at,"

@@ -8,16 +8,20 @@ reads the lines back as a generator. The write lock is taken only for that inser
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Self
 
 import orjson
 
 from eventstore.errors import JournalWriteError
 
-# A line: type TAB event id as JSON (null or a string) TAB data as JSON, then a newline.
-# orjson escapes control characters in strings, so neither JSON part holds a tab or newline.
-_TAB, _NEWLINE = b"\t", b"\n"
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+# A line: type TAB event id TAB data as JSON, then a newline. A given id is stored as a JSON
+# string (it may hold any character), a generated one as its 36 bare characters: making
+# them while staging keeps that work out of the write lock. orjson escapes control characters in
+# strings, so no JSON part holds a tab or a newline.
+_TAB, _NEWLINE, _QUOTE = b"\t", b"\n", b'"'
 
 
 class StagedEvents:
@@ -32,36 +36,42 @@ class StagedEvents:
         self.given_ids: list[str] = []
         self._file: IO[bytes] = tempfile.TemporaryFile(prefix="evstore-append-")  # noqa: SIM115 - lives as long as self
 
-    def add(self, event_type: str, data: bytes, event_id: str | None) -> None:
+    def add(self, event_type: str, data: bytes, event_id: str, *, given: bool) -> None:
+        """One event; `given`: its id came with it (an idempotency key), rather than made
+        for it (journal.new_event_id)."""
+        stored_id = orjson.dumps(event_id) if given else event_id.encode()
         try:
-            self._file.write(b"".join((event_type.encode(), _TAB, orjson.dumps(event_id), _TAB,
-                                       data, _NEWLINE)))
+            self._file.write(b"".join((event_type.encode(), _TAB, stored_id, _TAB, data, _NEWLINE)))
         except OSError as exc:
             raise JournalWriteError(
                 f"cannot stage the events of this append in a temporary file ({exc.strerror}):"
                 " free space in the temporary directory (TMPDIR)"
             ) from None
         self.count += 1
-        if event_id is not None:
+        if given:
             self.given_ids.append(event_id)
 
     def __len__(self) -> int:
         return self.count
 
-    def __iter__(self) -> Iterator[tuple[str, str, str | None]]:
-        """(type, data as JSON text, event id or None) in the order they were added."""
+    def __iter__(self) -> Iterator[tuple[str, str, str, bool]]:
+        """(type, data as JSON text, event id, whether the id was given) in the order the
+        events were added."""
         self._file.flush()
         self._file.seek(0)
         loads = orjson.loads
         for line in self._file:
             event_type, event_id, data = line.rstrip(_NEWLINE).split(_TAB, 2)
-            yield event_type.decode(), data.decode(), loads(event_id)
+            if event_id[:1] == _QUOTE:
+                yield event_type.decode(), data.decode(), loads(event_id), True
+            else:
+                yield event_type.decode(), data.decode(), event_id.decode(), False
 
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> StagedEvents:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from eventstore.journal import (
     Durability,
     SQLiteJournal,
     StoredEvent,
+    new_event_id,
     utc_now,
 )
 from eventstore.locate import (
@@ -39,7 +40,7 @@ from eventstore.session import Session
 from eventstore.staging import StagedEvents
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     from eventstore.pgjournal import PostgresJournal
 
@@ -286,12 +287,12 @@ class Store:
             given: set[str] = set()
             for event, event_id in pairs if progress is None else reporting(pairs, progress, None):
                 if event_id is not None:
-                    if event_id in given:
-                        raise InvalidInputError(f"event id {event_id!r} repeats within one append")
-                    given.add(event_id)
-                payload = event.model_dump(mode="json")  # type: ignore[attr-defined]
+                    _once(event_id, given)
+                payload = event.model_dump(mode="json")
                 validator.accept(event, payload)
-                staged.add(event.type, orjson.dumps(payload), event_id)  # type: ignore[attr-defined]
+                staged.add(event.type, orjson.dumps(payload),  # type: ignore[attr-defined]
+                           new_event_id() if event_id is None else event_id,
+                           given=event_id is not None)
         except BaseException:
             staged.close()
             raise
@@ -313,8 +314,11 @@ class Store:
             # PostgreSQL's append takes models: the staged lines become them again.
             events = [model for model, _ in _models(staged)]
             return self._append(session, events, expected_version=expected_version,
-                                event_ids=[event_id for _, _, event_id in staged],
+                                event_ids=[event_id if given else None
+                                           for _, _, event_id, given in staged],
                                 correlation_id=correlation_id, progress=progress)
+        journal = self.journal
+        assert isinstance(journal, SQLiteJournal)  # noqa: S101 - the backend, checked above
 
         def revalidate(head: int) -> None:
             validator = self._validator(session, head)
@@ -322,9 +326,9 @@ class Store:
                 validator.accept(event, payload)
 
         with self._live_lock:
-            return self.journal.append(session, staged, expected_version=expected_version,
-                                       correlation_id=correlation_id, revalidate=revalidate,
-                                       progress=progress)
+            return journal.append(session, staged, expected_version=expected_version,
+                                  correlation_id=correlation_id, revalidate=revalidate,
+                                  progress=progress)
 
     def _validator(self, session: str, head: int) -> _Validator:
         """A validator from the session's states at `head` (or later), taken out of the live
@@ -333,8 +337,9 @@ class Store:
             states = self._catch_up_all(session, head=head)
             for projection in self.projections:
                 self._live.pop((projection.name, session), None)
-        return _Validator(self.projections, states, session, head,
-                          self.journal.stream_version(session), self.journal.now())
+        return _Validator(self.projections, states, session=session, head=head,
+                          version=self.journal.stream_version(session),
+                          recorded_at=self.journal.now())
 
     # --- reading state ------------------------------------------------------------------------
 
@@ -488,8 +493,8 @@ class _Validator:
     """Validates events one by one against projection states, folding each in, as the
     append's `check` does for a whole batch at once."""
 
-    def __init__(  # noqa: PLR0913 - the state and the position it stands at
-        self, projections: Sequence[Projection], states: dict[str, Any], session: str,
+    def __init__(  # noqa: PLR0913 - the states and the position they stand at
+        self, projections: Sequence[Projection], states: dict[str, Any], *, session: str,
         head: int, version: int, recorded_at: str,
     ) -> None:
         self._projections = [(p, p.validate, p.fold) for p in projections]
@@ -511,8 +516,14 @@ class _Validator:
             states[projection.name] = fold(states[projection.name], stored)
 
 
+def _once(event_id: str, given: set[str]) -> None:
+    if event_id in given:
+        raise InvalidInputError(f"event id {event_id!r} repeats within one append")
+    given.add(event_id)
+
+
 def _models(staged: StagedEvents) -> Iterator[tuple[Event, dict[str, Any]]]:
     """The staged events as models again, with their payloads (for a second validation)."""
-    for event_type, data, _ in staged:
+    for event_type, data, _, _ in staged:
         payload = orjson.loads(data)
         yield parse_event({"type": event_type, **payload}), payload

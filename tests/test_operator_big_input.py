@@ -14,8 +14,7 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING, Self
 
 import orjson
 import pytest
@@ -25,6 +24,10 @@ from eventstore import Store
 from eventstore.errors import InvalidInputError
 from eventstore.events import ItemStatusChanged
 from projections import DEFAULT
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 LINES = 200_000
 STATUSES = ("Planned", "Researching", "Implementing", "Complete")
@@ -60,7 +63,7 @@ def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     plan.mkdir(parents=True)
     shutil.copyfile(INITIAL, plan / "tasks.json")
     for argv in (["init"], ["import", f"plan/{SESSION}/tasks.json", "--session", SESSION]):
-        done = subprocess.run([evstore_bin(), *argv], cwd=root, capture_output=True, check=False)  # noqa: S603
+        done = subprocess.run([evstore_bin(), *argv], cwd=root, capture_output=True, check=False)
         assert done.returncode == 0, done.stderr
     return root
 
@@ -82,15 +85,20 @@ def journal_of(root: Path) -> Path:
 
 
 def events_in(root: Path) -> int:
-    with sqlite3.connect(journal_of(root)) as conn:
+    conn = sqlite3.connect(journal_of(root))
+    try:
         return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    finally:
+        conn.close()
 
 
-def run_measured(argv: list[str], cwd: Path, *, limit_bytes: int | None = None) -> tuple[int, str, int]:
+def run_measured(
+    argv: list[str], cwd: Path, *, limit_bytes: int | None = None
+) -> tuple[int, str, int]:
     """(exit status or -signal, stderr, peak RSS in MiB) of one real process."""
     prefix = [] if limit_bytes is None else [_prlimit(), f"--as={limit_bytes}"]
     env = {k: v for k, v in os.environ.items() if k != "EVSTORE_DB"}
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [*prefix, evstore_bin(), *argv], cwd=cwd, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
@@ -118,7 +126,7 @@ class LockProbe:
         self.longest_s = 0.0
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
-    def __enter__(self) -> LockProbe:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -167,9 +175,11 @@ def test_a_bad_last_line_is_refused_without_ever_taking_the_write_lock(
         out.write(b'{"item_id": "P9.NOPE", "status": "Complete"}\n')
     before = snapshot(project)
     with LockProbe(journal_of(project)) as probe:
-        code, stderr, _ = run_measured(["append", "--session", SESSION, "--jsonl", str(bad)], project)
+        code, stderr, _ = run_measured(
+            ["append", "--session", SESSION, "--jsonl", str(bad)], project)
     assert code == 2, stderr
-    assert stderr.startswith("evstore: error: ") and "unknown item 'P9.NOPE'" in stderr
+    assert stderr.startswith("evstore: error: ")
+    assert "unknown item 'P9.NOPE'" in stderr
     assert stderr.count("\n") == 1
     assert probe.longest_s < 0.3, f"write lock held {probe.longest_s:.2f} s by a refused append"
     assert snapshot(project) == before
@@ -205,15 +215,16 @@ def without_shm(files: dict[str, bytes]) -> dict[str, bytes]:
 
 
 def other_writer(project: Path, line: bytes) -> None:
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         [evstore_bin(), "append", "--session", SESSION, "--jsonl", "-"], cwd=project,
         input=line + b"\n", capture_output=True, check=False,
     )
     assert done.returncode == 0, done.stderr
 
 
-def staged_updates(store: Store, item: str, count: int) -> Iterator[tuple[ItemStatusChanged, None]]:
-    return ((ItemStatusChanged(item_id=item, status=STATUSES[n % 4]), None) for n in range(count))
+def staged_updates(item: str, count: int) -> Iterator[tuple[ItemStatusChanged, None]]:
+    return ((ItemStatusChanged(item_id=item, status=STATUSES[n % 4]), None)  # type: ignore[arg-type]
+            for n in range(count))
 
 
 def test_a_staged_append_is_validated_again_when_another_writer_got_in_first(
@@ -221,10 +232,10 @@ def test_a_staged_append_is_validated_again_when_another_writer_got_in_first(
 ) -> None:
     """Validated at head H without the lock; another process removes the item; under the
     lock the head has moved, so the events are checked again and refused."""
-    staged = store.stage(SESSION, staged_updates(store, "P1.M1.T1.S1", 3000))
+    staged = store.stage(SESSION, staged_updates("P1.M1.T1.S1", 3000))
     other_writer(project, b'{"type": "ItemRemoved", "item_id": "P1.M1.T1.S1"}')
     before = without_shm(snapshot(project))
-    with staged, pytest.raises(InvalidInputError, match="unknown item 'P1.M1.T1.S1'"):
+    with staged, pytest.raises(InvalidInputError, match=r"unknown item 'P1\.M1\.T1\.S1'"):
         store.append_staged(staged)
     assert without_shm(snapshot(project)) == before
 
@@ -232,7 +243,7 @@ def test_a_staged_append_is_validated_again_when_another_writer_got_in_first(
 def test_a_staged_append_still_valid_after_another_writer_lands_after_it(
     store: Store, project: Path
 ) -> None:
-    staged = store.stage(SESSION, staged_updates(store, "P1.M1.T1.S1", 3000))
+    staged = store.stage(SESSION, staged_updates("P1.M1.T1.S1", 3000))
     other_writer(project, b'{"item_id": "P1.M1.T1.S2", "status": "Complete"}')
     with staged:
         result = store.append_staged(staged)
@@ -247,8 +258,35 @@ def test_progress_without_a_known_total_while_staging(store: Store) -> None:
     the insert out of the staged count."""
     staging: list[tuple[int, int | None]] = []
     writing: list[tuple[int, int | None]] = []
-    with store.stage(SESSION, staged_updates(store, "P1.M1.T1.S1", 2500),
+    with store.stage(SESSION, staged_updates("P1.M1.T1.S1", 2500),
                      progress=lambda d, t: staging.append((d, t))) as staged:
         store.append_staged(staged, progress=lambda d, t: writing.append((d, t)))
     assert staging == [(1000, None), (2000, None), (2500, None)]
     assert writing == [(1000, 2500), (2000, 2500), (2500, 2500)]
+
+
+def test_given_event_ids_survive_staging_and_make_a_retry_write_nothing(
+    project: Path, tmp_path: Path
+) -> None:
+    """Ids come back from the staged file exactly (any character), and a retried file
+    is recognised as the same append."""
+    odd = 'id\twith "tab", quote\nand newline'
+    lines = tmp_path / "ids.jsonl"
+    lines.write_bytes(
+        orjson.dumps({"item_id": "P1", "status": "Complete", "event_id": odd}) + b"\n"
+        + orjson.dumps({"item_id": "P1.M1", "status": "Complete"}) + b"\n"
+        + orjson.dumps({"item_id": "P1.M1.T1", "status": "Complete", "event_id": "plain-2"})
+        + b"\n"
+    )
+    argv = ["append", "--session", SESSION, "--jsonl", str(lines)]
+    assert run_measured(argv, project)[0] == 0
+    conn = sqlite3.connect(journal_of(project))
+    stored = [row[0] for row in conn.execute("SELECT event_id FROM events WHERE seq > 2")]
+    conn.close()  # the last connection: the WAL is folded in, as after any evstore run
+    assert stored[0] == odd
+    assert stored[2] == "plain-2"
+    assert len(stored[1]) == 36  # made for it
+    before = snapshot(project)
+    code, stderr, _ = run_measured(argv, project)
+    assert code == 3, stderr  # only some ids present: a different append (the made one is new)
+    assert snapshot(project) == before
