@@ -638,7 +638,14 @@ class SQLiteJournal(JournalReads):
         def attempt() -> AppendResult:
             with self._write() as conn:
                 if staged.given_ids:
-                    original = self._existing(conn, stream, staged.given_ids, count)
+                    # One JSON array parameter: a million ids would pass SQLite's limit on
+                    # bound variables as `IN (?, ?, ...)`.
+                    found = conn.execute(
+                        "SELECT seq, stream, version FROM events WHERE event_id IN"
+                        " (SELECT value FROM json_each(?)) ORDER BY seq",
+                        (orjson.dumps(staged.given_ids).decode(),),
+                    ).fetchall()
+                    original = duplicate_of(found, stream, staged.given_ids, count)
                     if original is not None:
                         return original
                 version, head = conn.execute(

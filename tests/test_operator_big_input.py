@@ -303,3 +303,26 @@ def test_given_event_ids_survive_staging_and_make_a_retry_write_nothing(
     code, stderr, _ = run_measured(argv, project)
     assert code == 3, stderr  # only some ids present: a different append (the made one is new)
     assert snapshot(project) == before
+
+
+@pytest.mark.slow
+def test_more_event_ids_than_sqlite_binds_are_appended_then_recognised(
+    project: Path, tmp_path: Path
+) -> None:
+    """Today's main looked the ids up as `IN (?, ?, ...)`: past SQLite's bound-variable
+    limit (250,000 here) the append failed with "too many SQL variables" (exit 5)."""
+    lines = tmp_path / "keyed.jsonl"
+    with lines.open("wb") as out:
+        for n in range(250_001):
+            out.write(orjson.dumps({"item_id": "P1", "status": STATUSES[n % 4],
+                                    "event_id": f"k{n}"}) + b"\n")
+    argv = ["append", "--session", SESSION, "--jsonl", str(lines)]
+    code, stderr, _ = run_measured(argv, project)
+    assert code == 0, stderr
+    before = snapshot(project)
+    env = {k: v for k, v in os.environ.items() if k != "EVSTORE_DB"}
+    again = subprocess.run([evstore_bin(), *argv], cwd=project, env=env, capture_output=True,
+                           text=True, check=False)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("already appended (seq 3..250003): nothing written")
+    assert snapshot(project) == before
