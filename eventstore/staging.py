@@ -7,6 +7,7 @@ reads the lines back as a generator. The write lock is taken only for that inser
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from typing import IO, TYPE_CHECKING, Self
 
@@ -43,10 +44,7 @@ class StagedEvents:
         try:
             self._file.write(b"".join((event_type.encode(), _TAB, stored_id, _TAB, data, _NEWLINE)))
         except OSError as exc:
-            raise JournalWriteError(
-                f"cannot stage the events of this append in a temporary file ({exc.strerror}):"
-                " free space in the temporary directory (TMPDIR)"
-            ) from None
+            raise _unstaged(exc) from None
         self.count += 1
         if given:
             self.given_ids.append(event_id)
@@ -57,7 +55,10 @@ class StagedEvents:
     def __iter__(self) -> Iterator[tuple[str, str, str, bool]]:
         """(type, data as JSON text, event id, whether the id was given) in the order the
         events were added."""
-        self._file.flush()
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise _unstaged(exc) from None
         self._file.seek(0)
         loads = orjson.loads
         for line in self._file:
@@ -68,10 +69,19 @@ class StagedEvents:
                 yield event_type.decode(), data.decode(), event_id.decode(), False
 
     def close(self) -> None:
-        self._file.close()
+        # A failed flush (the disk is full) still closes the descriptor; the file is scrap.
+        with contextlib.suppress(OSError):
+            self._file.close()
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _unstaged(exc: OSError) -> JournalWriteError:
+    return JournalWriteError(
+        f"cannot stage the events of this append in a temporary file ({exc.strerror}): free"
+        " space in the temporary directory (TMPDIR), or point TMPDIR elsewhere; nothing written"
+    )

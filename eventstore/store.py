@@ -331,12 +331,12 @@ class Store:
                                   progress=progress)
 
     def _validator(self, session: str, head: int) -> _Validator:
-        """A validator from the session's states at `head` (or later), taken out of the live
-        cache: folding into them makes them the states of events not yet appended."""
+        """A validator from private copies of the session's states at `head` (or later):
+        folds change states in place, and events not yet appended must not reach the live
+        cache, nor a state `state()` handed out."""
         with self._live_lock:
-            states = self._catch_up_all(session, head=head)
-            for projection in self.projections:
-                self._live.pop((projection.name, session), None)
+            live = self._catch_up_all(session, head=head)
+            states = {p.name: p.load_state(p.dump_state(live[p.name])) for p in self.projections}
         return _Validator(self.projections, states, session=session, head=head,
                           version=self.journal.stream_version(session),
                           recorded_at=self.journal.now())

@@ -266,6 +266,17 @@ def test_a_staged_append_still_valid_after_another_writer_lands_after_it(
     assert tasks.item("P1.M1.T1.S2")["status"] == "Complete"
 
 
+def test_staging_never_shows_unappended_events_in_state(store: Store) -> None:
+    """Folds change states in place: staging validates on copies, so a state handed out
+    before, and the state read after, show only what the journal holds."""
+    before = store.state(SESSION, "tasks").item("P1.M1.T1.S1")["status"]
+    handed_out = store.state(SESSION, "tasks")
+    with store.stage(SESSION, staged_updates("P1.M1.T1.S1", 3)):  # ends Implementing
+        assert handed_out.item("P1.M1.T1.S1")["status"] == before
+        assert store.state(SESSION, "tasks").item("P1.M1.T1.S1")["status"] == before
+    assert before != STATUSES[2]
+
+
 def test_progress_without_a_known_total_while_staging(store: Store) -> None:
     """The library cannot count a stream before reading it: it reports (done, None), then
     the insert out of the staged count."""
