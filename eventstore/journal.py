@@ -533,9 +533,10 @@ class SQLiteJournal(JournalReads):
         in between).
 
         `events` may be StagedEvents (serialized and validated beforehand, outside the
-        lock, against the journal at `events.validated_at`): then the transaction holds
-        only the version check, `revalidate(head)` when the head has moved since, and the
-        insert, whose rows come from a generator; `progress(done, count)` counts rows.
+        lock, against the stream at `events.validated_version`): then the transaction
+        holds only the version check, `revalidate(head)` when the stream has moved since
+        (appends to other streams cannot change its validity), and the insert, whose rows
+        come from a generator; `progress(done, count)` counts rows.
         """
         if isinstance(events, StagedEvents):
             return self._append_staged(events, expected_version=expected_version,
@@ -658,8 +659,8 @@ class SQLiteJournal(JournalReads):
                         f"session {stream!r} is at version {version}, "
                         f"expected {expected_version}: re-read and retry"
                     )
-                if revalidate is not None and head != staged.validated_at:
-                    revalidate(head)  # another writer got in since: decide again, under the lock
+                if revalidate is not None and version != staged.validated_version:
+                    revalidate(head)  # the session moved on since: validate again, under the lock
                 recorded_at = format_time(self._clock())
                 schema_of = _CURRENT_SCHEMA
                 rows = (

@@ -26,14 +26,14 @@ _TAB, _NEWLINE, _QUOTE = b"\t", b"\n", b'"'
 
 
 class StagedEvents:
-    """Serialized events of one stream, validated against the stream at `validated_at`
-    (the journal head they were checked against). Iterate it for (type, data, event id)
-    as many times as needed; close it (or use `with`) to delete the file."""
+    """Serialized events of one stream, validated against the stream at its version
+    `validated_version`. Iterate it as many times as needed; close it (or use `with`) to
+    delete the file."""
 
     def __init__(self, stream: str) -> None:
         self.stream = stream
         self.count = 0
-        self.validated_at = 0
+        self.validated_version = 0
         self.given_ids: list[str] = []
         self._file: IO[bytes] = tempfile.TemporaryFile(prefix="evstore-append-")  # noqa: SIM115 - lives as long as self
 

@@ -267,8 +267,8 @@ class Store:
         """Serialize and validate (event, event id or None) pairs, read one at a time, into
         StagedEvents for `append_staged`, without the write lock: memory stays flat
         however many there are, and other writers go on meanwhile. They are validated
-        against the session at the journal head as it was read here; `append_staged`
-        validates them again, under the lock, only if the head has moved since.
+        against the session as it is here; `append_staged` validates them again, under
+        the lock, only if the session has had events appended since.
 
         `progress(done, None)` every thousand pairs and at the end (the total is not
         known until the pairs run out). Sessions are not created this way."""
@@ -280,10 +280,11 @@ class Store:
             pairs = itertools.chain((first,), pairs)
         staged = StagedEvents(session)
         try:
-            # The head before the states: they are at least there, so a commit in between
-            # shows as a moved head, and append_staged validates again.
-            staged.validated_at = self.journal.head()
-            validator = self._validator(session, staged.validated_at)
+            # The version before the states: they are at least there, so a commit to the
+            # session in between shows as a moved version, and append_staged validates again.
+            head = self.journal.head()
+            staged.validated_version = self.journal.stream_version(session)
+            validator = self._validator(session, head, staged.validated_version)
             given: set[str] = set()
             for event, event_id in pairs if progress is None else reporting(pairs, progress, None):
                 if event_id is not None:
@@ -308,7 +309,8 @@ class Store:
     ) -> AppendResult:
         """Append what `stage` prepared, in one transaction: the write lock is held for the
         version check and the insert (and a second validation if another writer appended
-        since `stage`). `progress(rows written, rows)` every thousand rows and at the end."""
+        to the session since `stage`). `progress(rows written, rows)` every thousand rows
+        and at the end."""
         session = staged.stream
         if self.journal.backend != "sqlite":
             # PostgreSQL's append takes models: the staged lines become them again.
@@ -321,7 +323,7 @@ class Store:
         assert isinstance(journal, SQLiteJournal)  # noqa: S101 - the backend, checked above
 
         def revalidate(head: int) -> None:
-            validator = self._validator(session, head)
+            validator = self._validator(session, head, journal.stream_version(session))
             for event, payload in _models(staged):
                 validator.accept(event, payload)
 
@@ -330,16 +332,16 @@ class Store:
                                   correlation_id=correlation_id, revalidate=revalidate,
                                   progress=progress)
 
-    def _validator(self, session: str, head: int) -> _Validator:
+    def _validator(self, session: str, head: int, version: int) -> _Validator:
         """A validator from private copies of the session's states at `head` (or later):
         folds change states in place, and events not yet appended must not reach the live
         cache, nor a state `state()` handed out."""
         with self._live_lock:
             live = self._catch_up_all(session, head=head)
-            states = {p.name: p.load_state(p.dump_state(live[p.name])) for p in self.projections}
+            states = {p.name: p.load_state(p.dump_state(live[p.name]))
+                      for p in self.projections}
         return _Validator(self.projections, states, session=session, head=head,
-                          version=self.journal.stream_version(session),
-                          recorded_at=self.journal.now())
+                          version=version, recorded_at=self.journal.now())
 
     # --- reading state ------------------------------------------------------------------------
 

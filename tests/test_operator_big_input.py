@@ -266,6 +266,33 @@ def test_a_staged_append_still_valid_after_another_writer_lands_after_it(
     assert tasks.item("P1.M1.T1.S2")["status"] == "Complete"
 
 
+def test_appends_to_other_sessions_do_not_make_a_staged_append_validate_again(
+    store: Store, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validity depends on the session's own events only: a busy project (other sessions
+    appending all the time) must not push the validation under the lock."""
+    validations: list[int] = []
+    real = store._validator  # noqa: SLF001 - the seam that counts validation passes
+
+    def counted(session: str, head: int, version: int) -> object:
+        validations.append(head)
+        return real(session, head, version)
+
+    monkeypatch.setattr(store, "_validator", counted)
+    staged = store.stage(SESSION, staged_updates("P1.M1.T1.S1", 10))
+    with Store.open(journal_of(project), projections=DEFAULT) as other:
+        other.create_session("other", "plan/other")
+    with staged:
+        assert store.append_staged(staged).first_seq == 4  # after the other session's event
+    assert len(validations) == 1
+
+    staged = store.stage(SESSION, staged_updates("P1.M1.T1.S1", 10))
+    other_writer(project, b'{"item_id": "P1.M1.T1.S2", "status": "Complete"}')
+    with staged:
+        store.append_staged(staged)
+    assert len(validations) == 3  # this session moved: validated again, under the lock
+
+
 def test_staging_never_shows_unappended_events_in_state(store: Store) -> None:
     """Folds change states in place: staging validates on copies, so a state handed out
     before, and the state read after, show only what the journal holds."""
