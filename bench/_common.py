@@ -332,6 +332,8 @@ class Row:
             return f">= {self.target:.2f}x"
         if self.kind == "time":
             return f"<= {self.target * 100:.0f}%" if self.target < 0.1 else f"<= {self.target:.2f}x"
+        if self.unit == "MB":
+            return f"<= {self.target:.0f} MB"
         return f"< {self.target * 1000:.0f} ms"
 
     @property

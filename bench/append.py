@@ -18,6 +18,10 @@ Cases (targets in brackets):
      (bytecode cached, as in a normal install; when this shell sets PYTHONDONTWRITEBYTECODE
      the same commands are also timed with it, for reference; not with --quick)
   scale: cases 1 and 7 again on a session already holding 100,000 events  [reference]
+  8  `evstore append --jsonl` of 1,000,000 status-update lines as a real process: wall time,
+     peak RSS [<= 300 MB] and the longest stretch another writer could not take the write
+     lock, beside raw `executemany` of the same number of rows in one transaction (rows
+     built in memory first, as executemany's usual caller does)       [lock: reference]
 
 Fairness: every journal is created by evstore's own DDL (schema.sql: CHECK json_valid,
 UNIQUE(stream, version), UNIQUE event_id, triggers), on the same file system, in WAL mode
@@ -34,12 +38,14 @@ import functools
 import json
 import os
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from _common import (
     INSERT_SQL,
@@ -509,6 +515,79 @@ def large_session(root: Path, events: int, n: int, rounds: int, runs: int) -> li
     ]
 
 
+class LockProbe:
+    """Another writer trying `BEGIN IMMEDIATE` every few ms without waiting: the longest
+    stretch it failed is how long someone held the write lock."""
+
+    def __init__(self, db: Path) -> None:
+        self.db, self.longest_s, self._stop = db, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        conn = sqlite3.connect(self.db, timeout=0, isolation_level=None)
+        since: float | None = None
+        while not self._stop.is_set():
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+                if since is not None:
+                    self.longest_s, since = max(self.longest_s, time.monotonic() - since), None
+            except sqlite3.OperationalError:
+                since = time.monotonic() if since is None else since
+            time.sleep(0.005)
+        conn.close()
+
+
+def big_jsonl(root: Path, lines: int) -> list[Row]:
+    """Case 8: one huge --jsonl as a real process, and raw executemany of as many rows."""
+    project = root / "jsonl"
+    db = project / ".evstore" / "journal.db"
+    build_journal(db, project / "plan" / SESSION, 0)
+    ids = item_ids(json.loads(backlog_bytes()))
+    statuses = ("Planned", "Researching", "Implementing", "Complete")
+    source = root / "updates.jsonl"
+    with source.open("wb") as out:
+        for n in range(lines):
+            out.write(json.dumps({"item_id": ids[n % len(ids)], "status": statuses[n % 4]},
+                                 separators=(",", ":")).encode() + b"\n")
+    started = time.monotonic()
+    with LockProbe(db) as probe:
+        proc = subprocess.Popen(
+            [evstore_command(), "append", "--session", SESSION, "--jsonl", str(source)],
+            cwd=project, env=child_env(root), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"evstore append --jsonl failed: {proc.stderr.read().decode()}")  # type: ignore[union-attr]
+    peak_mb = usage.ru_maxrss / 1024
+    raw = RawWriter(root / "jsonl-raw.db", "full")
+    data = [json.dumps({"item_id": ids[n % len(ids)], "status": statuses[n % 4], "reason": None})
+            for n in range(lines)]
+    raw_started = time.monotonic()
+    raw.batch_preserialized(data)
+    raw_lock = time.monotonic() - raw_started
+    raw.close()
+    del data
+    label = f"{lines:,}"
+    return [
+        Row(f"8  append --jsonl {label} lines: wall", "info", wall, None, "", "s",
+            note="real process: parse, validate, stage, insert, fsync"),
+        Row(f"8  append --jsonl {label} lines: peak RSS", "abs", peak_mb, None, "", "MB",
+            target=300, note="ru_maxrss of the child (os.wait4)"),
+        Row(f"8  append --jsonl {label} lines: write lock held", "info", probe.longest_s,
+            raw_lock, "raw executemany, one transaction", "s",
+            note="longest stretch a probe could not BEGIN IMMEDIATE"),
+    ]
+
+
 def main() -> int:
     args = parse_args(__doc__.splitlines()[0])
     quiet_logs()
@@ -519,11 +598,13 @@ def main() -> int:
     if args.quick:
         params = {"per_txn_full": 50, "per_txn_normal": 50, "per_txn_rounds": 3,
                   "batch": 2_000, "batch_rounds": 3, "process_runs": 3,
-                  "large_events": 10_000, "large_per_txn": 20, "large_rounds": 3}
+                  "large_events": 10_000, "large_per_txn": 20, "large_rounds": 3,
+                  "jsonl_lines": 20_000}
     else:
         params = {"per_txn_full": 500, "per_txn_normal": 500, "per_txn_rounds": 7,
                   "batch": 10_000, "batch_rounds": 7, "process_runs": 7,
-                  "large_events": 100_000, "large_per_txn": 100, "large_rounds": 3}
+                  "large_events": 100_000, "large_per_txn": 100, "large_rounds": 3,
+                  "jsonl_lines": 1_000_000}
     es = es_version is not None
     rows: list[Row] = []
     with scratch("append") as root:
@@ -534,7 +615,8 @@ def main() -> int:
         rows += processes(root, params["process_runs"], bytecode_reference=not args.quick)
         rows += large_session(root, params["large_events"], params["large_per_txn"],
                               params["large_rounds"], params["process_runs"])
-    order = {"1": 0, "2": 1, "6": 2, "7": 3}
+        rows += big_jsonl(root, params["jsonl_lines"])
+    order = {"1": 0, "2": 1, "6": 2, "7": 3, "8": 4}
     rows.sort(key=lambda r: order.get(r.case[0], 9))
     if not es:
         print("eventsourcing is not installed (pip install -e '.[bench]'): case 6 skipped\n")

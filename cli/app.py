@@ -54,6 +54,11 @@ class EvstoreGroup(click.Group):
             _fail("interrupted", 130)
         except BrokenPipeError:
             sys.exit(0)  # `evstore log | head` is not an error
+        except MemoryError as exc:
+            # Whatever ran out rolled back with it: say so, not "bad input" or a traceback.
+            doing = f" ({exc})" if str(exc) else ""
+            _fail(f"out of memory{doing}: nothing was written; free memory, raise the "
+                  "limit (ulimit -v) or split the input", 5)
         except Exception as exc:  # noqa: BLE001 - the last line of defence prints one line
             from eventstore.errors import EvstoreError  # noqa: PLC0415 - error path only
 

@@ -1,8 +1,9 @@
-"""`append --jsonl`: one event per line, validated before anything is appended."""
+"""`append --jsonl`: one event per line, validated before anything is appended, read as a
+stream so that memory does not grow with the number of lines."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -17,6 +18,9 @@ from eventstore.events import (
 )
 from eventstore.progress import Progress, reporting
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
 # Keys of `evstore log --json` lines that describe where an event was, not what it is.
 _ENVELOPE = ("seq", "stream", "version", "meta", "recorded_at", "schema_version")
 
@@ -25,41 +29,72 @@ def read_jsonl(
     data: bytes, *, source: str, progress: Progress | None = None
 ) -> tuple[list[Event], list[str | None]]:
     """The events and ids of every line; `progress(lines read, lines)` every thousand."""
+    lines = data.splitlines()
+    numbered = lines if progress is None else reporting(lines, progress, len(lines))
     events: list[Event] = []
     ids: list[str | None] = []
-    lines = data.splitlines()
-    numbered = enumerate(lines if progress is None else reporting(lines, progress, len(lines)),
-                         start=1)
-    for number, raw in numbered:
-        if not raw.strip():
-            continue
-        where = f"{source}:{number}"
-        try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidInputError(f"{where}: not valid JSON: {exc}") from None
-        if not isinstance(obj, dict):
-            raise InvalidInputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-        event_id = obj.pop("event_id", None)
-        if event_id is not None and not isinstance(event_id, str):
-            raise InvalidInputError(f"{where}: event_id must be a string")
-        event = parse_event(_payload(obj, where), where=where)
-        if isinstance(event, SessionCreated):
-            # A line of data must not choose where files get written: sessions (and
-            # their export directories) are created by `evstore import`.
-            raise InvalidInputError(f"{where}: SessionCreated is not accepted here: create sessions with `evstore import`")
-        if isinstance(event, SessionMoved):
-            raise InvalidInputError(
-                f"{where}: SessionMoved is not accepted here: "
-                "move sessions with `evstore session move`"
-            )
-        if isinstance(event, ItemUpdated) and "status" in event.changes:
-            _checked_status(event.changes["status"], where)
+    for event, event_id in iter_jsonl(numbered, source=source):
         events.append(event)
         ids.append(event_id)
-    if not events:
-        raise InvalidInputError(f"{source}: no events (only blank lines)")
     return events, ids
+
+
+def iter_jsonl(lines: Iterable[bytes], *, source: str) -> Iterator[tuple[Event, str | None]]:
+    """(event, event id or None) of each line as it is read: one line in memory at a time.
+    Raises InvalidInputError naming the first bad line, or when there was no event."""
+    found = False
+    for number, raw in enumerate(lines, start=1):
+        if raw.strip():
+            found = True
+            yield _line(raw, f"{source}:{number}")
+    if not found:
+        raise InvalidInputError(f"{source}: no events (only blank lines)")
+
+
+def count_lines(handle: IO[bytes]) -> int | None:
+    """How many lines a seekable file has, counted in blocks (a second or so for a
+    gigabyte) and rewound; None for a pipe, whose lines cannot be read twice."""
+    try:
+        start = handle.tell()
+        if not handle.seekable():
+            return None
+    except (OSError, ValueError):
+        return None
+    lines, last = 0, b"\n"
+    while block := handle.read(1 << 20):
+        lines += block.count(b"\n")
+        last = block[-1:]
+    handle.seek(start)
+    return lines + (last != b"\n")
+
+
+def _line(raw: bytes, where: str) -> tuple[Event, str | None]:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("Not enough memory"):
+            # orjson reports a failed allocation as a decode error: it is not bad input.
+            raise MemoryError(f"reading {where}") from None
+        raise InvalidInputError(f"{where}: not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise InvalidInputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    event_id = obj.pop("event_id", None)
+    if event_id is not None and not isinstance(event_id, str):
+        raise InvalidInputError(f"{where}: event_id must be a string")
+    event = parse_event(_payload(obj, where), where=where)
+    if isinstance(event, SessionCreated):
+        # A line of data must not choose where files get written: sessions (and
+        # their export directories) are created by `evstore import`.
+        raise InvalidInputError(
+            f"{where}: SessionCreated is not accepted here: create sessions with `evstore import`"
+        )
+    if isinstance(event, SessionMoved):
+        raise InvalidInputError(
+            f"{where}: SessionMoved is not accepted here: move sessions with `evstore session move`"
+        )
+    if isinstance(event, ItemUpdated) and "status" in event.changes:
+        _checked_status(event.changes["status"], where)
+    return event, event_id
 
 
 def _payload(obj: dict[str, Any], where: str) -> dict[str, Any]:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from cli.app import app
 from cli.context import AppContext
 from cli.output import emit_json
+
+if TYPE_CHECKING:
+    from eventstore.journal import AppendResult
+    from eventstore.progress import Progress
 
 pass_app = click.make_pass_decorator(AppContext)
 
@@ -171,33 +176,23 @@ def append(  # noqa: PLR0913 - one option per knob of an append
     from eventstore.session import FlushStats  # noqa: PLC0415
 
     with contextlib.ExitStack() as scope:  # a progress bar for --jsonl, gone before the output
-        progress = None
         if jsonl is not None:
             if item is not None or status is not None:
                 raise click.UsageError("give ITEM STATUS or --jsonl, not both")
-            from cli.jsonl import read_jsonl  # noqa: PLC0415
-            from cli.progress import progress_bar  # noqa: PLC0415
-
-            stdin = jsonl is sys.stdin.buffer or getattr(jsonl, "name", "-") == "-"
-            name = "<stdin>" if stdin else jsonl.name
-            data = jsonl.read()  # before the bar: stdin may be someone typing
-            bar = scope.enter_context(progress_bar(f"parsing {name}"))
-            events, ids = read_jsonl(data, source=str(name), progress=bar.callback)
             if event_id is not None:
                 raise click.UsageError(
                     "--event-id goes with ITEM STATUS; put event_id on each JSONL line")
-            bar.stage(f"appending {len(events):,} event(s) to {session}")
-            progress = bar.callback
+            result, count = _append_jsonl(obj, scope, jsonl, session, expected_version)
         else:
             if item is None or status is None:
                 raise click.UsageError("missing ITEM STATUS (or --jsonl FILE)")
             validate_status(status)
             events = [ItemStatusChanged(item_id=item, status=status, reason=reason)]  # type: ignore[arg-type]
-            ids = [event_id]
-        result = obj.store().append(session, events, expected_version=expected_version,
-                                    event_ids=ids, progress=progress)
+            result = obj.store().append(session, events, expected_version=expected_version,
+                                        event_ids=[event_id])
+            count = 1
     # A duplicate wrote nothing: no items, no write saved, whatever was handed in.
-    stats = FlushStats.of(0 if result.duplicate else len(events), result)
+    stats = FlushStats.of(0 if result.duplicate else count, result)
     payload: dict[str, Any] = {
         "session": session,
         "first_seq": result.first_seq,
@@ -220,3 +215,37 @@ def append(  # noqa: PLR0913 - one option per knob of an append
         )
     else:
         click.echo(f"{session} {item} → {status} (seq {result.last_seq}, version {result.last_version})")
+
+
+def _append_jsonl(
+    obj: AppContext, scope: contextlib.ExitStack, jsonl: IO[bytes], session: str,
+    expected_version: int | None,
+) -> tuple[AppendResult, int]:
+    """Stream the lines into a staged append (parsed and validated without the write lock,
+    one line in memory at a time), then insert them under it."""
+    from cli.jsonl import count_lines, iter_jsonl  # noqa: PLC0415
+    from cli.progress import progress_bar  # noqa: PLC0415
+
+    stdin = jsonl is sys.stdin.buffer or getattr(jsonl, "name", "-") == "-"
+    name = "<stdin>" if stdin else str(jsonl.name)
+    lines: IO[bytes] = jsonl
+    if stdin and jsonl.isatty():
+        lines = io.BytesIO(jsonl.read())  # before the bar: someone is typing
+    total = count_lines(lines)  # None for a pipe: the bar then counts without an end
+    store = obj.store()
+    bar = scope.enter_context(progress_bar(f"parsing {name}"))
+    parsed = None if bar.callback is None else _out_of(bar.callback, total)
+    staged = scope.enter_context(store.stage(session, iter_jsonl(lines, source=name),
+                                             progress=parsed))
+    bar.stage(f"appending {staged.count:,} event(s) to {session}")
+    result = store.append_staged(staged, expected_version=expected_version, progress=bar.callback)
+    return result, staged.count
+
+
+def _out_of(progress: Progress, total: int | None) -> Progress:
+    """`progress` with the total the library cannot know while it reads (the lines)."""
+
+    def report(done: int, _unknown: int | None) -> None:
+        progress(done, total)
+
+    return report

@@ -47,6 +47,7 @@ from eventstore.journal_file import (
 from eventstore.logs import get_logger
 from eventstore.progress import Progress, reporting
 from eventstore.retry import RetryPolicy
+from eventstore.staging import StagedEvents
 
 log = get_logger("evstore.journal")
 
@@ -861,7 +862,7 @@ class SQLiteJournal(JournalReads):
     def append(  # noqa: PLR0913 - keyword-only options of one operation
         self,
         stream: str,
-        events: Sequence[Event],
+        events: Sequence[Event] | StagedEvents,
         *,
         expected_version: int | None = None,
         event_ids: Sequence[str | None] | None = None,
@@ -869,6 +870,7 @@ class SQLiteJournal(JournalReads):
         extra_meta: Mapping[str, Any] | None = None,
         check: Callable[[int, list[StoredEvent], Sequence[Event]], None] | None = None,
         decide: Callable[[], Sequence[Event]] | None = None,
+        revalidate: Callable[[int], None] | None = None,
         progress: Progress | None = None,
     ) -> AppendResult:
         """Append `events` to `stream` in one transaction: all of them or none.
@@ -886,7 +888,17 @@ class SQLiteJournal(JournalReads):
         `progress(done, total)` (for `events`, not decided ones) counts each event twice
         out of `total = 2 * len(events)`: once serialized, once written (`check` runs
         in between).
+
+        `events` may be StagedEvents (serialized and validated beforehand, outside the
+        lock, against the stream at `events.validated_version`): then the transaction
+        holds only the version check, `revalidate(head)` when the stream has moved since
+        (appends to other streams cannot change its validity), and the insert, whose rows
+        come from a generator; `progress(done, count)` counts rows.
         """
+        if isinstance(events, StagedEvents):
+            return self._append_staged(events, expected_version=expected_version,
+                                       correlation_id=correlation_id, revalidate=revalidate,
+                                       progress=progress, extra_meta=extra_meta)
         if decide is None and not events:
             raise InvalidInputError(f"nothing to append to session {stream!r}")
         ids = list(event_ids) if event_ids is not None else [None] * len(events)
@@ -897,13 +909,7 @@ class SQLiteJournal(JournalReads):
             raise InvalidInputError("event_ids repeat within one append")
         twice = 2 * len(events)
         payloads = _payloads(events if progress is None else reporting(events, progress, twice))
-        meta = {"pid": os.getpid(), **self._meta_base}
-        if correlation_id is not None:
-            meta["correlation_id"] = correlation_id
-        if extra_meta:
-            # The caller's identity (a claim's owner, an MCP client) beside ours; ours wins
-            # so an event always says which process wrote it.
-            meta = {**extra_meta, **meta}
+        meta = self._meta(correlation_id, extra_meta)
         meta_json = orjson.dumps(meta).decode()
 
         def attempt() -> AppendResult:
@@ -980,10 +986,88 @@ class SQLiteJournal(JournalReads):
             add((*row, prev))
         return chained
 
+    def _chained_rows(
+        self, rows: Iterable[tuple[Any, ...]], head: int, prev_link: str | None
+    ) -> Iterator[tuple[Any, ...]]:
+        """`_chained` as a generator, for rows streamed into executemany (`data` as text)."""
+        prev = prev_link or self._journal_id()
+        seq = head
+        for row in rows:
+            seq += 1
+            prev = _sha256(f"{prev}\x1f{seq}\x1f{row[0]}\x1f{row[1]}\x1f{row[2]}\x1f{row[3]}"
+                           f"\x1f{row[6]}".encode()).hexdigest()
+            yield (*row, prev)
+
     def _journal_id(self) -> str:
         if self._id is None:
             self._id = self.identity()[0]
         return self._id
+
+    def _meta(
+        self, correlation_id: str | None, extra_meta: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        meta: dict[str, Any] = {"pid": os.getpid(), **self._meta_base}
+        if correlation_id is not None:
+            meta["correlation_id"] = correlation_id
+        if extra_meta:
+            # The caller's identity (a claim's owner, an MCP client) beside ours; ours wins
+            # so an event always says which process wrote it.
+            meta = {**extra_meta, **meta}
+        return meta
+
+    def _append_staged(
+        self,
+        staged: StagedEvents,
+        *,
+        expected_version: int | None,
+        correlation_id: str | None,
+        revalidate: Callable[[int], None] | None,
+        progress: Progress | None,
+        extra_meta: Mapping[str, Any] | None = None,
+    ) -> AppendResult:
+        stream, count = staged.stream, staged.count
+        if not count:
+            raise InvalidInputError(f"nothing to append to session {stream!r}")
+        meta_json = orjson.dumps(self._meta(correlation_id, extra_meta)).decode()
+
+        def attempt() -> AppendResult:
+            with self._write() as conn:
+                if staged.given_ids:
+                    # One JSON array parameter: a million ids would pass SQLite's limit on
+                    # bound variables as `IN (?, ?, ...)`.
+                    found = conn.execute(
+                        "SELECT seq, stream, version FROM events WHERE event_id IN"
+                        " (SELECT value FROM json_each(?)) ORDER BY seq",
+                        (orjson.dumps(staged.given_ids).decode(),),
+                    ).fetchall()
+                    original = duplicate_of(found, stream, staged.given_ids, count)
+                    if original is not None:
+                        return original
+                version, head, prev_link = conn.execute(_HEAD_AND_LINK, (stream,)).fetchone()
+                if expected_version is not None and version != expected_version:
+                    raise ConcurrencyError(
+                        f"session {stream!r} is at version {version}, "
+                        f"expected {expected_version}: re-read and retry"
+                    )
+                if revalidate is not None and version != staged.validated_version:
+                    revalidate(head)  # the session moved on since: validate again, under the lock
+                recorded_at = format_time(self._clock())
+                schema_of = _CURRENT_SCHEMA
+                rows = self._chained_rows((
+                    (stream, version + offset, event_type, data, meta_json, recorded_at,
+                     event_id, schema_of[event_type])
+                    for offset, (event_type, data, event_id, _) in enumerate(staged, start=1)
+                ), head, prev_link)
+                conn.executemany(
+                    "INSERT INTO events (stream, version, type, data, meta, recorded_at,"
+                    " event_id, schema_version, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows if progress is None else reporting(rows, progress, count),
+                )
+                return AppendResult(stream=stream, first_seq=head + 1, last_seq=head + count,
+                                    last_version=version + count, count=count)
+
+        result: AppendResult = self._with_busy_retry(attempt)
+        return result
 
     @staticmethod
     def _existing(

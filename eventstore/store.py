@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from eventstore.errors import (
     ExportError,
@@ -16,8 +19,17 @@ from eventstore.errors import (
     ProjectFailedError,
     UnknownSessionError,
 )
-from eventstore.events import Event, SessionCreated, SessionMoved, validate_session_id
-from eventstore.journal import AppendResult, Durability, SQLiteJournal, StoredEvent, utc_now
+from eventstore.events import Event, SessionCreated, SessionMoved, parse_event, validate_session_id
+from eventstore.journal import (
+    _CURRENT_SCHEMA,
+    _NO_META,
+    AppendResult,
+    Durability,
+    SQLiteJournal,
+    StoredEvent,
+    new_event_id,
+    utc_now,
+)
 from eventstore.locate import (
     find_journal,
     find_project_root,
@@ -38,9 +50,10 @@ from eventstore.projection import Projection
 from eventstore.retry import RetryPolicy
 from eventstore.runner import ERRORS_STREAM, ExportResult, ProjectionRunner, resume_point
 from eventstore.session import Session
+from eventstore.staging import StagedEvents
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     from eventstore.selection import Selection, WorkItem
 
@@ -380,6 +393,92 @@ class Store:
 
         return work.blocked(self, session, pending=pending, level=level)
 
+    def stage(
+        self,
+        session: str,
+        pairs: Iterable[tuple[Event, str | None]],
+        *,
+        progress: Progress | None = None,
+    ) -> StagedEvents:
+        """Serialize and validate (event, event id or None) pairs, read one at a time, into
+        StagedEvents for `append_staged`, without the write lock: memory stays flat
+        however many there are, and other writers go on meanwhile. They are validated
+        against the session as it is here; `append_staged` validates them again, under
+        the lock, only if the session has had events appended since.
+
+        `progress(done, None)` every thousand pairs and at the end (the total is not
+        known until the pairs run out). Sessions are not created this way."""
+        validate_session_id(session)
+        pairs = iter(pairs)
+        first = next(pairs, None)  # a bad first line says more than an unknown session
+        self._require(session)
+        if first is not None:
+            pairs = itertools.chain((first,), pairs)
+        staged = StagedEvents(session)
+        try:
+            # The version before the states: they are at least there, so a commit to the
+            # session in between shows as a moved version, and append_staged validates again.
+            head = self.journal.head()
+            staged.validated_version = self.journal.stream_version(session)
+            validator = self._validator(session, head, staged.validated_version)
+            given: set[str] = set()
+            for event, event_id in pairs if progress is None else reporting(pairs, progress, None):
+                if event_id is not None:
+                    _once(event_id, given)
+                payload = event.model_dump(mode="json")
+                validator.accept(event, payload)
+                staged.add(event.type, orjson.dumps(payload),  # type: ignore[attr-defined]
+                           new_event_id() if event_id is None else event_id,
+                           given=event_id is not None)
+        except BaseException:
+            staged.close()
+            raise
+        return staged
+
+    def append_staged(
+        self,
+        staged: StagedEvents,
+        *,
+        expected_version: int | None = None,
+        correlation_id: str | None = None,
+        progress: Progress | None = None,
+    ) -> AppendResult:
+        """Append what `stage` prepared, in one transaction: the write lock is held for the
+        version check and the insert (and a second validation if another writer appended
+        to the session since `stage`). `progress(rows written, rows)` every thousand rows
+        and at the end."""
+        session = staged.stream
+        if self.journal.backend != "sqlite":
+            # PostgreSQL's append takes models: the staged lines become them again.
+            events = [model for model, _ in _models(staged)]
+            return self._append(session, events, expected_version=expected_version,
+                                event_ids=[event_id if given else None
+                                           for _, _, event_id, given in staged],
+                                correlation_id=correlation_id, progress=progress)
+        journal = self.journal
+        assert isinstance(journal, SQLiteJournal)  # noqa: S101 - the backend, checked above
+
+        def revalidate(head: int) -> None:
+            validator = self._validator(session, head, journal.stream_version(session))
+            for event, payload in _models(staged):
+                validator.accept(event, payload)
+
+        with self._live_lock:
+            return journal.append(session, staged, expected_version=expected_version,
+                                  correlation_id=correlation_id, revalidate=revalidate,
+                                  progress=progress, extra_meta=self.meta or None)
+
+    def _validator(self, session: str, head: int, version: int) -> _Validator:
+        """A validator from private copies of the session's states at `head` (or later):
+        folds change states in place, and events not yet appended must not reach the live
+        cache, nor a state `state()` handed out."""
+        with self._live_lock:
+            live = self._catch_up_all(session, head=head)
+            states = {p.name: p.load_state(p.dump_state(live[p.name]))
+                      for p in self.projections}
+        return _Validator(self.projections, states, session=session, head=head,
+                          version=version, recorded_at=self.journal.now())
+
     # --- reading state ------------------------------------------------------------------------
 
     def state(self, session: str, projection: str) -> Any:
@@ -569,3 +668,43 @@ def _default_root(journal: SQLiteJournal | PostgresJournal) -> Path:
     if journal.backend == "sqlite":
         return project_root(Path(journal.path))
     return find_project_root(Path.cwd())
+
+
+class _Validator:
+    """Validates events one by one against projection states, folding each in, as the
+    append's `check` does for a whole batch at once."""
+
+    def __init__(  # noqa: PLR0913 - the states and the position they stand at
+        self, projections: Sequence[Projection], states: dict[str, Any], *, session: str,
+        head: int, version: int, recorded_at: str,
+    ) -> None:
+        self._projections = [(p, p.validate, p.fold) for p in projections]
+        self._states = states
+        self._session = session
+        self._seq, self._version, self._recorded_at = head, version, recorded_at
+
+    def accept(self, event: Event, payload: dict[str, Any]) -> None:
+        if isinstance(event, SessionCreated):
+            raise InvalidInputError(f"session {self._session!r} exists already")
+        self._seq += 1
+        self._version += 1
+        event_type = event.type  # type: ignore[attr-defined]
+        stored = StoredEvent(self._seq, self._session, self._version, event_type, payload,
+                             _NO_META, self._recorded_at, "", _CURRENT_SCHEMA[event_type])
+        states = self._states
+        for projection, validate, fold in self._projections:
+            validate(states[projection.name], event, self._session)
+            states[projection.name] = fold(states[projection.name], stored)
+
+
+def _once(event_id: str, given: set[str]) -> None:
+    if event_id in given:
+        raise InvalidInputError(f"event id {event_id!r} repeats within one append")
+    given.add(event_id)
+
+
+def _models(staged: StagedEvents) -> Iterator[tuple[Event, dict[str, Any]]]:
+    """The staged events as models again, with their payloads (for a second validation)."""
+    for event_type, data, _, _ in staged:
+        payload = orjson.loads(data)
+        yield parse_event({"type": event_type, **payload}), payload
