@@ -79,6 +79,9 @@ def import_file(
 def import_batch_progress(store: Store, path: Path, session: str, export_dir: str | None) -> dict[str, Any]:
     """A legacy batch-progress.json as the session's unfinished batch (a new session
     exports beside the file, as the orchestrator expects to find it)."""
+    import orjson  # noqa: PLC0415
+
+    from eventstore.jsonerrors import json_problem  # noqa: PLC0415
     from eventstore.jsonfmt import loads  # noqa: PLC0415
     from eventstore.owner import is_alive, start_ticks, this_host  # noqa: PLC0415
     from projections.batch_runs import legacy_events  # noqa: PLC0415
@@ -89,8 +92,8 @@ def import_batch_progress(store: Store, path: Path, session: str, export_dir: st
         raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
         progress = loads(data)
-    except ValueError as exc:
-        raise InvalidInputError(f"{path}: not valid JSON: {exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(f"{path}: {json_problem(exc, data)}") from None
     pid = progress.get("pid") if isinstance(progress, dict) else None
     alive = isinstance(pid, int) and not isinstance(pid, bool) and is_alive(pid)
     pid_start = (start_ticks(pid) if alive else -1) if isinstance(pid, int) else None

@@ -8,6 +8,7 @@ import orjson
 
 from eventstore.errors import InvalidInputError
 from eventstore.events import Event, ItemUpdated, SessionCreated, parse_event, validate_status
+from eventstore.jsonerrors import json_problem
 from eventstore.progress import Progress, reporting
 
 # Keys of `evstore log --json` lines that describe where an event was, not what it is.
@@ -30,7 +31,7 @@ def read_jsonl(
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise InvalidInputError(f"{where}: not valid JSON: {exc}") from None
+            raise InvalidInputError(f"{where}: {json_problem(exc, raw)}") from None
         if not isinstance(obj, dict):
             raise InvalidInputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
         event_id = obj.pop("event_id", None)

@@ -10,6 +10,7 @@ from typing import IO, Any
 import click
 
 from cli.app import app
+from cli.bounded import BoundedInt
 from cli.context import AppContext
 from cli.output import emit_json
 
@@ -124,7 +125,7 @@ def import_(  # noqa: PLR0913 - one parameter per option
 @click.option("--jsonl", type=click.File("rb"), help="Append one event per line of FILE (- for stdin), all or nothing.")
 @click.option("--reason", help="Why the status changed (kept in the event).")
 @click.option("--event-id", help="Idempotency key: an append with an id already present writes nothing.")
-@click.option("--expected-version", type=click.IntRange(min=0), help="Refuse (exit 3) unless the session is at this version.")
+@click.option("--expected-version", type=BoundedInt(0), help="Refuse (exit 3) unless the session is at this version.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def append(  # noqa: PLR0913 - one option per knob of an append

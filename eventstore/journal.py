@@ -648,9 +648,8 @@ class SQLiteJournal(JournalReads):
     ) -> AppendResult | None:
         marks = ",".join("?" * len(given))
         found = conn.execute(
-            f"SELECT seq, stream, version, event_id, type, data FROM events"  # noqa: S608
-            f" WHERE event_id IN ({marks})"
-            " ORDER BY seq",
+            "SELECT seq, stream, version, event_id, type, data FROM events"
+            f" WHERE event_id IN ({marks}) ORDER BY seq",  # noqa: S608 - only "?" marks
             given,
         ).fetchall()
         return duplicate_of(found, stream, given, payloads)

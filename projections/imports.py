@@ -27,6 +27,7 @@ from eventstore.events import (
     ItemUpdated,
 )
 from eventstore.journal import StoredEvent
+from eventstore.jsonerrors import json_problem
 from eventstore.jsonfmt import loads
 from projections.backlog import CHILD_KEYS, BacklogState, TasksProjection, children_of
 
@@ -43,7 +44,7 @@ def parse_backlog(data: bytes, *, source: str) -> ParsedBacklog:
     try:
         doc = loads(data)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInputError(f"{source}: not valid JSON: {exc}") from None
+        raise InvalidInputError(f"{source}: {json_problem(exc, data)}") from None
     check_backlog(doc, source=source)
     return ParsedBacklog(doc, hashlib.sha256(data).hexdigest(), unknown_statuses(doc))
 
@@ -192,7 +193,7 @@ def read_recovery_file(data: bytes, *, source: str) -> tuple[ParsedBacklog, str 
     try:
         doc = loads(data)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInputError(f"{source}: not valid JSON: {exc}") from None
+        raise InvalidInputError(f"{source}: {json_problem(exc, data)}") from None
     if not (isinstance(doc, dict) and "pendingUpdates" in doc and "backlog" not in doc):
         return None
     pending = doc["pendingUpdates"]
