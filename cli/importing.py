@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cli.progress import NullBar
-from eventstore.errors import InvalidInputError
-from eventstore.events import SessionCreated
+from eventstore.errors import ConcurrencyError, InvalidInputError
+from eventstore.events import BacklogImported, Event, SessionCreated
+from eventstore.journal import AppendResult
 from eventstore.store import Store
 from projections.imports import (
+    ParsedBacklog,
     diff_backlogs,
     import_event,
     parse_backlog,
@@ -44,36 +47,52 @@ def import_file(
     ]
     seed = import_event(parsed, source=source)
 
+    if export_dir is not None and store.has_session(session):
+        warnings.append(f"--export-dir ignored: session {session} already exports to "
+                        f"{store.export_dir(session)}")
+    legacy_written_at = None
+    if recovery is not None:
+        from projections.doctor import read_legacy  # noqa: PLC0415
+
+        legacy = read_legacy(data, source=source)
+        legacy_written_at = legacy[1] if legacy else None
+    created = SessionCreated(export_dir=store.normalize_export_dir(export_dir or default_dir))
+    decided: dict[str, Any] = {"version": None}
+
+    def decide() -> tuple[list[Event], int]:
+        """The events this file means against the session as it is now (cached per
+        version: nothing to redo when no other append came in between)."""
+        version = store.journal.stream_version(session)
+        if decided["version"] != version:
+            decided["version"] = version
+            decided["events"], decided["superseded"] = _events_for(
+                store, session, created, seed, parsed, recovery is not None,
+                legacy_written_at, source=source,
+            )
+        return decided["events"], decided["superseded"]
+
     if store.has_session(session):
         bar.stage(f"comparing {path} with session {session}")
-        version = store.journal.stream_version(session)
-        current = store.state(session, "tasks").doc
-        if recovery is not None:
-            # A recovery file was written against an older state: apply what it changed,
-            # never undo what the journal recorded since (as `doctor --fix` does).
-            from projections.doctor import read_legacy, recovery_events  # noqa: PLC0415
-
-            legacy = read_legacy(data, source=source)
-            written_at = legacy[1] if legacy else None
-            pending = recovery_events(store, session, parsed, written_at, current, source=source)
-            events = pending.events
-            if pending.superseded:
-                warnings.append(f"{source}: {pending.superseded} difference(s) left as the journal "
-                                "has them: it recorded newer updates since the file was written")
-        else:
-            events = [seed] if current is None else diff_backlogs(current, parsed.doc, fallback=seed)
-        if export_dir is not None:
-            warnings.append(f"--export-dir ignored: session {session} already exports to "
-                            f"{store.export_dir(session)}")
+        events, superseded = decide()
         if not events:
-            return _outcome(store, session, None, 0, warnings)
+            return _outcome(store, session, None, 0, _superseded(warnings, superseded, source))
         bar.stage(f"appending {len(events):,} event(s) to session {session}")
-        result = store.append(session, events, expected_version=version, progress=bar.callback)
     else:
-        created = SessionCreated(export_dir=store.normalize_export_dir(export_dir or default_dir))
         bar.stage(f"appending {path} to new session {session}")
-        result = store.append(session, [created, seed], expected_version=0, progress=bar.callback)
-    return _outcome(store, session, result, result.count, warnings)
+        events, superseded = decide()
+    appended: AppendResult | None
+    try:
+        appended = store.append(session, events, expected_version=decided["version"],
+                                progress=bar.callback)
+    except ConcurrencyError:
+        # Another writer appended since the comparison. The import asked for no version,
+        # so this is not a conflict: compare again inside the write transaction, where
+        # nothing can move (a steady stream of appends cannot starve it either).
+        superseded, appended = store.append_decided(session, decide)
+    warnings = _superseded(warnings, superseded, source)
+    if appended is None:
+        return _outcome(store, session, None, 0, warnings)
+    return _outcome(store, session, appended, appended.count, warnings)
 
 
 def import_batch_progress(store: Store, path: Path, session: str, export_dir: str | None) -> dict[str, Any]:
@@ -104,6 +123,40 @@ def import_batch_progress(store: Store, path: Path, session: str, export_dir: st
         created = SessionCreated(export_dir=store.normalize_export_dir(export_dir or path.parent))
         result = store.append(session, [created, *events], expected_version=0)
     return _outcome(store, session, result, result.count, [])
+
+
+def _superseded(warnings: list[str], superseded: int, source: str) -> list[str]:
+    if not superseded:
+        return warnings
+    return [*warnings, f"{source}: {superseded} difference(s) left as the journal has them: "
+            "it recorded newer updates since the file was written"]
+
+
+def _events_for(  # noqa: PLR0913 - the file as parsed, and the session it meets
+    store: Store,
+    session: str,
+    created: SessionCreated,
+    seed: BacklogImported,
+    parsed: ParsedBacklog,
+    is_recovery: bool,  # noqa: FBT001
+    written_at: datetime | None,
+    *,
+    source: str,
+) -> tuple[list[Event], int]:
+    """(events, differences superseded by newer journal updates) for the session's state."""
+    if not store.has_session(session):
+        return [created, seed], 0
+    current = store.state(session, "tasks").doc
+    if is_recovery:
+        # A recovery file was written against an older state: apply what it changed,
+        # never undo what the journal recorded since (as `doctor --fix` does).
+        from projections.doctor import recovery_events  # noqa: PLC0415
+
+        pending = recovery_events(store, session, parsed, written_at, current, source=source)
+        return list(pending.events), pending.superseded
+    if current is None:
+        return [seed], 0
+    return diff_backlogs(current, parsed.doc, fallback=seed), 0
 
 
 def _outcome(store: Store, session: str, result: Any, count: int, warnings: list[str]) -> dict[str, Any]:
