@@ -11,6 +11,7 @@ from eventstore.errors import ConcurrencyError, InvalidInputError
 from eventstore.events import BacklogImported, Event, SessionCreated
 from eventstore.journal import AppendResult
 from eventstore.store import Store
+from projections.backlog_schema import backlog_problems
 from projections.imports import (
     ParsedBacklog,
     diff_backlogs,
@@ -20,10 +21,17 @@ from projections.imports import (
 )
 
 
-def import_file(
-    store: Store, path: Path, session: str, export_dir: str | None, *, bar: NullBar | None = None
+def import_file(  # noqa: PLR0913 - the file, where it goes, and how
+    store: Store,
+    path: Path,
+    session: str,
+    export_dir: str | None,
+    *,
+    bar: NullBar | None = None,
+    strict: bool = False,
 ) -> dict[str, Any]:
-    """Import `path` into `session`; `bar` (a progress bar) is told each step."""
+    """Import `path` into `session`; `bar` (a progress bar) is told each step. With
+    `strict`, a file that breaks the pipeline's backlog schema is refused."""
     bar = bar or NullBar()
     bar.stage(f"reading {path}")
     try:
@@ -41,10 +49,15 @@ def import_file(
     else:
         parsed = parse_backlog(data, source=source)
         default_dir = path.parent
+    if strict:
+        _refuse_schema_problems(parsed, source)
     warnings = [
         f"{source}: item {item_id} has status {status!r}, outside the vocabulary; kept as is"
         for item_id, status in parsed.unknown_statuses.items()
     ]
+    # A real file is a record of what the pipeline held: kept, with each problem named.
+    warnings += [f"{source}: {problem}; kept as is"
+                 for problem in backlog_problems(parsed.doc, statuses=False)]
     seed = import_event(parsed, source=source)
 
     if export_dir is not None and store.has_session(session):
@@ -123,6 +136,16 @@ def import_batch_progress(store: Store, path: Path, session: str, export_dir: st
         created = SessionCreated(export_dir=store.normalize_export_dir(export_dir or path.parent))
         result = store.append(session, [created, *events], expected_version=0)
     return _outcome(store, session, result, result.count, [])
+
+
+def _refuse_schema_problems(parsed: ParsedBacklog, source: str) -> None:
+    problems = backlog_problems(parsed.doc)
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise InvalidInputError(
+            f"{source} breaks the pipeline's backlog schema ({len(problems)} problem(s): "
+            f"{shown}): fix the file, or import it without --strict to keep it as it is"
+        )
 
 
 def _superseded(warnings: list[str], superseded: int, source: str) -> list[str]:

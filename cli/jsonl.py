@@ -7,7 +7,14 @@ from typing import Any
 import orjson
 
 from eventstore.errors import InvalidInputError
-from eventstore.events import Event, ItemUpdated, SessionCreated, parse_event, validate_status
+from eventstore.events import (
+    BacklogImported,
+    Event,
+    ItemUpdated,
+    SessionCreated,
+    parse_event,
+    validate_status,
+)
 from eventstore.jsonerrors import json_problem
 from eventstore.progress import Progress, reporting
 
@@ -42,6 +49,11 @@ def read_jsonl(
             # A line of data must not choose where files get written: sessions (and
             # their export directories) are created by `evstore import`.
             raise InvalidInputError(f"{where}: SessionCreated is not accepted here: create sessions with `evstore import`")
+        if isinstance(event, BacklogImported):
+            # A whole document replaces the session's backlog: `evstore import` checks it
+            # against the schema, names what it changes and keeps the history readable.
+            raise InvalidInputError(f"{where}: BacklogImported is not accepted here: import a "
+                                    "backlog with `evstore import FILE --session S`")
         if isinstance(event, ItemUpdated) and "status" in event.changes:
             _checked_status(event.changes["status"], where)
         events.append(event)

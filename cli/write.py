@@ -69,11 +69,13 @@ def init(obj: AppContext) -> None:
     help="Where this session's files are written (default: FILE's directory). "
     "Relative paths resolve against the project root.",
 )
+@click.option("--strict", is_flag=True, help="Refuse (exit 2) a file that breaks the pipeline's "
+              "backlog schema, instead of importing it with a warning per problem.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def import_(  # noqa: PLR0913 - one parameter per option
     obj: AppContext, file: str | None, session: str, batch_progress: str | None,
-    export_dir: str | None, *, as_json: bool,
+    export_dir: str | None, *, strict: bool, as_json: bool,
 ) -> None:
     """Import a tasks.json (or a legacy tasks.json.failed) into a session.
 
@@ -102,7 +104,7 @@ def import_(  # noqa: PLR0913 - one parameter per option
     else:
         assert file is not None  # noqa: S101 - checked above
         with progress_bar(f"importing {file}") as bar:  # gone before the output
-            outcome = import_file(store, Path(file), session, export_dir, bar=bar)
+            outcome = import_file(store, Path(file), session, export_dir, bar=bar, strict=strict)
         shown = file
     if as_json:
         emit_json(outcome)

@@ -179,6 +179,12 @@ def _reproduces(old: dict[str, Any], new: dict[str, Any], events: list[Event]) -
     projection = TasksProjection()
     state = BacklogState(copy.deepcopy(old))
     for seq, event in enumerate(events, start=1):
+        try:
+            # Events the projection would refuse (an added item that breaks the schema)
+            # cannot carry a real file's contents: the whole document is imported instead.
+            projection.validate(state, event, "")
+        except InvalidInputError:
+            return False
         data = orjson.loads(orjson.dumps(event.model_dump(mode="json")))
         state = projection.fold(
             state,
