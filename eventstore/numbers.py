@@ -44,7 +44,7 @@ def whole_number(
     if number > high:
         if clamp:
             return high
-        raise InvalidInputError(f"invalid {name} value {shown(text)}: too large, {expected}")
+        raise InvalidInputError(f"invalid {name} value {shown(text)}: {expected} (too large)")
     if number < low:
-        raise InvalidInputError(f"invalid {name} value {shown(text)}: too small, {expected}")
+        raise InvalidInputError(f"invalid {name} value {shown(text)}: {expected} (too small)")
     return number

@@ -159,9 +159,8 @@ def _validate_add(state: BacklogState, event: ItemAdded, stream: str) -> None:
             f"after_id {event.after_id!r} is not a sibling under {event.parent_id!r} in session {stream!r}"
         )
     level = 0 if event.parent_id is None else _level(state, event.parent_id) + 1
-    taken = set(state.index)
     problem = next(subtree_problems([event.item], level=level, parent_id=event.parent_id,
-                                    taken=taken), None)
+                                    taken=state.index), None)
     if problem is not None:
         raise InvalidInputError(f"{problem} (session {stream!r}): the pipeline could not load it")
 

@@ -15,7 +15,7 @@ first, `import` warns with each, `doctor` reports them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from typing import Any
 
 from eventstore.events import STATUSES
@@ -46,15 +46,26 @@ def backlog_problems(doc: Any, *, statuses: bool = True) -> list[str]:
     Without `statuses`, statuses outside the vocabulary are left to the caller."""
     if not isinstance(doc, dict) or not isinstance(doc.get("backlog"), list):
         return ['not a backlog: expected an object with a "backlog" array']
-    found = subtree_problems(doc["backlog"], level=0, parent_id=None, taken=set())
+    found = subtree_problems(doc["backlog"], level=0, parent_id=None)
     return [p for p in found if statuses or _STATUS_MARK not in p]
 
 
 def subtree_problems(
-    items: Iterable[Any], *, level: int, parent_id: str | None, taken: set[str]
+    items: Iterable[Any],
+    *,
+    level: int,
+    parent_id: str | None,
+    taken: Container[str] = frozenset(),
 ) -> Iterator[str]:
-    """Problems of `items` (siblings at `level`) and everything under them. `taken` holds
-    the ids already used elsewhere in the backlog; the ids found are added to it."""
+    """Problems of `items` (siblings at `level`) and everything under them; `taken` holds
+    the ids already used elsewhere in the backlog (not changed)."""
+    return _subtree(items, level=level, parent_id=parent_id, taken=taken, seen=set())
+
+
+def _subtree(
+    items: Iterable[Any], *, level: int, parent_id: str | None, taken: Container[str],
+    seen: set[str],
+) -> Iterator[str]:
     for position, item in enumerate(items):
         if not isinstance(item, dict):
             where = f"item {position + 1} under {parent_id}" if parent_id else f"phase {position + 1}"
@@ -62,15 +73,15 @@ def subtree_problems(
             continue
         item_id = item.get("id")
         if isinstance(item_id, str):
-            if item_id in taken:
+            if item_id in seen or item_id in taken:
                 yield f"item {item_id!r}: its id is used twice (ids must be unique)"
-            taken.add(item_id)
+            seen.add(item_id)
         yield from item_problems(item, level=level, parent_id=parent_id)
         if level + 1 < len(LEVELS):
             kids = item.get(CHILDREN[LEVELS[level]])
             if isinstance(kids, list):
                 own = item_id if isinstance(item_id, str) else parent_id
-                yield from subtree_problems(kids, level=level + 1, parent_id=own, taken=taken)
+                yield from _subtree(kids, level=level + 1, parent_id=own, taken=taken, seen=seen)
 
 
 def item_problems(item: dict[str, Any], *, level: int, parent_id: str | None) -> Iterator[str]:
