@@ -6,6 +6,7 @@ Real journals, real `evstore` processes; refusals leave every byte as it was."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import subprocess
@@ -15,6 +16,10 @@ from typing import Any
 
 import pytest
 from support import INITIAL, MIXED, SESSION, evstore_bin, snapshot
+
+from eventstore import Store
+from eventstore.errors import InvalidInputError
+from eventstore.events import BacklogImported, ItemAdded
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 SCOPE = "CONTRACT DEFINITION:\n1. RESEARCH NOTE: r\n2. INPUT: i\n3. LOGIC: l\n4. OUTPUT: o"
@@ -210,3 +215,17 @@ def test_doctor_is_quiet_about_a_backlog_keeping_the_schema(seeded: Path, run: R
     result = run("doctor", "--json", cwd=seeded)
     assert result.returncode == 0, result.stdout
     assert json.loads(result.stdout)["problems"] == []
+
+
+def test_library_appends_are_checked_too(store: Store) -> None:
+    """The projection checks every source, not only --jsonl: a BacklogImported that would
+    fold two items under one id, or an ItemAdded breaking the schema, is refused."""
+    doc = json.loads(INITIAL.read_text())
+    doc["backlog"].append(copy.deepcopy(doc["backlog"][0]))
+    head = store.journal.head()
+    with pytest.raises(InvalidInputError, match="appears twice"):
+        store.append(SESSION, [BacklogImported(backlog=doc, source="lib", sha256="")])
+    with pytest.raises(InvalidInputError, match="TotallyBogus"):
+        store.append(SESSION, [ItemAdded(item=subtask("P1.M1.T1.S9", status="TotallyBogus"),
+                                         parent_id="P1.M1.T1")])
+    assert store.journal.head() == head
