@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from support import SESSION
 
+pytest_plugins = ["pgserver"]  # the pg_url fixture: a fresh database on a real server
+
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 WRITER = """
@@ -37,15 +39,21 @@ with Store.open(db, projections=DEFAULT) as store:
 """
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, project_dir: Path) -> str:
+    if request.param == "sqlite":
+        return str(project_dir / ".evstore" / "journal.db")
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
-def busy_writer(project_dir: Path, run: Run) -> Iterator[Path]:
+def busy_writer(project_dir: Path, run: Run, db: str) -> Iterator[Path]:
     """The session imported, and a process appending to it until the test ends."""
     for args in (["init"], ["import", f"plan/{SESSION}/tasks.json", "-s", SESSION]):
-        assert run(*args, cwd=project_dir).returncode == 0
+        assert run("--db", db, *args, cwd=project_dir).returncode == 0
     stop = project_dir / "stop"
     writer = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-c", WRITER, str(project_dir / ".evstore" / "journal.db"), SESSION,
-         str(stop)], stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", WRITER, db, SESSION, str(stop)], stdout=subprocess.PIPE, text=True,
     )
     started = Path(f"{stop}.started")
     deadline = time.monotonic() + 30
@@ -61,20 +69,20 @@ def busy_writer(project_dir: Path, run: Run) -> Iterator[Path]:
         assert int(out) > 0
 
 
-def test_imports_beside_a_busy_writer_all_succeed(busy_writer: Path, run: Run) -> None:
+def test_imports_beside_a_busy_writer_all_succeed(busy_writer: Path, run: Run, db: str) -> None:
     root = busy_writer
     doc = json.loads((root / "plan" / SESSION / "tasks.json").read_text())
     versions = []
     for attempt in range(8):
         doc["backlog"][-1]["title"] = f"renamed {attempt}"  # each import has a change to make
         (root / "update.json").write_text(json.dumps(doc, indent=2))
-        result = run("import", "update.json", "-s", SESSION, "--json", cwd=root)
+        result = run("--db", db, "import", "update.json", "-s", SESSION, "--json", cwd=root)
         assert result.returncode == 0, f"import {attempt}: {result.stderr}"
         outcome = json.loads(result.stdout)
         assert outcome["events"] >= 1
         versions.append(outcome["version"])
     assert versions == sorted(versions)
-    shown = run("log", "-s", SESSION, "--json", cwd=root)
+    shown = run("--db", db, "log", "-s", SESSION, "--json", cwd=root)
     titles = [json.loads(line)["data"].get("changes", {}).get("title")
               for line in shown.stdout.splitlines() if '"ItemUpdated"' in line]
     assert [t for t in titles if t] == [f"renamed {n}" for n in range(8)]
