@@ -34,17 +34,17 @@ def whole_number(
     With `clamp`, a number above `high` means `high` (a seq past any journal's is "the
     end"); without, it is refused like any other out-of-range number, by `name`.
     """
-    text = str(value).strip()
-    digits = text.removeprefix("+")
+    given = str(value)
+    digits = given.strip().removeprefix("+")
     expected = f"expected a whole number{unit} from {low} to {high}"
     if isinstance(value, bool) or not (digits.isascii() and digits.isdigit()):
-        raise InvalidInputError(f"invalid {name} value {shown(text)}: {expected}")
+        raise InvalidInputError(f"invalid {name} value {shown(given)}: {expected}")
     stripped = digits.lstrip("0") or "0"
     number = high + 1 if len(stripped) > _MAX_DIGITS else int(stripped)
     if number > high:
         if clamp:
             return high
-        raise InvalidInputError(f"invalid {name} value {shown(text)}: {expected} (too large)")
+        raise InvalidInputError(f"invalid {name} value {shown(given)}: {expected} (too large)")
     if number < low:
-        raise InvalidInputError(f"invalid {name} value {shown(text)}: {expected} (too small)")
+        raise InvalidInputError(f"invalid {name} value {shown(given)}: {expected} (too small)")
     return number
