@@ -166,3 +166,14 @@ def test_legacy_batch_progress_queueing_an_item_twice_is_refused(seeded: Path, r
     assert "'P1.M1.T1' twice" in line
     path.write_text(json.dumps({**progress, "queued_items": ["P1.M1.T1"], "parallel": 2**63}))
     assert "parallel" in refused(run, seeded, "import", "--batch-progress", str(path), "-s", SESSION)
+
+
+def test_a_batch_with_parallel_past_the_bound_is_refused_from_jsonl_too(
+    seeded: Path, run: Run
+) -> None:
+    line = json.dumps({"type": "BatchStarted", "batch_id": "b", "pid": 1, "host": "h",
+                       "parallel": 9223372036854775808, "queued_items": ["P1"]})
+    before = snapshot(seeded)
+    result = run("append", "-s", SESSION, "--jsonl", "-", cwd=seeded, input=line + "\n")
+    assert result.returncode == 2 and "parallel" in result.stderr
+    assert snapshot(seeded) == before
