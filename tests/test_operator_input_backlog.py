@@ -229,3 +229,16 @@ def test_library_appends_are_checked_too(store: Store) -> None:
         store.append(SESSION, [ItemAdded(item=subtask("P1.M1.T1.S9", status="TotallyBogus"),
                                          parent_id="P1.M1.T1")])
     assert store.journal.head() == head
+
+
+def test_a_fix_task_for_a_long_error_keeps_the_schema(seeded: Path, run: Run) -> None:
+    """Its title is cut to the pipeline's 200 characters; the whole error stays in its
+    context_scope, so `fail` is not refused by the schema it must keep."""
+    error = "x" * 300
+    result = run("fail", "P1.M1.T1.S1", "-s", SESSION, "--error", error, "--json", cwd=seeded)
+    assert result.returncode == 0, result.stderr
+    assert run("project", cwd=seeded).returncode == 0
+    fix = next(i for i in _walk(tasks_json(seeded)) if i["title"].startswith("[FIX"))
+    assert len(fix["title"]) == 200 and fix["title"].endswith("…")
+    assert error in fix["context_scope"]
+    assert run("doctor", cwd=seeded).returncode == 0
