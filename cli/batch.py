@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cli.app import app
+from cli.bounded import BoundedInt
 from cli.context import AppContext
 from cli.output import emit_json
 from cli.write import session_option
+from eventstore.numbers import MAX_PARALLEL, MAX_PID
 
 if TYPE_CHECKING:
     from projections.batch_runs import BatchRun
@@ -44,10 +46,10 @@ def batch() -> None:
 @batch.command("start")
 @click.argument("items", nargs=-1, required=True)
 @session_option
-@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True, help="Items in flight at once.")
+@click.option("--parallel", type=BoundedInt(1, MAX_PARALLEL), default=1, show_default=True, help=f"Items in flight at once, 1-{MAX_PARALLEL}.")
 @click.option("--no-resume", is_flag=True, help="Abandon an unfinished batch (BatchAbandoned) and start afresh.")
 @click.option("--retry-failed", is_flag=True, help="On resume, run failed items again too.")
-@click.option("--owner-pid", type=click.IntRange(min=1), help="The owning process (default: the parent of evstore).")
+@click.option("--owner-pid", type=BoundedInt(1, MAX_PID), help="The owning process (default: the parent of evstore).")
 @click.option("--export-dir", type=click.Path(file_okay=False),
               help="For a new session: where batch-progress.json goes (default: the project root).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cli.progress import NullBar
-from eventstore.errors import InvalidInputError
-from eventstore.events import SessionCreated
+from eventstore.errors import ConcurrencyError, InvalidInputError
+from eventstore.events import BacklogImported, Event, SessionCreated
+from eventstore.journal import AppendResult
 from eventstore.store import Store
+from projections.backlog_schema import backlog_problems
 from projections.imports import (
+    ParsedBacklog,
     diff_backlogs,
     import_event,
     parse_backlog,
@@ -17,10 +21,17 @@ from projections.imports import (
 )
 
 
-def import_file(
-    store: Store, path: Path, session: str, export_dir: str | None, *, bar: NullBar | None = None
+def import_file(  # noqa: PLR0913 - the file, where it goes, and how
+    store: Store,
+    path: Path,
+    session: str,
+    export_dir: str | None,
+    *,
+    bar: NullBar | None = None,
+    strict: bool = False,
 ) -> dict[str, Any]:
-    """Import `path` into `session`; `bar` (a progress bar) is told each step."""
+    """Import `path` into `session`; `bar` (a progress bar) is told each step. With
+    `strict`, a file that breaks the pipeline's backlog schema is refused."""
     bar = bar or NullBar()
     bar.stage(f"reading {path}")
     try:
@@ -38,55 +49,72 @@ def import_file(
     else:
         parsed = parse_backlog(data, source=source)
         default_dir = path.parent
+    if strict:
+        _refuse_schema_problems(parsed, source)
     warnings = [
         f"{source}: item {item_id} has status {status!r}, outside the vocabulary; kept as is"
         for item_id, status in parsed.unknown_statuses.items()
     ]
+    # A real file is a record of what the pipeline held: kept, with each problem named.
+    warnings += [f"{source}: {problem}; kept as is"
+                 for problem in backlog_problems(parsed.doc, statuses=False)]
     seed = import_event(parsed, source=source)
+
+    if export_dir is not None and store.has_session(session):
+        warnings.append(f"--export-dir ignored: session {session} already exports to "
+                        f"{store.export_dir(session)}")
+    legacy_written_at = None
+    if recovery is not None:
+        from projections.doctor import read_legacy  # noqa: PLC0415
+
+        legacy = read_legacy(data, source=source)
+        legacy_written_at = legacy[1] if legacy else None
+    created = SessionCreated(export_dir=store.normalize_export_dir(export_dir or default_dir))
+    decided: dict[str, Any] = {"version": None}
+
+    def decide() -> tuple[list[Event], int]:
+        """The events this file means against the session as it is now (cached per
+        version: nothing to redo when no other append came in between)."""
+        version = store.journal.stream_version(session)
+        if decided["version"] != version:
+            decided["version"] = version
+            decided["events"], decided["superseded"], decided["notes"] = _events_for(
+                store, session, created, seed, parsed, recovery is not None,
+                legacy_written_at, source=source,
+            )
+        return decided["events"], decided["superseded"]
 
     if store.has_session(session):
         bar.stage(f"comparing {path} with session {session}")
-        version = store.journal.stream_version(session)
-        current = store.state(session, "tasks").doc
-        if recovery is not None:
-            # A recovery file was written against an older state: apply what it changed,
-            # never undo what the journal recorded since (as `doctor --fix` does).
-            from projections.doctor import read_legacy, recovery_events  # noqa: PLC0415
-
-            legacy = read_legacy(data, source=source)
-            written_at = legacy[1] if legacy else None
-            pending = recovery_events(store, session, parsed, written_at, current, source=source)
-            events = pending.events
-            if pending.clock_skew:
-                warnings.append(f"{source}: {pending.clock_skew}")
-            if pending.superseded:
-                warnings.append(f"{source}: {pending.superseded} difference(s) left as the journal "
-                                "has them: it recorded newer updates since the file was written")
-        else:
-            events = [seed] if current is None else diff_backlogs(current, parsed.doc, fallback=seed)
-            if current is not None and events == [seed]:
-                warnings.append(
-                    f"{source}: items moved, changed level or reused ids, so the changes cannot be "
-                    "told item by item: imported as a whole new snapshot (evstore history shows "
-                    "no per-item steps for this import)"
-                )
-        if export_dir is not None:
-            warnings.append(f"--export-dir ignored: session {session} already exports to "
-                            f"{store.export_dir(session)}")
+        events, superseded = decide()
         if not events:
-            return _outcome(store, session, None, 0, warnings)
+            warnings += decided["notes"]
+            return _outcome(store, session, None, 0, _superseded(warnings, superseded, source))
         bar.stage(f"appending {len(events):,} event(s) to session {session}")
-        result = store.append(session, events, expected_version=version, progress=bar.callback)
     else:
-        created = SessionCreated(export_dir=store.normalize_export_dir(export_dir or default_dir))
         bar.stage(f"appending {path} to new session {session}")
-        result = store.append(session, [created, seed], expected_version=0, progress=bar.callback)
-    return _outcome(store, session, result, result.count, warnings)
+        events, superseded = decide()
+    appended: AppendResult | None
+    try:
+        appended = store.append(session, events, expected_version=decided["version"],
+                                progress=bar.callback)
+    except ConcurrencyError:
+        # Another writer appended since the comparison. The import asked for no version,
+        # so this is not a conflict: compare again inside the write transaction, where
+        # nothing can move (a steady stream of appends cannot starve it either).
+        superseded, appended = store.append_decided(session, decide)
+    warnings = _superseded([*warnings, *decided["notes"]], superseded, source)
+    if appended is None:
+        return _outcome(store, session, None, 0, warnings)
+    return _outcome(store, session, appended, appended.count, warnings)
 
 
 def import_batch_progress(store: Store, path: Path, session: str, export_dir: str | None) -> dict[str, Any]:
     """A legacy batch-progress.json as the session's unfinished batch (a new session
     exports beside the file, as the orchestrator expects to find it)."""
+    import orjson  # noqa: PLC0415
+
+    from eventstore.jsonerrors import json_problem  # noqa: PLC0415
     from eventstore.jsonfmt import loads  # noqa: PLC0415
     from eventstore.owner import is_alive, start_ticks, this_host  # noqa: PLC0415
     from projections.batch_runs import legacy_events  # noqa: PLC0415
@@ -97,8 +125,8 @@ def import_batch_progress(store: Store, path: Path, session: str, export_dir: st
         raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
         progress = loads(data)
-    except ValueError as exc:
-        raise InvalidInputError(f"{path}: not valid JSON: {exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(f"{path}: {json_problem(exc, data)}") from None
     pid = progress.get("pid") if isinstance(progress, dict) else None
     alive = isinstance(pid, int) and not isinstance(pid, bool) and is_alive(pid)
     pid_start = (start_ticks(pid) if alive else -1) if isinstance(pid, int) else None
@@ -109,6 +137,59 @@ def import_batch_progress(store: Store, path: Path, session: str, export_dir: st
         created = SessionCreated(export_dir=store.normalize_export_dir(export_dir or path.parent))
         result = store.append(session, [created, *events], expected_version=0)
     return _outcome(store, session, result, result.count, [])
+
+
+def _refuse_schema_problems(parsed: ParsedBacklog, source: str) -> None:
+    problems = backlog_problems(parsed.doc)
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise InvalidInputError(
+            f"{source} breaks the pipeline's backlog schema ({len(problems)} problem(s): "
+            f"{shown}): fix the file, or import it without --strict to keep it as it is"
+        )
+
+
+def _superseded(warnings: list[str], superseded: int, source: str) -> list[str]:
+    if not superseded:
+        return warnings
+    return [*warnings, f"{source}: {superseded} difference(s) left as the journal has them: "
+            "it recorded newer updates since the file was written"]
+
+
+def _events_for(  # noqa: PLR0913 - the file as parsed, and the session it meets
+    store: Store,
+    session: str,
+    created: SessionCreated,
+    seed: BacklogImported,
+    parsed: ParsedBacklog,
+    is_recovery: bool,  # noqa: FBT001
+    written_at: datetime | None,
+    *,
+    source: str,
+) -> tuple[list[Event], int, list[str]]:
+    """(events, differences superseded by newer journal updates, warnings) for the
+    session's state."""
+    if not store.has_session(session):
+        return [created, seed], 0, []
+    current = store.state(session, "tasks").doc
+    if is_recovery:
+        # A recovery file was written against an older state: apply what it changed,
+        # never undo what the journal recorded since (as `doctor --fix` does).
+        from projections.doctor import recovery_events  # noqa: PLC0415
+
+        pending = recovery_events(store, session, parsed, written_at, current, source=source)
+        notes = [f"{source}: {pending.clock_skew}"] if pending.clock_skew else []
+        return list(pending.events), pending.superseded, notes
+    if current is None:
+        return [seed], 0, []
+    events = diff_backlogs(current, parsed.doc, fallback=seed)
+    if events == [seed]:
+        return events, 0, [
+            f"{source}: items moved, changed level or reused ids, so the changes cannot be "
+            "told item by item: imported as a whole new snapshot (evstore history shows "
+            "no per-item steps for this import)"
+        ]
+    return events, 0, []
 
 
 def _outcome(store: Store, session: str, result: Any, count: int, warnings: list[str]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import orjson
 
 from eventstore.errors import InvalidInputError
 from eventstore.events import (
+    BacklogImported,
     Event,
     ItemUpdated,
     SessionCreated,
@@ -16,6 +17,7 @@ from eventstore.events import (
     parse_event,
     validate_status,
 )
+from eventstore.jsonerrors import json_problem
 from eventstore.progress import Progress, reporting
 
 if TYPE_CHECKING:
@@ -75,7 +77,7 @@ def _line(raw: bytes, where: str) -> tuple[Event, str | None]:
         if str(exc).startswith("Not enough memory"):
             # orjson reports a failed allocation as a decode error: it is not bad input.
             raise MemoryError(f"reading {where}") from None
-        raise InvalidInputError(f"{where}: not valid JSON: {exc}") from None
+        raise InvalidInputError(f"{where}: {json_problem(exc, raw)}") from None
     if not isinstance(obj, dict):
         raise InvalidInputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     event_id = obj.pop("event_id", None)
@@ -88,6 +90,11 @@ def _line(raw: bytes, where: str) -> tuple[Event, str | None]:
         raise InvalidInputError(
             f"{where}: SessionCreated is not accepted here: create sessions with `evstore import`"
         )
+    if isinstance(event, BacklogImported):
+        # A whole document replaces the session's backlog: `evstore import` checks it
+        # against the schema, names what it changes and keeps the history readable.
+        raise InvalidInputError(f"{where}: BacklogImported is not accepted here: import a "
+                                "backlog with `evstore import FILE --session S`")
     if isinstance(event, SessionMoved):
         raise InvalidInputError(
             f"{where}: SessionMoved is not accepted here: move sessions with `evstore session move`"

@@ -96,12 +96,13 @@ def _parse_until(store: Any, value: str, *, option: str = "--until") -> int:
     from datetime import UTC, datetime  # noqa: PLC0415
 
     from eventstore.errors import InvalidInputError  # noqa: PLC0415
+    from eventstore.numbers import whole_number  # noqa: PLC0415
 
     text = value.strip()
     if text.isascii() and text.isdigit():  # not "²", which isdigit() also accepts
         # Past the largest seq a journal can hold (SQLite's and PostgreSQL's bigint) is
         # simply "to the end", not a number the database would refuse.
-        return min(int(text), _MAX_SEQ)
+        return whole_number(text, name=option, low=0, high=_MAX_SEQ, clamp=True)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

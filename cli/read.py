@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from cli.app import app
+from cli.bounded import BoundedInt
 from cli.context import AppContext
 from cli.output import emit_json
 from cli.write import _session_id
@@ -28,7 +29,7 @@ STATUS_STYLE = {
 
 @app.command()
 @click.option("--session", "-s", callback=_session_id, help="Only this session (default: all).")
-@click.option("--depth", type=click.IntRange(1, 4), default=4, show_default=True, help="Levels to show: 1 phases ... 4 subtasks.")
+@click.option("--depth", type=BoundedInt(1, 4), default=4, show_default=True, help="Levels to show: 1 phases ... 4 subtasks.")
 @click.option("--json", "as_json", is_flag=True, help="Print status counts as JSON.")
 @pass_app
 def show(obj: AppContext, session: str | None, depth: int, *, as_json: bool) -> None:
@@ -93,8 +94,8 @@ def _grow(node: Any, items: list[dict[str, Any]], depth: int) -> None:
 
 @app.command()
 @click.option("--session", "-s", callback=_session_id, help="Only this session (default: all).")
-@click.option("--since", type=click.IntRange(min=0), default=0, help="Only events with seq greater than this.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most this many events.")
+@click.option("--since", type=BoundedInt(0, clamp=True), default=0, help="Only events with seq greater than this.")
+@click.option("--limit", type=BoundedInt(1, clamp=True), help="At most this many events.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: seq, stream, version, type, data, meta, recorded_at, event_id.")
 @pass_app
 def log(obj: AppContext, session: str | None, since: int, limit: int | None, *, as_json: bool) -> None:

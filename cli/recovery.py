@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.app import app
+from cli.bounded import BoundedInt
 from cli.context import AppContext
 from cli.output import emit_json
 from cli.write import session_option
@@ -16,7 +17,7 @@ pass_app = click.make_pass_decorator(AppContext)
 @click.argument("item")
 @session_option
 @click.option("--error", required=True, help="The failure; its first line titles the fix task.")
-@click.option("--max-fix-tasks", type=click.IntRange(1, 10), default=3, show_default=True,
+@click.option("--max-fix-tasks", type=BoundedInt(1, 10), default=3, show_default=True,
               help="Fix tasks allowed per original before giving up (exit 6).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole fix record as JSON.")
 @pass_app

@@ -11,6 +11,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from cli.app import app
+from cli.bounded import BoundedInt
 from cli.context import AppContext
 from cli.output import emit_json
 
@@ -89,11 +90,13 @@ def init(obj: AppContext, *, force: bool) -> None:
     help="Where this session's files are written (default: FILE's directory). "
     "Relative paths resolve against the project root.",
 )
+@click.option("--strict", is_flag=True, help="Refuse (exit 2) a file that breaks the pipeline's "
+              "backlog schema, instead of importing it with a warning per problem.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def import_(  # noqa: PLR0913 - one parameter per option
     obj: AppContext, file: str | None, session: str, batch_progress: str | None,
-    export_dir: str | None, *, as_json: bool,
+    export_dir: str | None, *, strict: bool, as_json: bool,
 ) -> None:
     """Import a tasks.json (or a legacy tasks.json.failed) into a session.
 
@@ -122,7 +125,7 @@ def import_(  # noqa: PLR0913 - one parameter per option
     else:
         assert file is not None  # noqa: S101 - checked above
         with progress_bar(f"importing {file}") as bar:  # gone before the output
-            outcome = import_file(store, Path(file), session, export_dir, bar=bar)
+            outcome = import_file(store, Path(file), session, export_dir, bar=bar, strict=strict)
         shown = file
     if as_json:
         emit_json(outcome)
@@ -145,7 +148,7 @@ def import_(  # noqa: PLR0913 - one parameter per option
 @click.option("--jsonl", type=click.File("rb"), help="Append one event per line of FILE (- for stdin), all or nothing.")
 @click.option("--reason", help="Why the status changed (kept in the event).")
 @click.option("--event-id", help="Idempotency key: an append with an id already present writes nothing.")
-@click.option("--expected-version", type=click.IntRange(min=0), help="Refuse (exit 3) unless the session is at this version.")
+@click.option("--expected-version", type=BoundedInt(0), help="Refuse (exit 3) unless the session is at this version.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def append(  # noqa: PLR0913 - one option per knob of an append

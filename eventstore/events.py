@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from eventstore.errors import InvalidInputError, InvalidSessionIdError
+from eventstore.numbers import MAX_PARALLEL
 
 STATUSES: tuple[str, ...] = (
     "Planned",
@@ -170,7 +171,7 @@ class BatchStarted(Event):
     batch_id: str
     pid: int
     host: str
-    parallel: int = Field(ge=1)
+    parallel: int = Field(ge=1, le=MAX_PARALLEL)
     queued_items: list[str]
     pid_start: int | None = None
     started_at: str | None = None

@@ -250,19 +250,51 @@ def translate(exc: sqlite3.Error, path: Path) -> JournalError:  # noqa: PLR0911 
     return JournalError(f"journal {path}: {name or type(exc).__name__}: {exc}")
 
 
+def checked_event_ids(
+    event_ids: Sequence[str | None] | None, count: int
+) -> tuple[list[str | None], list[str]]:
+    """(one id or None per event, the ids given): the checks both backends share, so an
+    id one of them refuses is refused by the other as well."""
+    ids = list(event_ids) if event_ids is not None else [None] * count
+    if len(ids) != count:
+        raise InvalidInputError("event_ids must have one entry per event")
+    given = [event_id for event_id in ids if event_id is not None]
+    if len(set(given)) != len(given):
+        raise InvalidInputError("event_ids repeat within one append")
+    if any("\x00" in event_id for event_id in given):
+        # PostgreSQL cannot store NUL in text; SQLite could, but then one journal would
+        # accept an id the other refuses.
+        raise InvalidInputError("event_ids may not contain NUL characters: choose another id")
+    return ids, given
+
+
 def duplicate_of(
-    found: list[tuple[Any, ...]], stream: str, given: Sequence[str], count: int
+    found: list[tuple[Any, ...]],
+    stream: str,
+    given: Sequence[str],
+    payloads: Sequence[tuple[str, bytes]],
 ) -> AppendResult | None:
     """What an append whose event ids are `given` already did, from the (seq, stream,
-    version) rows holding those ids: None when none exist, its result when all of them
-    do in `stream` (a retried append), ConcurrencyError when only some do or elsewhere."""
+    version, event_id, type, data) rows holding those ids: None when none exist, its
+    result when all of them do in `stream` with the same events (a retried append),
+    ConcurrencyError when only some do, elsewhere, or for different events."""
     if not found:
         return None
-    if len(found) != len(given) or len(given) != count or {r[1] for r in found} != {stream}:
+    if len(found) != len(given) or len(given) != len(payloads) or {r[1] for r in found} != {stream}:
         raise ConcurrencyError(
             f"event ids already used by another append ({len(found)} of {len(given)} "
             f"present): use fresh ids for new events in session {stream!r}"
         )
+    wanted = dict(zip(given, payloads, strict=True))
+    for row in found:
+        event_type, data = wanted[row[3]]
+        if row[4] != event_type or _canonical(row[5]) != _canonical(data):
+            # A retry repeats the same event; a different one under a known id would be
+            # acknowledged and never written.
+            raise ConcurrencyError(
+                f"event id {row[3]!r} is already used by a different event "
+                f"(seq {row[0]}, {row[4]}) in session {stream!r}: use a fresh id"
+            )
     return AppendResult(
         stream=stream,
         first_seq=found[0][0],
@@ -271,6 +303,12 @@ def duplicate_of(
         count=len(found),
         duplicate=True,
     )
+
+
+def _canonical(data: str | bytes | Any) -> bytes:
+    # Compare JSON values, not their spelling: PostgreSQL may hand `json` back parsed.
+    value = orjson.loads(data) if isinstance(data, (str, bytes)) else data
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
 class JournalReads:
@@ -901,12 +939,7 @@ class SQLiteJournal(JournalReads):
                                        progress=progress, extra_meta=extra_meta)
         if decide is None and not events:
             raise InvalidInputError(f"nothing to append to session {stream!r}")
-        ids = list(event_ids) if event_ids is not None else [None] * len(events)
-        if len(ids) != len(events):
-            raise InvalidInputError("event_ids must have one entry per event")
-        given = [event_id for event_id in ids if event_id is not None]
-        if len(set(given)) != len(given):
-            raise InvalidInputError("event_ids repeat within one append")
+        ids, given = checked_event_ids(event_ids, len(events))
         twice = 2 * len(events)
         payloads = _payloads(events if progress is None else reporting(events, progress, twice))
         meta = self._meta(correlation_id, extra_meta)
@@ -915,7 +948,7 @@ class SQLiteJournal(JournalReads):
         def attempt() -> AppendResult:
             with self._write() as conn:
                 if given:
-                    original = self._existing(conn, stream, given, len(events))
+                    original = self._existing(conn, stream, given, payloads)
                     if original is not None:
                         return original
                 version, head, prev_link = conn.execute(_HEAD_AND_LINK, (stream,)).fetchone()
@@ -1071,15 +1104,18 @@ class SQLiteJournal(JournalReads):
 
     @staticmethod
     def _existing(
-        conn: sqlite3.Connection, stream: str, given: list[str], count: int
+        conn: sqlite3.Connection,
+        stream: str,
+        given: list[str],
+        payloads: Sequence[tuple[str, bytes]],
     ) -> AppendResult | None:
         marks = ",".join("?" * len(given))
         found = conn.execute(
-            f"SELECT seq, stream, version FROM events WHERE event_id IN ({marks})"  # noqa: S608
-            " ORDER BY seq",
+            "SELECT seq, stream, version, event_id, type, data FROM events"
+            f" WHERE event_id IN ({marks}) ORDER BY seq",  # noqa: S608 - only "?" marks
             given,
         ).fetchall()
-        return duplicate_of(found, stream, given, count)
+        return duplicate_of(found, stream, given, payloads)
 
     # --- reading ----------------------------------------------------------------------
 

@@ -68,6 +68,7 @@ from eventstore.journal import (
     StoredEvent,
     _payloads,
     _user,
+    checked_event_ids,
     checkpoint_rows,
     decode_scan_rows,
     duplicate_of,
@@ -103,7 +104,10 @@ _INSERT_MANY = (
     " FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[], %s::int[],"
     " %s::text[]) AS r(s, v, t, d, i, sv, c)"
 )
-_EXISTING = "SELECT seq, stream, version FROM events WHERE event_id = ANY(%s) ORDER BY seq"
+_EXISTING = (
+    "SELECT seq, stream, version, event_id, type, data::text FROM events"
+    " WHERE event_id = ANY(%s) ORDER BY seq"
+)
 _HEAD = (
     "SELECT (SELECT coalesce(max(version), 0) FROM events WHERE stream = %s),"
     " (SELECT coalesce(max(seq), 0) FROM events),"
@@ -501,14 +505,7 @@ class PostgresJournal(JournalReads):
         """
         if decide is None and not events:
             raise InvalidInputError(f"nothing to append to session {stream!r}")
-        ids = list(event_ids) if event_ids is not None else [None] * len(events)
-        if len(ids) != len(events):
-            raise InvalidInputError("event_ids must have one entry per event")
-        given = [event_id for event_id in ids if event_id is not None]
-        if len(set(given)) != len(given):
-            raise InvalidInputError("event_ids repeat within one append")
-        if any("\x00" in event_id for event_id in given):
-            raise InvalidInputError("event_ids may not contain NUL characters")
+        ids, given = checked_event_ids(event_ids, len(events))
         twice = 2 * len(events)
         payloads = _payloads(events if progress is None else reporting(events, progress, twice))
         meta = {"pid": os.getpid(), **self._meta_base}
@@ -547,7 +544,7 @@ class PostgresJournal(JournalReads):
                         self._finish(conn, "ROLLBACK")
                         return tracking["result"]  # type: ignore[no-any-return]
                     if present is not None:
-                        original = duplicate_of(present.fetchall(), stream, given, len(events))
+                        original = duplicate_of(present.fetchall(), stream, given, payloads)
                         if original is not None:
                             self._finish(conn, "ROLLBACK")
                             return original

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
-from eventstore.errors import InvalidInputError
+from eventstore.numbers import whole_number
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -24,18 +24,7 @@ DEFAULT_RETRIES = 3
 
 def parse_retries(value: object, *, name: str = "--flush-retries") -> int:
     """Accept an int (or its decimal text) from 0 to 10; refuse anything else by name."""
-    text = str(value).strip()
-    digits = text.lstrip("+")
-    if isinstance(value, bool) or not (digits.isascii() and digits.isdigit()):
-        raise InvalidInputError(
-            f"invalid {name} value {value!r}: expected a whole number from 0 to {MAX_RETRIES}"
-        )
-    retries = int(text)
-    if not 0 <= retries <= MAX_RETRIES:
-        raise InvalidInputError(
-            f"invalid {name} value {value!r}: expected a whole number from 0 to {MAX_RETRIES}"
-        )
-    return retries
+    return whole_number(value, name=name, low=0, high=MAX_RETRIES)
 
 
 @dataclass(frozen=True)

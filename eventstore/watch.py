@@ -36,6 +36,7 @@ from eventstore.breaker import CircuitBreaker
 from eventstore.classify import classify
 from eventstore.errors import EvstoreError, InvalidInputError, JournalBusyError, JournalError
 from eventstore.logs import get_logger
+from eventstore.numbers import whole_number
 from eventstore.runner import ERRORS_STREAM
 
 if TYPE_CHECKING:
@@ -65,15 +66,9 @@ def journal_unavailable(exc: BaseException) -> bool:
 
 def parse_interval(value: object, *, name: str = "--interval") -> int:
     """Milliseconds between polls: a whole number from 10 to 86400000."""
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.lstrip("+").isdigit() or not (
-        MIN_INTERVAL_MS <= int(text) <= MAX_INTERVAL_MS
-    ):
-        raise InvalidInputError(
-            f"invalid {name} value {value!r}: expected a whole number of milliseconds from "
-            f"{MIN_INTERVAL_MS} to {MAX_INTERVAL_MS}"
-        )
-    return int(text)
+    return whole_number(
+        value, name=name, low=MIN_INTERVAL_MS, high=MAX_INTERVAL_MS, unit=" of milliseconds"
+    )
 
 
 @dataclass

@@ -8,7 +8,7 @@ which are rare next to status changes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -21,11 +21,17 @@ from eventstore.events import (
     ItemRemoved,
     ItemStatusChanged,
     ItemUpdated,
-    SessionCreated,
 )
 from eventstore.journal import StoredEvent
 from eventstore.jsonfmt import dumps, js_key_order, needs_js_numbers, normalize
 from projections.backlog_patch import patch_statuses, status_changes
+from projections.backlog_schema import (
+    CHILDREN,
+    LEVELS,
+    REQUIRED_KEYS,
+    fields_problems,
+    subtree_problems,
+)
 
 # Which list holds an item's children, by the item's type.
 CHILD_KEY = {"Phase": "milestones", "Milestone": "tasks", "Task": "subtasks"}
@@ -162,7 +168,12 @@ class TasksProjection:
         return BacklogState(raw["doc"], js_numbers=raw["js_numbers"], unique_ids=raw.get("unique_ids"))
 
     def validate(self, state: BacklogState, event: Event, stream: str) -> None:
-        if isinstance(event, (SessionCreated, BacklogImported)):
+        if isinstance(event, BacklogImported):
+            # A whole document is a record of what the pipeline held: kept even where it
+            # breaks the schema (import warns), but it must fold into one item per id.
+            from projections.imports import check_backlog  # noqa: PLC0415 - imports uses us
+
+            check_backlog(event.backlog, source=f"BacklogImported for session {stream!r}")
             return
         if not isinstance(event, (ItemAdded, ItemStatusChanged, ItemUpdated, ItemRemoved)):
             return
@@ -177,18 +188,6 @@ class TasksProjection:
             raise InvalidInputError(f"unknown item {event.item_id!r} in session {stream!r}")
         if isinstance(event, ItemUpdated):
             _validate_update(state, event, stream)
-
-
-def _validate_update(state: BacklogState, event: ItemUpdated, stream: str) -> None:
-    # Children change through ItemAdded/ItemRemoved, which keep the index right; which
-    # key holds them depends on the item's level, so only that one is protected here.
-    found = state.find(event.item_id)
-    key = child_key(found[0]) if found is not None else None
-    if key is not None and (key in event.changes or key in event.removed):
-        raise InvalidInputError(
-            f"cannot change {key} of {event.item_id!r} with ItemUpdated in session {stream!r}: "
-            "add or remove the children instead"
-        )
 
 
 def _validate_add(state: BacklogState, event: ItemAdded, stream: str) -> None:
@@ -211,6 +210,78 @@ def _validate_add(state: BacklogState, event: ItemAdded, stream: str) -> None:
         raise InvalidInputError(
             f"after_id {event.after_id!r} is not a sibling under {event.parent_id!r} in session {stream!r}"
         )
+    level = 0 if event.parent_id is None else _level(state, event.parent_id) + 1
+    problem = next(subtree_problems([event.item], level=level, parent_id=event.parent_id,
+                                    taken=state.index), None)
+    if problem is not None:
+        raise InvalidInputError(f"{problem} (session {stream!r}): the pipeline could not load it")
+
+
+def _validate_update(state: BacklogState, event: ItemUpdated, stream: str) -> None:
+    # Children change through ItemAdded/ItemRemoved, which keep the index right; which
+    # key holds them depends on the item's level, so only that one is protected here
+    # (another level's key on an item is a plain field: a stray one may be dropped).
+    item, _, parent_id = state.index[event.item_id]
+    own = child_key(item)
+    if own is not None and (own in event.changes or own in event.removed):
+        raise InvalidInputError(
+            f"cannot change {own} of {event.item_id!r} with ItemUpdated in session {stream!r}: "
+            "add or remove the children instead"
+        )
+    # Only what the update sets or removes is checked: a field the imported file already
+    # got wrong is the file's, and must not block updating the others.
+    kind = LEVELS[min(_level(state, event.item_id), len(LEVELS) - 1)]
+    name = f"item {event.item_id!r}"
+    if "id" in event.changes and event.changes["id"] != event.item_id:
+        raise InvalidInputError(f"{name}: an id cannot change (session {stream!r}): remove the "
+                                "item and add it under its new id")
+    for key in event.removed:
+        if key not in event.changes and (key in REQUIRED_KEYS[kind] or key == CHILDREN.get(kind)):
+            raise InvalidInputError(f'{name}: "{key}" is required on a {kind} (session {stream!r})')
+    # A value set again unchanged (the diff re-sets keys to reorder them) is not new.
+    changes = {k: v for k, v in event.changes.items()
+               if k != "id" and (k not in item or _json(item[k]) != _json(v))}
+    problem = next(fields_problems(changes, kind, parent_id), None)
+    if problem is None:
+        problem = next(_children_problems(state, event, kind), None)
+    if problem is not None:
+        raise InvalidInputError(f"{name}: {problem} (session {stream!r})")
+
+
+def _children_problems(state: BacklogState, event: ItemUpdated, kind: str) -> Iterator[str]:
+    for key in CHILD_KEYS & set(event.changes):
+        if key != CHILDREN.get(kind):
+            yield f'has "{key}", which a {kind} does not hold'
+        elif not isinstance(event.changes[key], list):
+            yield f'"{key}" must be an array'
+        else:
+            item, _, _ = state.index[event.item_id]
+            old = {d["id"] for d in _walk(item.get(key) or [])}
+            taken = set(state.index) - old - {event.item_id}
+            yield from subtree_problems(event.changes[key], level=LEVELS.index(kind) + 1,
+                                        parent_id=event.item_id, taken=taken)
+
+
+def _json(value: Any) -> bytes:
+    return orjson.dumps(value)  # JSON's equality: Python's says 1 == True == 1.0
+
+
+def _walk(items: list[Any]) -> Iterator[dict[str, Any]]:
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            yield item
+            kids = children_of(item)
+            if kids is not None:
+                yield from _walk(kids)
+
+
+def _level(state: BacklogState, item_id: str) -> int:
+    """Depth of an item in the tree (0: a Phase), whatever its `type` says."""
+    index = state.index
+    depth, parent = 0, index[item_id][2]
+    while parent is not None and parent in index and depth <= len(LEVELS):
+        depth, parent = depth + 1, index[parent][2]
+    return depth
 
 
 # --- folds: each takes the decoded payload, mutates the state, never raises ---------------

@@ -30,6 +30,7 @@ from eventstore.events import (
 )
 from eventstore.journal import utc_now
 from eventstore.logs import get_logger
+from eventstore.numbers import MAX_PARALLEL
 from eventstore.owner import is_alive, start_ticks, this_host
 from eventstore.store import Store
 from projections.batch import Batch
@@ -149,8 +150,10 @@ class BatchRun:
         A batch whose owner is alive on this host is refused even past 24 h: a live
         process owns it, and taking it over would run its items twice."""
         queue = _checked_items(items)
-        if parallel < 1:
-            raise InvalidInputError(f"invalid --parallel value {parallel}: expected 1 or more")
+        if not 1 <= parallel <= MAX_PARALLEL:
+            raise InvalidInputError(
+                f"invalid --parallel value {parallel}: expected 1 to {MAX_PARALLEL}"
+            )
         owner = owner_pid if owner_pid is not None else os.getpid()
         owner_start = start_ticks(owner)
 
@@ -289,17 +292,24 @@ def _create_session(store: Store, session: str, export_dir: str | os.PathLike[st
             raise
 
 
+def _first_repeated(items: Sequence[str]) -> str | None:
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
+
+
 def _checked_items(items: Sequence[str]) -> list[str]:
     queue = [item.strip() for item in items]
     if not queue:
         raise InvalidInputError("batch start needs at least one ITEM")
     if any(not item for item in queue):
         raise InvalidInputError("batch start: an ITEM is empty")
-    seen: set[str] = set()
-    for item in queue:
-        if item in seen:
-            raise InvalidInputError(f"batch start: item {item!r} is given twice")
-        seen.add(item)
+    twice = _first_repeated(queue)
+    if twice is not None:
+        raise InvalidInputError(f"batch start: item {twice!r} is given twice")
     return queue
 
 
@@ -330,8 +340,14 @@ def legacy_events(progress: Any, *, source: str, host: str, pid_start: int | Non
     strings = [*queue, *lists["completed"], *lists["failed"], *lists["skipped"]]
     if not all(isinstance(item, str) and item for item in strings):
         raise InvalidInputError(f"{source}: item ids must be non-empty strings")
-    if parallel < 1 or not isinstance(healing, int) or healing < 0:
-        raise InvalidInputError(f"{source}: parallel must be 1 or more and healing_attempts a count")
+    twice = _first_repeated(queue)
+    if twice is not None:
+        # `batch next` would hand the item out twice, as `batch start a a` refuses to.
+        raise InvalidInputError(f"{source}: queued_items lists {twice!r} twice: list each item once")
+    if not 1 <= parallel <= MAX_PARALLEL or not isinstance(healing, int) or healing < 0:
+        raise InvalidInputError(
+            f"{source}: parallel must be 1 to {MAX_PARALLEL} and healing_attempts a count"
+        )
     if current is not None and not isinstance(current, str):
         raise InvalidInputError(f"{source}: current_item must be a string or null")
     # The file's times travel with the events, so the batch exported from the journal

@@ -67,6 +67,7 @@ from eventstore.runner import ERRORS_STREAM, LOCK_NAME, resume_point, sha256
 from eventstore.store import Store
 from projections import DEFAULT
 from projections.backlog import BacklogState, TasksProjection
+from projections.backlog_schema import backlog_problems
 from projections.batch import Batch, BatchProgressProjection, BatchState
 from projections.batch_runs import STALE_AFTER, parse_time
 from projections.imports import ParsedBacklog, diff_backlogs, import_event, read_recovery_file
@@ -93,10 +94,12 @@ LEGACY_RECOVERY_FILE = "LEGACY_RECOVERY_FILE"
 BACKLOG_DEPENDENCY = "BACKLOG_DEPENDENCY"
 JOURNAL_CHAIN_BROKEN = "JOURNAL_CHAIN_BROKEN"
 EXPORT_DIR_SHARED = "EXPORT_DIR_SHARED"
+BACKLOG_INVALID = "BACKLOG_INVALID"
 CODES = (
     JOURNAL_CORRUPT, JOURNAL_SCHEMA_OUTDATED, PROJECTION_STALE, PROJECTION_MISSING,
     PROJECTION_DRIFT, BATCH_PROGRESS_CORRUPT, STALE_BATCH_PROGRESS, ORPHAN_TEMP_FILE,
     LEGACY_RECOVERY_FILE, BACKLOG_DEPENDENCY, JOURNAL_CHAIN_BROKEN, EXPORT_DIR_SHARED,
+    BACKLOG_INVALID,
 )
 _LOST_EVENTS = ("stop every evstore process, set this journal aside and restore the one "
                 "holding the lost events (a backup, or the -wal file that was removed); the "
@@ -561,6 +564,9 @@ class Doctor:
             problems += _dependency_problems(session, export_dir / TasksProjection.file_name, tasks.doc)
         if len(sharing) == 1 and isinstance(tasks, BacklogState):
             problems += self._legacy(store, session, export_dir, tasks.doc)
+        if isinstance(tasks, BacklogState):
+            problems += _backlog_invalid(session, self._shown(export_dir / TasksProjection.file_name),
+                                         tasks.doc)
         return problems
 
     def _batch_corrupt(self, session: str, path: Path, why: str, *, unfinished: bool) -> Problem:
@@ -903,6 +909,26 @@ def _dependency_problems(session: str, path: Path, doc: dict[str, Any] | None) -
         fixable=False, path=path, session=session,
         remedy="correct the dependencies in the pipeline's plan and `evstore import` the file; "
         "`evstore blocked` shows what they hold back",
+    )]
+
+
+def _backlog_invalid(session: str, shown: Path, doc: dict[str, Any] | None) -> list[Problem]:
+    """The backlog breaks the pipeline's schema (as imported from a real file: kept, since
+    it is a record of what happened). Nothing to fix automatically: only a person knows
+    what the item should have said."""
+    found = backlog_problems(doc) if doc is not None else []
+    if not found:
+        return []
+    listed = "; ".join(found[:3]) + (f"; and {len(found) - 3} more" if len(found) > 3 else "")
+    return [Problem(
+        BACKLOG_INVALID,
+        f"{shown} (session {session}) breaks the pipeline's backlog schema "
+        f"({len(found)} problem(s): {listed})",
+        fixable=False,
+        remedy=f"correct the items in a copy of {shown}, then `evstore import` it into "
+        f"session {session} (the changes become events)",
+        session=session,
+        detail={"problems": found},
     )]
 
 

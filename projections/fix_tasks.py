@@ -16,6 +16,7 @@ from eventstore.events import Event, FixLimitReached, FixTaskCreated, ItemAdded,
 from eventstore.logs import get_logger
 from eventstore.store import Store
 from projections.backlog import BacklogState
+from projections.backlog_schema import MAX_TITLE
 from projections.fixes import DEFAULT_MAX_FIX_TASKS, FixState
 
 log = get_logger("evstore.fixes")
@@ -104,7 +105,7 @@ def _fix_item(backlog: BacklogState, item: dict[str, Any], item_id: str, attempt
     return {
         "type": "Subtask",
         "id": _next_subtask_id(backlog, task_id),
-        "title": f"[FIX {item_id} #{attempt}] {first_line}",
+        "title": _short(f"[FIX {item_id} #{attempt}] {first_line}"),
         "status": "Planned",
         "story_points": 1,
         "dependencies": [],
@@ -117,6 +118,11 @@ def _fix_item(backlog: BacklogState, item: dict[str, Any], item_id: str, attempt
             f"4. OUTPUT: {item_id} passes when it is run again."
         ),
     }
+
+
+def _short(title: str) -> str:
+    # The pipeline refuses titles past MAX_TITLE; the whole error is in context_scope.
+    return title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 1] + "…"
 
 
 def _next_subtask_id(backlog: BacklogState, task_id: str) -> str:

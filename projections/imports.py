@@ -27,6 +27,7 @@ from eventstore.events import (
     ItemUpdated,
 )
 from eventstore.journal import StoredEvent
+from eventstore.jsonerrors import json_problem
 from eventstore.jsonfmt import loads
 from projections.backlog import BacklogState, TasksProjection, child_key, children_of
 
@@ -43,7 +44,7 @@ def parse_backlog(data: bytes, *, source: str) -> ParsedBacklog:
     try:
         doc = loads(data)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInputError(f"{source}: not valid JSON: {exc}") from None
+        raise InvalidInputError(f"{source}: {json_problem(exc, data)}") from None
     check_backlog(doc, source=source)
     return ParsedBacklog(doc, hashlib.sha256(data).hexdigest(), unknown_statuses(doc))
 
@@ -185,6 +186,12 @@ def _reproduces(old: dict[str, Any], new: dict[str, Any], events: list[Event]) -
     projection = TasksProjection()
     state = BacklogState(copy.deepcopy(old))
     for seq, event in enumerate(events, start=1):
+        try:
+            # Events the projection would refuse (an added item that breaks the schema)
+            # cannot carry a real file's contents: the whole document is imported instead.
+            projection.validate(state, event, "")
+        except InvalidInputError:
+            return False
         data = orjson.loads(orjson.dumps(event.model_dump(mode="json")))
         state = projection.fold(
             state,
@@ -199,7 +206,7 @@ def read_recovery_file(data: bytes, *, source: str) -> tuple[ParsedBacklog, str 
     try:
         doc = loads(data)
     except orjson.JSONDecodeError as exc:
-        raise InvalidInputError(f"{source}: not valid JSON: {exc}") from None
+        raise InvalidInputError(f"{source}: {json_problem(exc, data)}") from None
     if not (isinstance(doc, dict) and "pendingUpdates" in doc and "backlog" not in doc):
         return None
     pending = doc["pendingUpdates"]

@@ -192,7 +192,9 @@ def test_diff_of_a_hand_edit_is_the_smallest_event_set() -> None:
     sub = new["backlog"][0]["milestones"][0]["tasks"][0]["subtasks"]  # type: ignore[index]
     sub[0]["status"] = "Complete"
     sub[0]["story_points"] = 3
-    sub.append({"type": "Subtask", "id": "P1.M1.T1.S2", "title": "s2", "status": "Planned"})
+    sub.append({"type": "Subtask", "id": "P1.M1.T1.S2", "title": "s2", "status": "Planned",
+                "story_points": 2, "dependencies": [], "context_scope": (
+                    "CONTRACT DEFINITION:\n1. RESEARCH NOTE: r\n2. INPUT: i\n3. LOGIC: l\n4. OUTPUT: o")})
     sub[0] = {k: sub[0][k] for k in ["type", "id", "title", "status", "dependencies", "context_scope", "story_points"]}
     new["backlog"][0]["title"] = "renamed"  # type: ignore[index]
     fallback = BacklogImported(backlog=new, source="x", sha256="0")

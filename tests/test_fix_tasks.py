@@ -166,8 +166,8 @@ def test_concurrent_fail_processes(project_dir: Path, run: Callable[..., subproc
 @pytest.mark.parametrize(("args", "message"), [
     (["fail", "P9.M9", "-s", SESSION, "--error", "x"], "unknown item 'P9.M9'"),
     (["fail", "P1", "-s", SESSION, "--error", "x"], "item 'P1' is a Phase: fix tasks are made for tasks and subtasks"),
-    (["fail", S1, "-s", SESSION, "--error", "x", "--max-fix-tasks", "11"], "'--max-fix-tasks': 11 is not in the range 1<=x<=10"),
-    (["fail", S1, "-s", SESSION, "--error", "x", "--max-fix-tasks", "0"], "'--max-fix-tasks': 0 is not in the range"),
+    (["fail", S1, "-s", SESSION, "--error", "x", "--max-fix-tasks", "11"], "'--max-fix-tasks': '11': expected a whole number from 1 to 10 (too large)"),
+    (["fail", S1, "-s", SESSION, "--error", "x", "--max-fix-tasks", "0"], "'--max-fix-tasks': '0': expected a whole number from 1 to 10 (too small)"),
     (["fail", S1, "-s", SESSION, "--error", "   "], "fail needs --error MSG"),
     (["fail", S1, "-s", SESSION], "Missing option '--error'"),
     (["fail", S1, "-s", "nope", "--error", "x"], "unknown session 'nope'"),

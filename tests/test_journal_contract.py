@@ -729,3 +729,23 @@ def open_journal(db):
     from eventstore.journal import SQLiteJournal
     return SQLiteJournal(db, durability="normal", busy_timeout_ms=60000)
 '''
+
+
+def test_a_known_event_id_with_different_content_is_a_conflict(journal: Any) -> None:
+    """A retry repeats the same events; other content under a used id is not a retry
+    (acknowledging it as one would lose the new event)."""
+    journal.append("s", [status("P1", "Complete")], event_ids=["k2"])
+    for different in (status("P2", "Failed"), status("P1", "Failed"),
+                      ItemUpdated(item_id="P1", changes={"status": "Complete"})):
+        with pytest.raises(ConcurrencyError, match="'k2'.*different event") as caught:
+            journal.append("s", [different], event_ids=["k2"])
+        assert caught.value.exit_code == 3
+    assert journal.append("s", [status("P1", "Complete")], event_ids=["k2"]).duplicate
+    assert journal.head() == 1
+
+
+def test_event_ids_with_nul_are_refused_on_both_backends(journal: Any) -> None:
+    with pytest.raises(InvalidInputError, match="NUL") as caught:
+        journal.append("s", [status()], event_ids=["a\x00b"])
+    assert caught.value.exit_code == 2
+    assert journal.head() == 0

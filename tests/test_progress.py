@@ -226,7 +226,8 @@ def test_a_bad_line_erases_the_bar_before_the_error(seeded: Path) -> None:
 
 
 def big_backlog(copies: int) -> dict[str, Any]:
-    """The real backlog's phases, `copies` times over under fresh ids."""
+    """The real backlog's phases, `copies` times over under fresh ids (P1 becomes P101,
+    P201, ...: ids in the pipeline's format, so the import has nothing to warn about)."""
     doc = json.loads(INITIAL.read_bytes())
     phases = []
     for n in range(copies):
@@ -235,7 +236,8 @@ def big_backlog(copies: int) -> dict[str, Any]:
             stack = [clone]
             while stack:
                 item = stack.pop()
-                item["id"] = f"C{n}.{item['id']}"
+                phase_number, _, rest = item["id"].partition(".")
+                item["id"] = f"P{n * 100 + int(phase_number[1:])}" + (f".{rest}" if rest else "")
                 for key in ("milestones", "tasks", "subtasks"):
                     stack.extend(item.get(key, []))
             phases.append(clone)
