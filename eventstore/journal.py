@@ -1069,13 +1069,15 @@ class SQLiteJournal(JournalReads):
                     # One JSON array parameter: a million ids would pass SQLite's limit on
                     # bound variables as `IN (?, ?, ...)`.
                     found = conn.execute(
-                        "SELECT seq, stream, version FROM events WHERE event_id IN"
-                        " (SELECT value FROM json_each(?)) ORDER BY seq",
+                        "SELECT seq, stream, version, event_id, type, data FROM events WHERE"
+                        " event_id IN (SELECT value FROM json_each(?)) ORDER BY seq",
                         (orjson.dumps(staged.given_ids).decode(),),
                     ).fetchall()
-                    original = duplicate_of(found, stream, staged.given_ids, count)
-                    if original is not None:
-                        return original
+                    if found:  # a retry only if it repeats the very same events
+                        payloads = [(event_type, data) for event_type, data, _, _ in staged]
+                        original = duplicate_of(found, stream, staged.given_ids, payloads)
+                        if original is not None:
+                            return original
                 version, head, prev_link = conn.execute(_HEAD_AND_LINK, (stream,)).fetchone()
                 if expected_version is not None and version != expected_version:
                     raise ConcurrencyError(

@@ -700,6 +700,8 @@ class _Validator:
 def _once(event_id: str, given: set[str]) -> None:
     if event_id in given:
         raise InvalidInputError(f"event id {event_id!r} repeats within one append")
+    if "\x00" in event_id:  # as journal.checked_event_ids refuses it for every append
+        raise InvalidInputError("event_ids may not contain NUL characters: choose another id")
     given.add(event_id)
 
 
