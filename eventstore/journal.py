@@ -1167,16 +1167,15 @@ class SQLiteJournal(JournalReads):
         if self._found_version >= _STATES_SINCE:
             return super().checkpoint(projection, stream, with_state=with_state)
         event_id = "event_id" if self._found_version >= _CHAIN_SINCE else "NULL"
-        rows = self._query(
-            f"SELECT projection, stream, seq, {'state' if with_state else 'NULL'}, exported_sha256,"  # noqa: S608 - fixed spellings
-            f" exported_at, {event_id} FROM checkpoints WHERE projection = ? AND stream = ?",
-            projection, stream,
-        )
+        state = "state" if with_state else "NULL"
+        sql = (f"SELECT projection, stream, seq, {state}, exported_sha256, exported_at, {event_id}"  # noqa: S608 - fixed words
+               " FROM checkpoints WHERE projection = ? AND stream = ?")
+        rows = self._query(sql, projection, stream)
         if not rows:
             return None
         row = rows[0]
-        state = bytes(row[3]) if row[3] is not None else None
-        return Checkpoint(*row[:3], state, *row[4:7], state_seq=row[2])
+        saved = bytes(row[3]) if row[3] is not None else None
+        return Checkpoint(*row[:3], saved, *row[4:7], state_seq=row[2])
 
     def export_digests(self, projection: str, stream: str) -> set[str]:
         if self._found_version < _CHAIN_SINCE:

@@ -138,15 +138,15 @@ def test_import_of_a_changed_file_is_item_by_item_with_stray_child_keys(
     stray = project_dir / "stray.json"
     stray.write_text(json.dumps(_milestone_with_stray_subtasks(doc), indent=2))
     first = import_file(store, stray, SESSION, None)
-    assert first["warnings"] == []
-    types = [e.type for e in store.read(SESSION, after=first["first_seq"] - 1)]
-    assert types == ["ItemUpdated"]  # the stray key added, as a field
+    # The schema says a Milestone holds no `subtasks`: the file is kept as it is, warned
+    # about, and (as no event may add such a key) imported whole.
+    assert any('has "subtasks"' in w and "kept as is" in w for w in first["warnings"])
     doc = json.loads(INITIAL.read_bytes())
     doc["backlog"][0]["milestones"][0]["tasks"][0]["subtasks"][0]["status"] = "Complete"
     later = project_dir / "later.json"
     later.write_text(json.dumps(doc, indent=2))
     second = import_file(store, later, SESSION, None)
-    assert second["warnings"] == []
+    assert not any("snapshot" in w for w in second["warnings"])
     events = store.read(SESSION, after=second["first_seq"] - 1)
     assert [(e.type, e.data.get("item_id")) for e in events] == [
         ("ItemUpdated", "P1.M1"), ("ItemStatusChanged", "P1.M1.T1.S1"),
@@ -170,12 +170,12 @@ def test_a_snapshot_import_says_so(store: Store, project_dir: Path) -> None:
     path.write_text(json.dumps(doc, indent=2))
     outcome = import_file(store, path, SESSION, None)
     assert [e.type for e in store.read(SESSION, after=outcome["first_seq"] - 1)] == ["BacklogImported"]
-    (warning,) = outcome["warnings"]
-    assert "imported as a whole new snapshot" in warning
+    assert any("imported as a whole new snapshot" in w for w in outcome["warnings"])
 
 
 def test_item_updated_may_not_touch_the_level_child_key(store: Store) -> None:
-    """ItemUpdated on a Milestone may drop a stray `subtasks` field but never its `tasks`."""
+    """ItemUpdated on a Milestone never touches its `tasks`, nor adds a `subtasks` the
+    schema does not give a Milestone (dropping a stray one is what the import test does)."""
     import pytest  # noqa: PLC0415
 
     from eventstore.errors import InvalidInputError  # noqa: PLC0415
@@ -185,5 +185,6 @@ def test_item_updated_may_not_touch_the_level_child_key(store: Store) -> None:
     with pytest.raises(InvalidInputError, match="cannot change tasks of 'P1.M1'"):
         store.append(SESSION, [ItemUpdated(item_id="P1.M1", removed=["tasks"])])
     assert store.journal.head() == head
-    store.append(SESSION, [ItemUpdated(item_id="P1.M1", changes={"subtasks": "a note"})])
-    assert store.state(SESSION, "tasks").item("P1.M1")["subtasks"] == "a note"
+    with pytest.raises(InvalidInputError, match='has "subtasks", which a Milestone does not hold'):
+        store.append(SESSION, [ItemUpdated(item_id="P1.M1", changes={"subtasks": []})])
+    assert store.journal.head() == head

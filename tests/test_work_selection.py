@@ -37,9 +37,14 @@ def prp_next_pending(doc: dict[str, Any]) -> str | None:
     return None
 
 
+CONTRACT = ("CONTRACT DEFINITION:\n1. RESEARCH NOTE: none\n2. INPUT: none\n3. LOGIC: do it\n"
+            "4. OUTPUT: done")
+
+
 def subtask(sid: str, status: str = "Planned", deps: list[str] | None = None) -> dict[str, Any]:
+    """A subtask as the pipeline's schema has it (so only dependencies can be wrong)."""
     return {"type": "Subtask", "id": sid, "title": f"do {sid}", "status": status,
-            "story_points": 1, "dependencies": deps or [], "context_scope": "x"}
+            "story_points": 1, "dependencies": deps or [], "context_scope": CONTRACT}
 
 
 def backlog(tasks: dict[str, list[dict[str, Any]]], *, parents: str = "Ready") -> dict[str, Any]:
