@@ -715,7 +715,9 @@ def test_seq_is_commit_order_a_following_projector_misses_nothing(
         assert j.integrity_check() == []
         writer_of = [e.event_id.split("-")[0] for e in j.read()]
     switches = sum(1 for a, b in zip(writer_of, writer_of[1:]) if a != b)
-    assert switches > 100, f"the writers ran one after another ({switches} switches)"
+    # One after another would be WRITERS - 1 switches; a loaded 2-core machine still gives
+    # dozens, an idle one hundreds: enough to prove they overlapped.
+    assert switches > 4 * WRITERS, f"the writers ran one after another ({switches} switches)"
 
 
 HELPERS = '''
