@@ -16,6 +16,9 @@ Cases (targets in brackets):
      that backlog after 1 new event, vs the floor: orjson OPT_INDENT_2 + an atomic write
      by hand (tmp, fsync, rename, fsync dir)                   [<= 1.5x the floor]
      (also: json.dumps(indent=2) + the same write)
+  6  `store.project` of 1 new event on a generated 100,000-item session (bench/big_backlog.py)
+     from a fresh Store, as a new process starts, vs the render + atomic-write floor of
+     that document; the journal's growth over 100 append+project cycles  [<= 1.5x the floor]
 
 Fairness: the raw folds read the very journal evstore folds, in the same process; the
 folded documents are checked equal. Every file write, evstore's or the floor's, goes to
@@ -307,19 +310,83 @@ def export_cases(root: Path, subtasks: int, rounds: int) -> list[Row]:
     return rows
 
 
+def big_session_cases(root: Path, items: int, rounds: int, cycles: int) -> list[Row]:
+    """6: a generated backlog of `items` items (bench/big_backlog.py, real-length text),
+    `store.project` after 1 new event from a fresh Store each time (as a new `evstore
+    project` process starts), beside the render + atomic-write floor of that document;
+    and how the journal file grows over `cycles` append+project cycles."""
+    import time  # noqa: PLC0415
+
+    from big_backlog import big_backlog as generated  # noqa: PLC0415
+    from big_backlog import count_items, subtask_ids  # noqa: PLC0415
+
+    from eventstore.events import ItemStatusChanged  # noqa: PLC0415
+
+    doc = generated(items)
+    ids = subtask_ids(doc)
+    path = root / "big-session.db"
+    with open_store(path) as store:
+        seed(store, "big", orjson.dumps(doc), root / "big-session")
+        store.project("big")
+    flip = {"i": 0}
+
+    def one_more_event() -> None:
+        flip["i"] += 1
+        with open_store(path) as store:
+            store.append("big", [ItemStatusChanged(item_id=ids[flip["i"] % len(ids)],
+                                                   status="Complete" if flip["i"] % 2 else "Failed")])
+
+    last: dict[str, Any] = {}
+
+    def project() -> None:
+        with open_store(path) as store:
+            last["r"] = store.project("big")
+
+    target = root / "big-floor.json"
+    samples: dict[str, list[float]] = {"evstore": [], "floor": []}
+    for _ in range(rounds):
+        one_more_event()
+        started = time.perf_counter()
+        project()
+        samples["evstore"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        atomic_write_by_hand(target, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        samples["floor"].append(time.perf_counter() - started)
+    res = tasks_result(last["r"])
+    assert res.action == "written" and res.events_applied == 1, res  # noqa: S101
+    before = path.stat().st_size
+    wal = path.with_name(path.name + "-wal")
+    for _ in range(cycles):
+        one_more_event()
+        project()
+    growth = path.stat().st_size - before
+    label = f"{count_items(doc):,}-item"
+    return [Row(f"6 store.project (fresh Store), {label} session, 1 new event", "time",
+                med(samples["evstore"]), med(samples["floor"]), "orjson INDENT_2 + atomic write",
+                "s", target=1.5,
+                note=f"{res.bytes / 1e6:.0f} MB tasks.json; over {cycles} append+project cycles "
+                     f"the journal grew {growth / 1024:.0f} KiB ({growth / max(cycles, 1):.0f} B per "
+                     f"cycle; each process checkpoints its -wal into it at exit, "
+                     f"{wal.stat().st_size if wal.exists() else 0} B left); median of {rounds}",
+                samples=samples)]
+
+
 def main() -> int:
     args = parse_args(__doc__.splitlines()[0])
     quiet_logs()
     info = machine()
     print_header("project", info, quick=args.quick)
     if args.quick:
-        params = {"events": 10_000, "rounds": 3, "incremental_runs": 3, "subtasks": 1_000}
+        params = {"events": 10_000, "rounds": 3, "incremental_runs": 3, "subtasks": 1_000,
+                  "items": 5_000, "cycles": 10}
     else:
-        params = {"events": 100_000, "rounds": 5, "incremental_runs": 9, "subtasks": 10_000}
+        params = {"events": 100_000, "rounds": 5, "incremental_runs": 9, "subtasks": 10_000,
+                  "items": 100_000, "cycles": 100}
     rows: list[Row] = []
     with scratch("project") as root:
         rows += replay_cases(root, params["events"], params["rounds"], params["incremental_runs"])
         rows += export_cases(root, params["subtasks"], params["rounds"] + 2)
+        rows += big_session_cases(root, params["items"], params["rounds"], params["cycles"])
     print_table("project: evstore vs baselines (same process, same journal, same file system)", rows)
     return finish(args, "project", info, params, rows)
 
