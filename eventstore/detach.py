@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import sqlite3
+import sys
 from pathlib import Path
 
 from eventstore.logs import get_logger
@@ -36,6 +37,8 @@ def _no_checkpoint_on_close(conn: sqlite3.Connection, path: Path) -> bool:
     if setconfig is not None:  # Python >= 3.12
         setconfig(SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, True)
         return True
+    if sys.version_info[:2] != (3, 11) or hasattr(sys, "gettotalrefcount"):
+        return False  # the struct layout below is CPython 3.11's release build, nothing else
     try:
         import _sqlite3  # noqa: PLC0415 - the C module linked to the SQLite in use
 
