@@ -37,8 +37,9 @@ def test_eight_writers_8000_events(tmp_path: Path) -> None:
     assert result["nonzero_exits"] == 0
     assert result["appends"] > 8 * 1000 // 7  # singles and batches: more than 1,142 commits
     # The writers overlapped: their commits interleave in the journal (one after another
-    # would be 7 switches and one writer under way at a time).
-    assert result["writer_switches"] > 16, result
+    # would be 7 switches and one writer under way at a time; a loaded 2-core machine has
+    # given as few as 13).
+    assert result["writer_switches"] > 8, result
     assert result["max_writers_under_way"] >= 4, result
 
 
