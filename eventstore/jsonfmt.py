@@ -21,6 +21,7 @@ import orjson
 
 _ARRAY_INDEX_LIMIT = 2**32 - 1
 _INT64 = 2**63  # orjson writes ints up to 64 bits; larger integral floats stay floats
+_DIGITS = frozenset("0123456789")
 
 
 def dumps(doc: Any, *, js_numbers: bool = False) -> bytes:
@@ -57,11 +58,17 @@ def normalize(value: Any) -> Any:
 
 def js_key_order(obj: dict[str, Any]) -> dict[str, Any]:
     """Reorder `obj` in place as a JavaScript object lists its keys."""
-    if any(_is_array_index(key) for key in obj):
-        items = list(obj.items())
-        obj.clear()
-        obj.update(sorted((kv for kv in items if _is_array_index(kv[0])), key=lambda kv: int(kv[0])))
-        obj.update(kv for kv in items if not _is_array_index(kv[0]))
+    for key in obj:
+        # Only a key starting with a digit can be an array index: one cheap test per key
+        # (this runs on every object of every document parsed).
+        if key[:1] in _DIGITS and _is_array_index(key):
+            break
+    else:
+        return obj
+    items = list(obj.items())
+    obj.clear()
+    obj.update(sorted((kv for kv in items if _is_array_index(kv[0])), key=lambda kv: int(kv[0])))
+    obj.update(kv for kv in items if not _is_array_index(kv[0]))
     return obj
 
 
