@@ -187,7 +187,7 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
                       session: SessionArg = None) -> CallToolResult:
         """Record a new status for one backlog item (e.g. Complete when its work is done)."""
         name = server.session(session)
-        event = ItemStatusChanged(item_id=item_id, status=validate_status(status), reason=reason)  # type: ignore[arg-type]
+        event = ItemStatusChanged(item_id=item_id, status=validate_status(status), reason=reason)
         server.identify(ctx)
         appended, exports = server.write(name, lambda: store.append(name, [event]))
         return result(f"{item_id} → {status} (seq {appended.last_seq})", {
@@ -200,7 +200,7 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
                         ctx: Context, session: SessionArg = None) -> CallToolResult:
         """Record several status updates in one transaction: all are written or none."""
         name = server.session(session)
-        events = [ItemStatusChanged(item_id=u.item_id, status=validate_status(u.status),  # type: ignore[arg-type]
+        events = [ItemStatusChanged(item_id=u.item_id, status=validate_status(u.status),
                                     reason=u.reason) for u in updates]
         server.identify(ctx)
         appended, exports = server.write(name, lambda: store.append(name, events))

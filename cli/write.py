@@ -190,7 +190,7 @@ def append(  # noqa: PLR0913 - one option per knob of an append
             if item is None or status is None:
                 raise click.UsageError("missing ITEM STATUS (or --jsonl FILE)")
             validate_status(status)
-            events = [ItemStatusChanged(item_id=item, status=status, reason=reason)]  # type: ignore[arg-type]
+            events = [ItemStatusChanged(item_id=item, status=status, reason=reason)]
             result = obj.store().append(session, events, expected_version=expected_version,
                                         event_ids=[event_id])
             count = 1

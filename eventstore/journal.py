@@ -134,9 +134,11 @@ class StoredEvent:
     @property
     def meta(self) -> dict[str, Any]:
         # Decoded on demand: replay folds never look at it, and it is a third of the row.
-        if not isinstance(self._meta, dict):
-            self._meta = orjson.loads(self._meta)
-        return self._meta
+        if isinstance(self._meta, dict):
+            return self._meta
+        decoded: dict[str, Any] = orjson.loads(self._meta)
+        self._meta = decoded
+        return decoded
 
     @property
     def meta_key(self) -> bytes | str | None:
@@ -255,7 +257,7 @@ def checked_event_ids(
 ) -> tuple[list[str | None], list[str]]:
     """(one id or None per event, the ids given): the checks both backends share, so an
     id one of them refuses is refused by the other as well."""
-    ids = list(event_ids) if event_ids is not None else [None] * count
+    ids: list[str | None] = list(event_ids) if event_ids is not None else [None] * count
     if len(ids) != count:
         raise InvalidInputError("event_ids must have one entry per event")
     given = [event_id for event_id in ids if event_id is not None]
@@ -272,7 +274,7 @@ def duplicate_of(
     found: list[tuple[Any, ...]],
     stream: str,
     given: Sequence[str],
-    payloads: Sequence[tuple[str, bytes]],
+    payloads: Sequence[tuple[str, bytes | str]],
 ) -> AppendResult | None:
     """What an append whose event ids are `given` already did, from the (seq, stream,
     version, event_id, type, data) rows holding those ids: None when none exist, its
@@ -434,7 +436,10 @@ class JournalReads:
             return None
         row = rows[0]
         state = bytes(row[3]) if row[3] is not None else None
-        return Checkpoint(*row[:3], state, *row[4:7], state_seq=row[7], exported_stat=row[8])
+        return Checkpoint(
+            row[0], row[1], row[2], state, row[4], row[5], row[6],
+            state_seq=row[7], exported_stat=row[8],
+        )
 
     def event_id_at(self, seq: int) -> str | None:
         """The id of the event at `seq` (None: no such event)."""
@@ -888,7 +893,7 @@ class SQLiteJournal(JournalReads):
                 component="journal", operation="append", message=str(exc), retry_count=retries,
                 recovery_strategy="retry", recovery_success=True,
                 resolution_time_ms=round((time.monotonic() - started) * 1000, 1),
-                **classify(exc).fields(),  # type: ignore[arg-type]
+                **classify(exc).fields(),
             )])
         except Exception as record_exc:  # noqa: BLE001 - never mask what was recorded
             log.warning("error_not_recorded", error=str(record_exc))
@@ -964,7 +969,7 @@ class SQLiteJournal(JournalReads):
                         return AppendResult(stream, head + 1, head, version, 0)
                     chosen_payloads = _payloads(chosen)
                 recorded_at = format_time(self._clock())
-                rows = [
+                rows: list[tuple[Any, ...]] = [
                     (
                         stream,
                         version + offset,
@@ -1175,7 +1180,7 @@ class SQLiteJournal(JournalReads):
             return None
         row = rows[0]
         saved = bytes(row[3]) if row[3] is not None else None
-        return Checkpoint(*row[:3], saved, *row[4:7], state_seq=row[2])
+        return Checkpoint(row[0], row[1], row[2], saved, row[4], row[5], row[6], state_seq=row[2])
 
     def export_digests(self, projection: str, stream: str) -> set[str]:
         if self._found_version < _CHAIN_SINCE:

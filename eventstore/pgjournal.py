@@ -436,7 +436,7 @@ class PostgresJournal(JournalReads):
                 component="journal", operation=operation, message=str(exc), retry_count=retries,
                 recovery_strategy="retry", recovery_success=True,
                 resolution_time_ms=round((time.monotonic() - started) * 1000, 1),
-                **classify(exc).fields(),  # type: ignore[arg-type]
+                **classify(exc).fields(),
             )])
         except Exception as record_exc:  # noqa: BLE001 - never mask what was recorded
             log.warning("error_not_recorded", error=str(record_exc))

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from eventstore.atomic import fsync_directory, remove_atomic, write_atomic
 from eventstore.copies import drift_name, keep_copy
@@ -30,6 +30,9 @@ from eventstore.logs import get_logger
 from eventstore.progress import Progress, reporting
 from eventstore.projection import PatchingProjection, Projection
 from eventstore.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from eventstore.pgjournal import PostgresJournal
 
 log = get_logger("evstore.export")
 
@@ -127,7 +130,7 @@ class ProjectionRunner:
 
     def __init__(  # noqa: PLR0913 - keyword-only knobs with defaults
         self,
-        journal: SQLiteJournal,
+        journal: SQLiteJournal | PostgresJournal,
         projections: Sequence[Projection],
         *,
         policy: RetryPolicy | None = None,
@@ -593,7 +596,7 @@ class ProjectionRunner:
             recovery_strategy="retry" if retry_count else "fail_fast",
             recovery_success=success,
             resolution_time_ms=round(elapsed, 1) if elapsed is not None else None,
-            **classify(exc).fields(),  # type: ignore[arg-type]
+            **classify(exc).fields(),
         ))
 
     def _record_event(self, event: Callable[[], ErrorRecorded]) -> None:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     from eventstore.pgjournal import PostgresJournal
 
 log = get_logger("evstore.store")
+# What a `decide()` callback hands back beside its events (append_decided returns it).
+_Decided = TypeVar("_Decided")
 
 
 class Store:
@@ -128,7 +130,8 @@ class Store:
             path = Path(db) if db is not None else find_journal(Path.cwd())
             journal = SQLiteJournal(path, create=create, read_only=read_only,
                                     durability=durability, clock=clock, tool=tool)
-        policy = RetryPolicy(retries=flush_retries, **({"sleep": sleep} if sleep else {}))
+        policy = (RetryPolicy(retries=flush_retries, sleep=sleep) if sleep
+                  else RetryPolicy(retries=flush_retries))
         return cls(journal, projections=projections, policy=policy)
 
     def close(self) -> None:
@@ -263,17 +266,17 @@ class Store:
     def append_decided(
         self,
         session: str,
-        decide: Callable[[], tuple[Sequence[Event], Any]],
+        decide: Callable[[], tuple[Sequence[Event], _Decided]],
         *,
         meta: Mapping[str, Any] | None = None,
-    ) -> tuple[Any, AppendResult | None]:
+    ) -> tuple[_Decided, AppendResult | None]:
         """Decide events from the session's current state and append them, both inside one
         write transaction: no other writer can change the state in between, so two
         processes can never act on the same state (hand out one item twice, create the
         same fix twice). `decide()` reads state through `self.state(...)` and returns
         (events, result); it returns ([], result) to append nothing.
         """
-        box: dict[str, Any] = {}
+        box: dict[str, _Decided] = {}
 
         def produce() -> Sequence[Event]:
             events, box["result"] = decide()

@@ -126,7 +126,7 @@ class BatchRun:
         for item_id in items:
             item = backlog.item(item_id)
             deps = item.get("dependencies") if item is not None else None
-            if not isinstance(deps, list) or item.get("status") == "Complete":  # type: ignore[union-attr]
+            if not isinstance(deps, list) or item.get("status") == "Complete":
                 continue
             waiting = [d for d in deps if isinstance(d, str)
                        and (dep := backlog.item(d)) is not None and dep.get("status") != "Complete"]

@@ -155,7 +155,7 @@ def _field_events(item_id: str, old: dict[str, Any], new: dict[str, Any]) -> lis
     wanted = {k: v for k, v in new.items() if k != kids}
     status = wanted.get("status")
     if "status" in current and _differs(current["status"], status) and status in STATUSES:
-        events.append(ItemStatusChanged(item_id=item_id, status=status))  # type: ignore[arg-type]
+        events.append(ItemStatusChanged(item_id=item_id, status=status))
         current["status"] = status
     removed = [k for k in current if k not in wanted]
     kept = [k for k in current if k in wanted]
