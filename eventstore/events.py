@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import cache
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -66,6 +66,10 @@ class Event(BaseModel):
     # up front would cost more than the run.
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     schema_version: ClassVar[int] = 1
+    if TYPE_CHECKING:
+        # Every subclass declares `type` as its own Literal (excluded from dumps); the
+        # base declares it only for the type checker, so pydantic sees no extra field.
+        type: str
 
 
 def _type(name: str) -> Any:

@@ -1248,7 +1248,7 @@ def decode_scan_rows(stream: str, rows: Iterable[tuple[Any, ...]]) -> Iterator[S
 
 
 def _payloads(events: Iterable[Event]) -> list[tuple[str, bytes]]:
-    return [(event.type, orjson.dumps(event.model_dump(mode="json"))) for event in events]  # type: ignore[attr-defined]
+    return [(event.type, orjson.dumps(event.model_dump(mode="json"))) for event in events]
 
 
 def _has_foreign_tables(conn: sqlite3.Connection) -> bool:

@@ -430,7 +430,7 @@ class Store:
                     _once(event_id, given)
                 payload = event.model_dump(mode="json")
                 validator.accept(event, payload)
-                staged.add(event.type, orjson.dumps(payload),  # type: ignore[attr-defined]
+                staged.add(event.type, orjson.dumps(payload),
                            new_event_id() if event_id is None else event_id,
                            given=event_id is not None)
         except BaseException:
@@ -691,7 +691,7 @@ class _Validator:
             raise InvalidInputError(f"session {self._session!r} exists already")
         self._seq += 1
         self._version += 1
-        event_type = event.type  # type: ignore[attr-defined]
+        event_type = event.type
         stored = StoredEvent(self._seq, self._session, self._version, event_type, payload,
                              _NO_META, self._recorded_at, "", _CURRENT_SCHEMA[event_type])
         states = self._states

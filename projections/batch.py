@@ -165,16 +165,17 @@ def _fold(state: BatchState, kind: str, data: dict[str, Any], at: str) -> None: 
         return
     batch.updated_at = data.get("at") or at  # an imported outcome keeps the file's time
     batch.active_at = at
-    item = data.get("item")
     if kind == "BatchResumed":
         batch.pid, batch.host, batch.pid_start = data["pid"], data["host"], data.get("pid_start")
         batch.in_flight.clear()  # the dead owner's items in flight are run again
         if data.get("retry_failed"):
             batch.failed.clear()
     elif kind == "BatchItemStarted":
+        item = data["item"]  # every BatchItem* event has one (eventstore.events)
         if item not in batch.in_flight:
             batch.in_flight.append(item)
     elif kind in ("BatchItemCompleted", "BatchItemFailed", "BatchItemSkipped"):
+        item = data["item"]
         if item in batch.in_flight:
             batch.in_flight.remove(item)
         for outcome in (batch.completed, batch.failed, batch.skipped):
