@@ -47,7 +47,7 @@ def status_report(store: Store) -> dict[str, Any]:
     from eventstore.schema import latest_version  # noqa: PLC0415
 
     journal = store.journal
-    sessions = []
+    sessions: list[dict[str, Any]] = []
     sharing = store.sharing()
     for info in journal.streams():
         if info.stream not in store.sessions():

@@ -179,7 +179,7 @@ def _describe(entry: dict[str, Any]) -> str:
         return f"fix limit reached after {entry['attempts']} fixes"
     if kind == "batch":
         return f"batch {entry['batch_id'][:8]}: {entry['outcome']}"
-    return kind
+    return str(kind)
 
 
 def _duration(seconds: float) -> str:

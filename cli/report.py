@@ -51,7 +51,7 @@ def report(obj: AppContext, session: str | None, out: str, until: str | None) ->
     with progress_bar("reading the journal") as bar:  # gone before the output
         page = report_page(store, sessions, until_seq, progress=bar.callback)
     if out == "-":
-        click.get_binary_stream("stdout").write(page)
+        click.echo(page, nl=False)  # bytes go to the binary stdout as they are
         return
     try:
         write_atomic(Path(out), page)

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    import jinja2
 
 HERE = Path(__file__).parent
 ASSETS = HERE / "assets"
@@ -85,7 +88,7 @@ def script_json(value: Any) -> str:
 
 
 @cache
-def _template() -> Any:
+def _template() -> jinja2.Template:
     import jinja2  # noqa: PLC0415 - only this command needs it
 
     env = jinja2.Environment(

@@ -121,7 +121,7 @@ def last_error(store: Store) -> dict[str, Any] | None:
     return _record(latest) if latest is not None and latest.type == "ErrorRecorded" else None
 
 
-def journal_size(path: Path) -> int | None:
+def journal_size(path: Path | str) -> int | None:
     """Bytes of the journal with its WAL (what it takes on disk now); None for a server."""
     if is_url(str(path)):
         return None

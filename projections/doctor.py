@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import orjson
 
@@ -270,7 +270,8 @@ class Doctor:
             return report
         if outdated is not None:
             try:
-                store.journal.migrate()
+                # _open opens the SQLite file at self.db: only that backend migrates here.
+                cast("SQLiteJournal", store.journal).migrate()
             except (JournalNotFoundError, JournalSchemaError):
                 store.close()
                 raise
@@ -912,7 +913,7 @@ def _dependency_problems(session: str, path: Path, doc: dict[str, Any] | None) -
     )]
 
 
-def _backlog_invalid(session: str, shown: Path, doc: dict[str, Any] | None) -> list[Problem]:
+def _backlog_invalid(session: str, shown: str, doc: dict[str, Any] | None) -> list[Problem]:
     """The backlog breaks the pipeline's schema (as imported from a real file: kept, since
     it is a record of what happened). Nothing to fix automatically: only a person knows
     what the item should have said."""
