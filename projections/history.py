@@ -102,7 +102,7 @@ def _by(event: StoredEvent, authors: dict[Any, dict[str, Any]] | None) -> dict[s
 def _author(meta: dict[str, Any]) -> dict[str, Any]:
     # `owner`: who claimed or released work (`evstore next --claim --owner`); `client`: the
     # agent's MCP client (`evstore mcp`); both beside the process that wrote the event.
-    by = {name: meta.get(name) for name in ("tool", "user", "host", "pid", "owner") if name in meta}
+    by: dict[str, Any] = {name: meta.get(name) for name in ("tool", "user", "host", "pid", "owner") if name in meta}
     client = meta.get("client")
     if isinstance(client, dict):  # an MCP client, from its initialize handshake
         by["client"] = " ".join(str(client[k]) for k in ("name", "version") if client.get(k))

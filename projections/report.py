@@ -123,7 +123,8 @@ class _ReportFold:
         self.batches: dict[str, dict[str, Any]] = {}
         self.applied = 0
         self.first_seq = self.last_seq = 0
-        self.first_at = self.last_at = None
+        self.first_at: str | None = None
+        self.last_at: str | None = None
         self.authors: dict[Any, dict[str, Any]] = {}  # `by` per stored meta
         # The chart as changes: (seq, at, status left, status entered) for one item, or
         # (seq, at, None, all counts) after a structural event. Counts are rebuilt only
@@ -228,7 +229,9 @@ class _ReportFold:
         `end` (the last event) so the lines run to the end of the journal."""
         picks = set(_sample(len(self._changes), max_points))
         counts: Counter[str] = Counter()
-        seqs, ats, snapshots = [], [], []
+        seqs: list[int] = []
+        ats: list[str | None] = []
+        snapshots: list[dict[str, int]] = []
         for index, (seq, at, left, entered) in enumerate(self._changes):
             if left is None:
                 counts = Counter(entered)
@@ -253,7 +256,7 @@ class _ReportFold:
         }
 
     def _batch(self, kind: str, data: dict[str, Any], at: str) -> None:
-        batch_id = data.get("batch_id")
+        batch_id = data["batch_id"]  # every Batch* event has one (eventstore.events)
         if kind == "BatchStarted":
             self.batches[batch_id] = {
                 "batch_id": batch_id, "started_at": data.get("started_at") or at, "updated_at": at,
@@ -298,12 +301,12 @@ def _compact(timelines: dict[str, dict[str, Any]], *, imported: dict[str, Any] |
         imported = {k: v for k, v in imported.items() if v is not None}
         imported["by"] = authors.setdefault(tuple(imported["by"].items()), len(authors))
     for timeline in timelines.values():
-        compacted = []
+        kept = []
         for entry in timeline["entries"]:
             key = tuple(entry.pop("by").items())
             entry["by"] = authors.setdefault(key, len(authors))
-            compacted.append({k: v for k, v in entry.items() if v is not None})
-        timeline["entries"] = compacted
+            kept.append({k: v for k, v in entry.items() if v is not None})
+        timeline["entries"] = kept
     compacted: dict[str, Any] = {"authors": [dict(key) for key in authors], "items": timelines}
     if imported is not None:
         compacted["imported"] = imported
