@@ -14,8 +14,8 @@ import click
 
 from cli.context import AppContext
 from cli.logs import configure_logging
-from eventstore.logs import forget_pending_setup
 from eventstore._version import __version__
+from eventstore.logs import forget_pending_setup
 
 WRITE = ("init", "import", "append", "next", "release", "fail", "batch")
 READ = ("show", "ready", "blocked", "log", "history", "report", "status", "errors")
@@ -144,4 +144,17 @@ def main() -> None:
 
 
 # Each module registers its commands on `app`.
-from cli import agents, batch, doctor, maintain, ops, read, recovery, report, sessions, watch, work, write  # noqa: E402, F401
+from cli import (  # noqa: E402, F401
+    agents,
+    batch,
+    doctor,
+    maintain,
+    ops,
+    read,
+    recovery,
+    report,
+    sessions,
+    watch,
+    work,
+    write,
+)

@@ -1118,8 +1118,8 @@ class SQLiteJournal(JournalReads):
     ) -> AppendResult | None:
         marks = ",".join("?" * len(given))
         found = conn.execute(
-            "SELECT seq, stream, version, event_id, type, data FROM events"
-            f" WHERE event_id IN ({marks}) ORDER BY seq",  # noqa: S608 - only "?" marks
+            "SELECT seq, stream, version, event_id, type, data FROM events"  # noqa: S608 - only "?" marks
+            f" WHERE event_id IN ({marks}) ORDER BY seq",
             given,
         ).fetchall()
         return duplicate_of(found, stream, given, payloads)
@@ -1142,8 +1142,8 @@ class SQLiteJournal(JournalReads):
         # otherwise (many sessions, or a short catch-up) the (stream, seq) index wins.
         column = "+stream" if version * 2 >= head - after else "stream"
         sql = (
-            "SELECT seq, version, type, data, recorded_at, schema_version FROM events"
-            f" WHERE {column} = ? AND seq > ?"  # noqa: S608 - one of two fixed spellings
+            "SELECT seq, version, type, data, recorded_at, schema_version FROM events"  # noqa: S608 - fixed spellings
+            f" WHERE {column} = ? AND seq > ?"
         )
         params: list[Any] = [stream, after]
         if until is not None:

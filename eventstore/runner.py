@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from eventstore.atomic import fsync_directory, remove_atomic, write_atomic
-from eventstore.copies import drift_name, keep_copy
 from eventstore.classify import classify
+from eventstore.copies import drift_name, keep_copy
 from eventstore.errnos import errno_name, is_retryable
 from eventstore.errors import ExportError
 from eventstore.events import ErrorRecorded
@@ -345,7 +345,7 @@ class ProjectionRunner:
     def _event_ids(self, seqs: Iterable[int]) -> dict[int, str | None]:
         return {seq: self.journal.event_id_at(seq) if seq > 0 else None for seq in seqs}
 
-    def _export_one(  # noqa: PLR0913 - the rendering, where it goes, and what is known of it
+    def _export_one(
         self, rendered: _Rendered, checkpoint: Checkpoint | None, stream: str, export_dir: Path,
         *, trusted: Checkpoint | None,
     ) -> tuple[ExportResult, Checkpoint | None]:

@@ -55,9 +55,8 @@ from eventstore.staging import StagedEvents
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from eventstore.selection import Selection, WorkItem
-
     from eventstore.pgjournal import PostgresJournal
+    from eventstore.selection import Selection, WorkItem
 
 log = get_logger("evstore.store")
 # What a `decide()` callback hands back beside its events (append_decided returns it).

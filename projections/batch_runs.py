@@ -136,7 +136,7 @@ class BatchRun:
 
     # --- start / resume -----------------------------------------------------------------------
 
-    def start(  # noqa: PLR0913 - the options of `batch start`
+    def start(
         self,
         items: Sequence[str],
         *,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import orjson
 
 from eventstore import schema
+from eventstore.chain import first_break
 from eventstore.copies import drift_name, keep_copy, move_aside
 from eventstore.errors import (
     EvstoreError,
@@ -62,7 +63,6 @@ from eventstore.logs import get_logger
 from eventstore.owner import is_alive, this_host
 from eventstore.paths import refuse_protected, resolved
 from eventstore.progress import span
-from eventstore.chain import first_break
 from eventstore.runner import ERRORS_STREAM, LOCK_NAME, resume_point, sha256
 from eventstore.store import Store
 from projections import DEFAULT
