@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.progress import NullBar
 from eventstore.errors import ConcurrencyError, InvalidInputError
 from eventstore.events import BacklogImported, Event, SessionCreated
-from eventstore.journal import AppendResult
-from eventstore.store import Store
 from projections.backlog_schema import backlog_problems
 from projections.imports import (
     ParsedBacklog,
@@ -19,6 +15,13 @@ from projections.imports import (
     parse_backlog,
     read_recovery_file,
 )
+
+if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
+
+    from eventstore.journal import AppendResult
+    from eventstore.store import Store
 
 
 def import_file(  # noqa: PLR0913 - the file, where it goes, and how

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -30,7 +29,11 @@ from eventstore.classify import classify
 from eventstore.errors import EvstoreError, InvalidInputError
 from eventstore.events import STATUSES, ErrorRecorded, ItemStatusChanged, validate_status
 from eventstore.logs import get_logger
-from eventstore.store import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from eventstore.store import Store
 
 log = get_logger("evstore.mcp")
 

@@ -10,9 +10,11 @@ exactly as stored, so both backends compute the same links.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _SEPARATOR = "\x1f"  # cannot occur in a seq, version or event id; ends the text fields
 _sha256 = hashlib.sha256

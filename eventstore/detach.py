@@ -12,10 +12,13 @@ handle, after checking that the handle is this connection's.
 from __future__ import annotations
 
 import ctypes
-import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eventstore.logs import get_logger
+
+if TYPE_CHECKING:
+    import sqlite3
 
 log = get_logger("evstore.journal")
 

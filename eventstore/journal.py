@@ -16,12 +16,11 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import orjson
 
@@ -48,6 +47,9 @@ from eventstore.logs import get_logger
 from eventstore.progress import Progress, reporting
 from eventstore.retry import RetryPolicy
 from eventstore.staging import StagedEvents
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 log = get_logger("evstore.journal")
 

@@ -34,10 +34,8 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
@@ -54,7 +52,6 @@ from eventstore.errors import (
     JournalSchemaError,
     JournalWriteError,
 )
-from eventstore.events import Event
 from eventstore.journal import (
     _CURRENT_SCHEMA,
     PRUNE_DIGESTS,
@@ -80,6 +77,12 @@ from eventstore.locate import redact_url
 from eventstore.logs import get_logger
 from eventstore.progress import Progress, reporting
 from eventstore.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from datetime import datetime
+
+    from eventstore.events import Event
 
 log = get_logger("evstore.journal")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eventstore.locate import is_url
@@ -13,6 +12,7 @@ from eventstore.runner import ERRORS_STREAM
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
     from eventstore.journal import StoredEvent
     from eventstore.store import Store

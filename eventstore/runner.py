@@ -13,10 +13,8 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from eventstore.atomic import fsync_directory, remove_atomic, write_atomic
@@ -32,6 +30,9 @@ from eventstore.projection import PatchingProjection, Projection
 from eventstore.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+    from pathlib import Path
+
     from eventstore.pgjournal import PostgresJournal
 
 log = get_logger("evstore.export")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -46,16 +44,17 @@ from eventstore.paths import (
     shared_export_dirs,
 )
 from eventstore.progress import Progress, reporting, shares, span
-from eventstore.projection import Projection
 from eventstore.retry import RetryPolicy
 from eventstore.runner import ERRORS_STREAM, ExportResult, ProjectionRunner, resume_point
 from eventstore.session import Session
 from eventstore.staging import StagedEvents
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from datetime import datetime
 
     from eventstore.pgjournal import PostgresJournal
+    from eventstore.projection import Projection
     from eventstore.selection import Selection, WorkItem
 
 log = get_logger("evstore.store")

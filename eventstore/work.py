@@ -12,7 +12,6 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,8 @@ from eventstore.selection import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from eventstore.store import Store
 
 CLAIMED = "Implementing"

@@ -8,8 +8,7 @@ which are rare next to status changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,7 +21,6 @@ from eventstore.events import (
     ItemStatusChanged,
     ItemUpdated,
 )
-from eventstore.journal import StoredEvent
 from eventstore.jsonfmt import dumps, js_key_order, needs_js_numbers, normalize
 from projections.backlog_patch import patch_statuses, status_changes
 from projections.backlog_schema import (
@@ -32,6 +30,11 @@ from projections.backlog_schema import (
     fields_problems,
     subtree_problems,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from eventstore.journal import StoredEvent
 
 # Which list holds an item's children, by the item's type.
 CHILD_KEY = {"Phase": "milestones", "Milestone": "tasks", "Task": "subtasks"}

@@ -14,10 +14,12 @@ object not laid out as JSON.stringify lays it out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # More changes than this and a full render is as cheap as searching for each.
 MAX_PATCHED_EVENTS = 50

@@ -15,10 +15,12 @@ first, `import` warns with each, `doctor` reports them.
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventstore.events import STATUSES
+
+if TYPE_CHECKING:
+    from collections.abc import Container, Iterable, Iterator
 
 LEVELS = ("Phase", "Milestone", "Task", "Subtask")
 # The array that holds an item's children, by level (a Subtask has none).

@@ -8,7 +8,7 @@ what remains is the queue less completed, failed, skipped and in-flight items.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -25,8 +25,10 @@ from eventstore.events import (
     BatchStarted,
     Event,
 )
-from eventstore.journal import StoredEvent
 from eventstore.jsonfmt import dumps
+
+if TYPE_CHECKING:
+    from eventstore.journal import StoredEvent
 
 BATCH_EVENTS = frozenset(
     {

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventstore.errors import ConcurrencyError, InvalidInputError
 from eventstore.events import (
@@ -32,8 +31,12 @@ from eventstore.journal import utc_now
 from eventstore.logs import get_logger
 from eventstore.numbers import MAX_PARALLEL
 from eventstore.owner import is_alive, start_ticks, this_host
-from eventstore.store import Store
-from projections.batch import Batch
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from eventstore.store import Store
+    from projections.batch import Batch
 
 log = get_logger("evstore.batch")
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventstore.errors import FixLimitError, InvalidInputError
 from eventstore.events import Event, FixLimitReached, FixTaskCreated, ItemAdded, TaskFailed
 from eventstore.logs import get_logger
-from eventstore.store import Store
-from projections.backlog import BacklogState
 from projections.backlog_schema import MAX_TITLE
 from projections.fixes import DEFAULT_MAX_FIX_TASKS, FixState
+
+if TYPE_CHECKING:
+    from eventstore.store import Store
+    from projections.backlog import BacklogState
 
 log = get_logger("evstore.fixes")
 

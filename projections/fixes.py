@@ -7,13 +7,15 @@ is the `## Fix Task History` section of a `.progress.md`. Both exist once a fix 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from eventstore.events import Event
-from eventstore.journal import StoredEvent
 from eventstore.jsonfmt import dumps
+
+if TYPE_CHECKING:
+    from eventstore.events import Event
+    from eventstore.journal import StoredEvent
 
 DEFAULT_MAX_FIX_TASKS = 3
 

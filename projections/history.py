@@ -3,13 +3,16 @@ the failures, fix tasks and batch runs that touched it. Pure: events in, entries
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from eventstore.journal import StoredEvent
 from projections.backlog import BacklogState
 from projections.batch_runs import parse_time
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from datetime import datetime
+
+    from eventstore.journal import StoredEvent
 
 _BATCH_KINDS = {
     "BatchItemStarted": "started",

@@ -6,15 +6,18 @@ HTML is the CLI's business."""
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from eventstore.journal import StoredEvent
 from projections.backlog import BacklogState, TasksProjection
 from projections.batch_runs import parse_time
 from projections.fixes import FixState, fold_fixes
 from projections.history import STATUS_KINDS, add_held_times, author, entries_of
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+
+    from eventstore.journal import StoredEvent
 
 # The pipeline's statuses, roughly from done to not started; others follow by name.
 STATUS_ORDER = ("Complete", "Implementing", "Researching", "Retrying", "Ready", "Planned", "Failed", "Obsolete")
