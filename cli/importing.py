@@ -159,7 +159,7 @@ def _superseded(warnings: list[str], superseded: int, source: str) -> list[str]:
             "it recorded newer updates since the file was written"]
 
 
-def _events_for(  # noqa: PLR0913 - the file as parsed, and the session it meets
+def _events_for(  # noqa: PLR0913, PLR0917 - the file as parsed, and the session it meets
     store: Store,
     session: str,
     created: SessionCreated,

@@ -153,6 +153,7 @@ def import_(  # noqa: PLR0913 - one parameter per option
 @pass_app
 def append(  # noqa: PLR0913 - one option per knob of an append
     obj: AppContext,
+    *,
     item: str | None,
     status: str | None,
     session: str,
@@ -160,7 +161,6 @@ def append(  # noqa: PLR0913 - one option per knob of an append
     reason: str | None,
     event_id: str | None,
     expected_version: int | None,
-    *,
     as_json: bool,
 ) -> None:
     """Append a status change (ITEM STATUS), or many events with --jsonl.

@@ -20,7 +20,7 @@ _SEPARATOR = "\x1f"  # cannot occur in a seq, version or event id; ends the text
 _sha256 = hashlib.sha256
 
 
-def link(  # noqa: PLR0913 - one argument per linked column
+def link(  # noqa: PLR0913, PLR0917 - one argument per linked column, in hashed order
     prev: str, seq: int, stream: str, version: int, type_: str, data: str, event_id: str
 ) -> str:
     # One f-string: this runs for every event appended (the separator is _SEPARATOR).

@@ -111,7 +111,7 @@ class StoredEvent:
         "version",
     )
 
-    def __init__(  # noqa: PLR0913 - one argument per journal column
+    def __init__(  # noqa: PLR0913, PLR0917 - one argument per journal column, in its order
         self,
         seq: int,
         stream: str,
@@ -1055,7 +1055,7 @@ class SQLiteJournal(JournalReads):
             meta = {**extra_meta, **meta}
         return meta
 
-    def _append_staged(
+    def _append_staged(  # noqa: PLR0913 - keyword-only options of one operation
         self,
         staged: StagedEvents,
         *,

@@ -211,7 +211,7 @@ class ProjectionRunner:
             for index, (projection, position, _) in enumerate(starts)
         ]
 
-    def drifted(  # noqa: PLR0913 - the file's sha against everything known of the projection
+    def drifted(  # noqa: PLR0913, PLR0917 - the file's sha against all known of the projection
         self, projection: Projection, stream: str, checkpoint: Checkpoint | None,
         trusted: Checkpoint | None, on_disk: str | None, want: str | None,
     ) -> bool:

@@ -72,7 +72,8 @@ def record_failure(
                                     max_fix_tasks=max_fix_tasks)
             return [failed, limit], limit
         attempt = attempts + 1
-        fix_item = _fix_item(backlog, item, item_id, attempt, error, max_fix_tasks)
+        fix_item = _fix_item(backlog, item, item_id, attempt=attempt, error=error,
+                             max_fix_tasks=max_fix_tasks)
         if item["type"] == "Subtask":
             placement = {"parent_id": parent, "after_id": _after(siblings, item_id, entry)}
         else:
@@ -100,8 +101,10 @@ def _after(siblings: list[dict[str, Any]], item_id: str, entry: dict[str, Any] |
     return previous[-1] if previous else item_id
 
 
-def _fix_item(backlog: BacklogState, item: dict[str, Any], item_id: str, attempt: int,
-              error: str, max_fix_tasks: int) -> dict[str, Any]:
+def _fix_item(  # noqa: PLR0913 - the item, which attempt this is, and why
+    backlog: BacklogState, item: dict[str, Any], item_id: str, *, attempt: int, error: str,
+    max_fix_tasks: int,
+) -> dict[str, Any]:
     task_id = item_id.rsplit(".", 1)[0] if item["type"] == "Subtask" else item_id
     first_line = error.strip().splitlines()[0]
     return {

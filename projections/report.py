@@ -34,7 +34,7 @@ def status_key(status: str) -> tuple[int, str]:
     return (STATUS_ORDER.index(status), "") if status in STATUS_ORDER else (len(STATUS_ORDER), status)
 
 
-def session_report(
+def session_report(  # noqa: PLR0913 - keyword-only knobs with defaults
     session: str,
     events: Iterable[StoredEvent],
     *,
