@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from eventstore.store import Store
 
 
-def import_file(  # noqa: PLR0913 - the file, where it goes, and how
+def import_file(  # noqa: C901, PLR0913, PLR0915 - the file, where it goes, and how
     store: Store,
     path: Path,
     session: str,
@@ -155,8 +155,8 @@ def _refuse_schema_problems(parsed: ParsedBacklog, source: str) -> None:
 def _superseded(warnings: list[str], superseded: int, source: str) -> list[str]:
     if not superseded:
         return warnings
-    return [*warnings, f"{source}: {superseded} difference(s) left as the journal has them: "
-            "it recorded newer updates since the file was written"]
+    return [*warnings, (f"{source}: {superseded} difference(s) left as the journal has them: "
+                        "it recorded newer updates since the file was written")]
 
 
 def _events_for(  # noqa: PLR0913, PLR0917 - the file as parsed, and the session it meets
@@ -187,11 +187,11 @@ def _events_for(  # noqa: PLR0913, PLR0917 - the file as parsed, and the session
         return [seed], 0, []
     events = diff_backlogs(current, parsed.doc, fallback=seed)
     if events == [seed]:
-        return events, 0, [
+        return events, 0, [(
             f"{source}: items moved, changed level or reused ids, so the changes cannot be "
             "told item by item: imported as a whole new snapshot (evstore history shows "
             "no per-item steps for this import)"
-        ]
+        )]
     return events, 0, []
 
 

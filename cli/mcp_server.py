@@ -215,11 +215,15 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
 
     @app.tool(annotations=WRITES)
     @refused
-    def next_item(ctx: Context,
-                  claim: Annotated[bool, Field(description="Also mark it Implementing, atomically: no other agent gets it.")] = False,
-                  reason: Annotated[str | None, Field(description="Recorded with the claim.")] = None,
-                  level: Annotated[Literal["any", "task", "subtask"], Field(description="Which items may be taken.")] = "any",
-                  session: SessionArg = None) -> CallToolResult:
+    def next_item(
+        ctx: Context,
+        claim: Annotated[bool, Field(  # noqa: FBT002 - the SDK passes tool arguments by name
+            description="Also mark it Implementing, atomically: no other agent gets it.")] = False,
+        reason: Annotated[str | None, Field(description="Recorded with the claim.")] = None,
+        level: Annotated[Literal["any", "task", "subtask"],
+                         Field(description="Which items may be taken.")] = "any",
+        session: SessionArg = None,
+    ) -> CallToolResult:
         """The next backlog item to work on: depth-first, the first Planned item whose
         dependencies are all Complete. With claim=true it is marked Implementing in the same
         transaction, so agents working side by side never get the same item."""

@@ -37,7 +37,7 @@ def close_without_checkpoint(conn: sqlite3.Connection, path: Path) -> None:
 def _no_checkpoint_on_close(conn: sqlite3.Connection, path: Path) -> bool:
     setconfig = getattr(conn, "setconfig", None)
     if setconfig is not None:  # Python >= 3.12
-        setconfig(SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, True)
+        setconfig(SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, True)  # noqa: FBT003 - sqlite3's positional-only API
         return True
     try:
         import _sqlite3  # noqa: PLC0415 - the C module linked to the SQLite in use

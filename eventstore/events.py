@@ -104,7 +104,7 @@ class BacklogImported(Event):
     @classmethod
     def _is_backlog(cls, value: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(value.get("backlog"), list):
-            raise ValueError('a backlog document needs a top-level "backlog" array')
+            raise ValueError('a backlog document needs a top-level "backlog" array')  # noqa: TRY004 - pydantic reports ValueError only
         return value
 
 
@@ -120,7 +120,7 @@ class ItemAdded(Event):
     @classmethod
     def _has_identity(cls, value: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(value.get("id"), str) or not isinstance(value.get("type"), str):
-            raise ValueError('an item needs string "id" and "type" fields')
+            raise ValueError('an item needs string "id" and "type" fields')  # noqa: TRY004 - pydantic reports ValueError only
         return value
 
 

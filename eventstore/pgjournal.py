@@ -35,7 +35,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import orjson
 import psycopg
@@ -328,7 +328,7 @@ class PostgresJournal(JournalReads):
                 self._pg.close()
                 self._pg = None
 
-    def __enter__(self) -> PostgresJournal:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -553,7 +553,7 @@ class PostgresJournal(JournalReads):
                             return original
                     version, head, prev_link = head_row.fetchone()  # type: ignore[misc]
                     if expected_version is not None and version != expected_version:
-                        raise ConcurrencyError(
+                        raise ConcurrencyError(  # noqa: TRY301 - the except below rolls back
                             f"session {stream!r} is at version {version}, "
                             f"expected {expected_version}: re-read and retry"
                         )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eventstore.locate import is_url
@@ -12,7 +13,6 @@ from eventstore.runner import ERRORS_STREAM
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from pathlib import Path
 
     from eventstore.journal import StoredEvent
     from eventstore.store import Store
@@ -127,8 +127,6 @@ def journal_size(path: Path | str) -> int | None:
         return None
     total = 0
     for suffix in ("", "-wal"):
-        try:
-            total += os.stat(f"{path}{suffix}").st_size
-        except FileNotFoundError:
-            pass
+        with contextlib.suppress(FileNotFoundError):
+            total += Path(f"{path}{suffix}").stat().st_size
     return total

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import secrets
 import shutil
 import time
@@ -414,7 +413,7 @@ class ProjectionRunner:
 
     def _now(self) -> datetime:
         # The journal's clock (injectable), so copies are named as the events are timed.
-        return datetime.fromisoformat(self.journal.now().replace("Z", "+00:00"))
+        return datetime.fromisoformat(self.journal.now())  # 3.11+ reads the "Z" itself
 
     def _keep_drift(self, path: Path, projection: str, stream: str, why: str) -> None:
         """A file edited outside evstore is about to be replaced: its bytes are someone's
@@ -502,7 +501,7 @@ class ProjectionRunner:
                     data = r.data
                     path = staging / r.projection.file_name
                     self._with_retry(lambda: self._write_file(path, data), path, r.applied)  # noqa: B023 - called at once
-            os.rename(staging, target_dir)
+            staging.rename(target_dir)
             fsync_directory(target_dir.parent)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

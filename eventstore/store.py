@@ -6,7 +6,7 @@ import itertools
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import orjson
 
@@ -145,7 +145,7 @@ class Store:
             self._live.clear()
         return rescued
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

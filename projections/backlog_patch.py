@@ -30,9 +30,7 @@ def patch_statuses(previous: bytes, changes: Sequence[tuple[str, str]]) -> bytes
     in order; None when any change cannot be placed with certainty."""
     if len(changes) > MAX_PATCHED_EVENTS:
         return None
-    wanted: dict[str, str] = {}
-    for item_id, status in changes:
-        wanted[item_id] = status  # the last change of an item is the one that shows
+    wanted = dict(changes)  # the last change of an item is the one that shows
     spans: list[tuple[int, int, bytes]] = []
     for item_id, status in wanted.items():
         found = _status_span(previous, item_id)

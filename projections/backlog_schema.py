@@ -107,9 +107,8 @@ def fields_problems(fields: dict[str, Any], kind: str, parent_id: str | None) ->
     an item of level `kind` under `parent_id`; required fields are checked when `fields`
     has an "id" (a whole item)."""
     whole = "id" in fields
-    if whole or "type" in fields:
-        if fields.get("type") != kind:
-            yield f"type {fields.get('type')!r} where a {kind} belongs (expected {kind!r})"
+    if (whole or "type" in fields) and fields.get("type") != kind:
+        yield f"type {fields.get('type')!r} where a {kind} belongs (expected {kind!r})"
     if whole:
         yield from _id_problems(fields["id"], kind, parent_id)
     for key, check in _CHECKS.items():

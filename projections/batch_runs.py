@@ -139,7 +139,7 @@ class BatchRun:
 
     # --- start / resume -----------------------------------------------------------------------
 
-    def start(
+    def start(  # noqa: C901 - the options of `batch start`, each checked in turn
         self,
         items: Sequence[str],
         *,

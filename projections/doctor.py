@@ -487,7 +487,7 @@ class Doctor:
             done += sizes.get(session, 0)
         return parts
 
-    def _session(  # noqa: C901, PLR0913 - one branch per finding
+    def _session(  # noqa: C901, PLR0912, PLR0913, PLR0915 - one branch per finding
         self, store: Store, session: str, export_dir: Path, head: int, sharing: list[str],
         *, progress: Progress | None = None,
     ) -> list[Problem]:
@@ -528,7 +528,8 @@ class Doctor:
                     continue
             if store.runner.drifted(projection, session, checkpoint, trusted[projection.name],
                                     on_disk, want_sha):
-                assert exported is not None and on_disk is not None  # noqa: S101 - drifted says so
+                assert exported is not None  # noqa: S101 - drifted says so
+                assert on_disk is not None  # noqa: S101 - drifted says so
                 problems.append(Problem(
                     PROJECTION_DRIFT,
                     f"{shown} (session {session}) was changed outside evstore "

@@ -105,7 +105,7 @@ class _FixProjection:
     def load_state(self, data: bytes) -> FixState:
         return FixState.load(data)
 
-    def validate(self, state: FixState, event: Event, stream: str) -> None:
+    def validate(self, state: FixState, event: Event, stream: str) -> None:  # noqa: ARG002 - Projection's signature
         return None
 
 

@@ -56,7 +56,9 @@ def add_held_times(entries: list[dict[str, Any]], *, now: datetime) -> None:
         current["held_s"] = round((end - parse_time(current["at"])).total_seconds(), 3)
 
 
-def _touched(event: StoredEvent, only: str | None) -> Iterator[tuple[str, dict[str, Any]]]:  # noqa: C901 - one answer per event type
+def _touched(  # noqa: C901, PLR0912 - one answer per event type
+    event: StoredEvent, only: str | None
+) -> Iterator[tuple[str, dict[str, Any]]]:
     data, kind = event.data, event.type
     if kind == "ItemStatusChanged":
         yield data["item_id"], {"kind": "status", "status": data["status"], "reason": data.get("reason")}
