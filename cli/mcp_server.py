@@ -186,7 +186,8 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
     @app.tool(annotations=WRITES)
     @refused
     def update_status(item_id: ItemArg, status: StatusArg,
-                      ctx: Context, reason: Annotated[str | None, Field(description="Why, in a few words.")] = None,
+                      ctx: Context, reason: Annotated[str | None, Field(description="Why, in a few "
+                                                                                    "words.")] = None,
                       session: SessionArg = None) -> CallToolResult:
         """Record a new status for one backlog item (e.g. Complete when its work is done)."""
         name = server.session(session)
@@ -208,7 +209,8 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
         server.identify(ctx)
         appended, exports = server.write(name, lambda: store.append(name, events))
         saved = len(events) - 1
-        return result(f"{len(events)} update(s) in one transaction (seq {appended.first_seq}..{appended.last_seq})", {
+        return result(f"{len(events)} update(s) in one transaction (seq "
+                      f"{appended.first_seq}..{appended.last_seq})", {
             "session": name, "items_written": len(events), "write_ops_saved": saved,
             "efficiency": f"{saved / len(events) * 100:.1f}%", "first_seq": appended.first_seq,
             "last_seq": appended.last_seq, "version": appended.last_version, "exports": exports})
@@ -265,7 +267,8 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
         server.identify(ctx)
         outcome, exports = server.write(name, lambda: record(store, name, item_id, error,
                                                              max_fix_tasks=max_fix_tasks))
-        return result(f"fix task {outcome.fix_id} added (attempt {outcome.attempt} of {outcome.max_fix_tasks})",
+        return result(f"fix task {outcome.fix_id} added (attempt {outcome.attempt} of "
+                      f"{outcome.max_fix_tasks})",
                       {**outcome.as_dict(), "session": name, "exports": exports})
 
     def _batch(name: str) -> Any:
@@ -383,7 +386,8 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
     @app.tool(annotations=READ_ONLY)
     @refused
     def ready(session: SessionArg = None,
-              level: Annotated[Literal["any", "task", "subtask"], Field(description="Which items count.")] = "any") -> CallToolResult:
+              level: Annotated[Literal["any", "task", "subtask"], Field(description="Which items "
+                                                                                    "count.")] = "any") -> CallToolResult:
         """Every item next_item could hand out, in the order it would."""
         name = server.session(session)
         items = [i.as_dict() for i in store.ready(name, level=level)]
@@ -392,7 +396,8 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
     @app.tool(annotations=READ_ONLY)
     @refused
     def blocked(session: SessionArg = None,
-                level: Annotated[Literal["any", "task", "subtask"], Field(description="Which items count.")] = "any") -> CallToolResult:
+                level: Annotated[Literal["any", "task", "subtask"], Field(description="Which items "
+                                                                                      "count.")] = "any") -> CallToolResult:
         """Every Planned item held back by dependencies that are not Complete, with them."""
         name = server.session(session)
         items = [i.as_dict() for i in store.blocked(name, level=level)]

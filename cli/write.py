@@ -145,10 +145,13 @@ def import_(  # noqa: PLR0913 - one parameter per option
 @click.argument("item", required=False)
 @click.argument("status", required=False)
 @session_option
-@click.option("--jsonl", type=click.File("rb"), help="Append one event per line of FILE (- for stdin), all or nothing.")
+@click.option("--jsonl", type=click.File("rb"),
+              help="Append one event per line of FILE (- for stdin), all or nothing.")
 @click.option("--reason", help="Why the status changed (kept in the event).")
-@click.option("--event-id", help="Idempotency key: an append with an id already present writes nothing.")
-@click.option("--expected-version", type=BoundedInt(0), help="Refuse (exit 3) unless the session is at this version.")
+@click.option("--event-id",
+              help="Idempotency key: an append with an id already present writes nothing.")
+@click.option("--expected-version", type=BoundedInt(0),
+              help="Refuse (exit 3) unless the session is at this version.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def append(  # noqa: PLR0913 - one option per knob of an append
@@ -217,7 +220,8 @@ def append(  # noqa: PLR0913 - one option per knob of an append
             f"write_ops_saved={stats.write_ops_saved} efficiency={stats.efficiency}"
         )
     else:
-        click.echo(f"{session} {item} → {status} (seq {result.last_seq}, version {result.last_version})")
+        click.echo(f"{session} {item} → {status} (seq {result.last_seq}, version "
+                   f"{result.last_version})")
 
 
 def _append_jsonl(

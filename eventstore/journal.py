@@ -1120,8 +1120,8 @@ class SQLiteJournal(JournalReads):
     ) -> AppendResult | None:
         marks = ",".join("?" * len(given))
         found = conn.execute(
-            "SELECT seq, stream, version, event_id, type, data FROM events"  # noqa: S608 - only "?" marks
-            f" WHERE event_id IN ({marks}) ORDER BY seq",
+            "SELECT seq, stream, version, event_id, type, data FROM events WHERE event_id IN"  # noqa: S608 - only "?" marks
+            f" ({marks}) ORDER BY seq",
             given,
         ).fetchall()
         return duplicate_of(found, stream, given, payloads)
@@ -1144,8 +1144,8 @@ class SQLiteJournal(JournalReads):
         # otherwise (many sessions, or a short catch-up) the (stream, seq) index wins.
         column = "+stream" if version * 2 >= head - after else "stream"
         sql = (
-            "SELECT seq, version, type, data, recorded_at, schema_version FROM events"  # noqa: S608 - fixed spellings
-            f" WHERE {column} = ? AND seq > ?"
+            "SELECT seq, version, type, data, recorded_at, schema_version FROM events WHERE"  # noqa: S608 - fixed spellings
+            f" {column} = ? AND seq > ?"
         )
         params: list[Any] = [stream, after]
         if until is not None:

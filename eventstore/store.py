@@ -213,7 +213,8 @@ class Store:
         root = self.root.resolve()
         if not path.resolve().is_relative_to(root):
             raise InvalidInputError(
-                f"{source}: {str(export_dir)!r} is outside the project root {root}: pass --export-dir"
+                f"{source}: {str(export_dir)!r} is outside the project root {root}: pass "
+                "--export-dir"
             )
         return path
 

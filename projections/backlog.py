@@ -205,13 +205,15 @@ def _validate_add(state: BacklogState, event: ItemAdded, stream: str) -> None:
         if parent is None:
             raise InvalidInputError(f"unknown parent {event.parent_id!r} in session {stream!r}")
         if parent.get("type") not in CHILD_KEY:
-            raise InvalidInputError(f"item {event.parent_id!r} ({parent.get('type')}) cannot have children")
+            raise InvalidInputError(f"item {event.parent_id!r} ({parent.get('type')}) cannot have "
+                                    "children")
         siblings = parent.get(CHILD_KEY[parent["type"]]) or []
     if event.after_id is not None and not any(
         isinstance(s, dict) and s.get("id") == event.after_id for s in siblings
     ):
         raise InvalidInputError(
-            f"after_id {event.after_id!r} is not a sibling under {event.parent_id!r} in session {stream!r}"
+            f"after_id {event.after_id!r} is not a sibling under {event.parent_id!r} in session "
+            f"{stream!r}"
         )
     level = 0 if event.parent_id is None else _level(state, event.parent_id) + 1
     problem = next(subtree_problems([event.item], level=level, parent_id=event.parent_id,

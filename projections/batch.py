@@ -139,14 +139,18 @@ class BatchProgressProjection:
                 )
             return
         if batch is None:
-            raise InvalidInputError(f"session {stream!r} has no unfinished batch: run `evstore batch start`")
+            raise InvalidInputError(f"session {stream!r} has no unfinished batch: run `evstore "
+                                    "batch start`")
         if event.batch_id != batch.batch_id:
-            raise InvalidInputError(f"batch {event.batch_id!r} is not the unfinished batch {batch.batch_id} of session {stream!r}")
+            raise InvalidInputError(f"batch {event.batch_id!r} is not the unfinished batch "
+                                    f"{batch.batch_id} of session {stream!r}")
         if isinstance(event, BatchItemStarted):
             if event.item not in batch.remaining:
-                raise InvalidInputError(f"item {event.item!r} is not waiting in batch {batch.batch_id}")
+                raise InvalidInputError(f"item {event.item!r} is not waiting in batch "
+                                        f"{batch.batch_id}")
             if len(batch.in_flight) >= batch.parallel:
-                raise InvalidInputError(f"batch {batch.batch_id} already has {batch.parallel} item(s) in flight")
+                raise InvalidInputError(f"batch {batch.batch_id} already has {batch.parallel} "
+                                        "item(s) in flight")
         # Whether an item may be marked done, failed or skipped is the workflow's call
         # (projections.batch_runs): an imported legacy batch records outcomes of items it
         # never saw start.

@@ -100,7 +100,8 @@ class BatchRun:
         batch = self.batch()
         if batch is None:
             raise InvalidInputError(
-                f"session {self.session!r} has no unfinished batch: run `evstore batch start ITEM...`"
+                f"session {self.session!r} has no unfinished batch: run `evstore batch start "
+                "ITEM...`"
             )
         return batch
 
@@ -179,7 +180,8 @@ class BatchRun:
                 )
             age = self._clock() - parse_time(current.last_activity)
             if age > STALE_AFTER:
-                warning = (f"batch {current.batch_id} is stale (last update {current.last_activity}, "
+                warning = (f"batch {current.batch_id} is stale (last update "
+                           f"{current.last_activity}, "
                            f"{age.total_seconds() / 3600:.0f} h ago): abandoned, starting afresh")
                 reason = f"stale: no update for {age.total_seconds() / 3600:.0f} h"
                 return ([BatchAbandoned(batch_id=current.batch_id, reason=reason), fresh],
@@ -190,7 +192,8 @@ class BatchRun:
             if current.host != self._host:
                 raise ConcurrencyError(
                     f"batch {current.batch_id} is owned by process {current.pid} on host "
-                    f"{current.host}, which this machine cannot check: pass --no-resume to abandon it"
+                    f"{current.host}, which this machine cannot check: pass --no-resume to abandon "
+                    "it"
                 )
             warnings = []
             if list(queue) != current.queued:
@@ -226,7 +229,8 @@ class BatchRun:
             held = self._held(remaining)
             if len(batch.in_flight) >= batch.parallel:
                 return [], NextOutcome(None, batch.batch_id, remaining, list(batch.in_flight), held,
-                                       reason=f"{batch.parallel} item(s) in flight, the --parallel limit")
+                                       reason=f"{batch.parallel} item(s) in flight, the --parallel "
+                                              "limit")
             runnable = [item for item in remaining if item not in held]
             if not runnable:
                 return [], NextOutcome(None, batch.batch_id, remaining, list(batch.in_flight), held,
@@ -361,9 +365,11 @@ def legacy_events(progress: Any, *, source: str, host: str, pid_start: int | Non
                      healing_attempts=healing, last_healing_at=last_healing_at)
     ]
     events += [BatchItemCompleted(batch_id=batch_id, item=i, at=updated_at) for i in lists["completed"]]
-    events += [BatchItemFailed(batch_id=batch_id, item=i, error=f"failed before import from {source}",
+    events += [BatchItemFailed(batch_id=batch_id, item=i, error="failed before import from "
+                                                                f"{source}",
                                at=updated_at) for i in lists["failed"]]
-    events += [BatchItemSkipped(batch_id=batch_id, item=i, reason=f"skipped before import from {source}",
+    events += [BatchItemSkipped(batch_id=batch_id, item=i, reason="skipped before import from "
+                                                                  f"{source}",
                                 at=updated_at) for i in lists["skipped"]]
     return events
 
@@ -385,7 +391,8 @@ def _time(progress: dict[str, Any], name: str, source: str) -> str | None:
 def _typed(progress: dict[str, Any], name: str, kind: type, source: str) -> Any:
     value = progress[name]
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise InvalidInputError(f"{source}: {name} must be a {kind.__name__}, got {type(value).__name__}")
+        raise InvalidInputError(f"{source}: {name} must be a {kind.__name__}, got "
+                                f"{type(value).__name__}")
     return value
 
 

@@ -590,7 +590,8 @@ class Doctor:
         if batch.host != self._host:
             return [Problem(
                 STALE_BATCH_PROGRESS,
-                f"batch {batch.batch_id} of session {session} was last updated {batch.last_activity} "
+                f"batch {batch.batch_id} of session {session} was last updated "
+                f"{batch.last_activity} "
                 f"({hours} ago) by pid {batch.pid} on host {batch.host}",
                 fixable=False, path=path, session=session, detail=detail,
                 remedy=f"this machine cannot tell whether its owner on {batch.host} is alive: run "
@@ -907,7 +908,8 @@ def _dependency_problems(session: str, path: Path, doc: dict[str, Any] | None) -
     if not found:
         return []
     return [Problem(
-        BACKLOG_DEPENDENCY, f"session {session}'s backlog has broken dependencies: {'; '.join(found)}",
+        BACKLOG_DEPENDENCY, f"session {session}'s backlog has broken dependencies: "
+                            f"{'; '.join(found)}",
         fixable=False, path=path, session=session,
         remedy="correct the dependencies in the pipeline's plan and `evstore import` the file; "
         "`evstore blocked` shows what they hold back",

@@ -62,7 +62,8 @@ def record_failure(
         item, siblings, parent = found
         if item.get("type") not in ("Subtask", "Task"):
             raise InvalidInputError(
-                f"item {item_id!r} is a {item.get('type')}: fix tasks are made for tasks and subtasks"
+                f"item {item_id!r} is a {item.get('type')}: fix tasks are made for tasks and "
+                "subtasks"
             )
         entry = fixes.fix_map.get(item_id)
         attempts = entry["attempts"] if entry else 0

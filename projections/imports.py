@@ -51,7 +51,8 @@ def parse_backlog(data: bytes, *, source: str) -> ParsedBacklog:
 
 def check_backlog(doc: Any, *, source: str) -> None:
     if not isinstance(doc, dict) or not isinstance(doc.get("backlog"), list):
-        raise InvalidInputError(f'{source}: not a backlog: expected an object with a "backlog" array')
+        raise InvalidInputError(f'{source}: not a backlog: expected an object with a "backlog" '
+                                'array')
     seen: set[str] = set()
     stack: list[tuple[list[Any], str]] = [(doc["backlog"], "backlog")]
     while stack:
