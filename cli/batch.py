@@ -82,7 +82,9 @@ def start(  # noqa: PLR0913 - one parameter per option
         return
     if outcome.abandoned:  # warnings (a stale batch, a different queue) are logged
         click.echo(f"abandoned batch {outcome.abandoned}")
-    click.echo(f"{outcome.action} batch {outcome.batch_id}: {len(outcome.remaining)} item(s) to run")
+    click.echo(
+        f"{outcome.action} batch {outcome.batch_id}: {len(outcome.remaining)} item(s) to run"
+    )
 
 
 @batch.command("next")

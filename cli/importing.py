@@ -112,7 +112,9 @@ def import_file(  # noqa: C901, PLR0913, PLR0915 - the file, where it goes, and 
     return _outcome(store, session, appended, appended.count, warnings)
 
 
-def import_batch_progress(store: Store, path: Path, session: str, export_dir: str | None) -> dict[str, Any]:
+def import_batch_progress(
+    store: Store, path: Path, session: str, export_dir: str | None
+) -> dict[str, Any]:
     """A legacy batch-progress.json as the session's unfinished batch (a new session
     exports beside the file, as the orchestrator expects to find it)."""
     import orjson  # noqa: PLC0415
@@ -135,7 +137,9 @@ def import_batch_progress(store: Store, path: Path, session: str, export_dir: st
     pid_start = (start_ticks(pid) if alive else -1) if isinstance(pid, int) else None
     events = legacy_events(progress, source=str(path), host=this_host(), pid_start=pid_start)
     if store.has_session(session):
-        result = store.append(session, events, expected_version=store.journal.stream_version(session))
+        result = store.append(
+            session, events, expected_version=store.journal.stream_version(session)
+        )
     else:
         created = SessionCreated(export_dir=store.normalize_export_dir(export_dir or path.parent))
         result = store.append(session, [created, *events], expected_version=0)
@@ -145,7 +149,9 @@ def import_batch_progress(store: Store, path: Path, session: str, export_dir: st
 def _refuse_schema_problems(parsed: ParsedBacklog, source: str) -> None:
     problems = backlog_problems(parsed.doc)
     if problems:
-        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        shown = "; ".join(problems[:3]) + (
+            f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        )
         raise InvalidInputError(
             f"{source} breaks the pipeline's backlog schema ({len(problems)} problem(s): "
             f"{shown}): fix the file, or import it without --strict to keep it as it is"
@@ -195,7 +201,9 @@ def _events_for(  # noqa: PLR0913, PLR0917 - the file as parsed, and the session
     return events, 0, []
 
 
-def _outcome(store: Store, session: str, result: Any, count: int, warnings: list[str]) -> dict[str, Any]:
+def _outcome(
+    store: Store, session: str, result: Any, count: int, warnings: list[str]
+) -> dict[str, Any]:
     return {
         "session": session,
         "events": count,

@@ -73,7 +73,9 @@ def project(obj: AppContext, session: str | None, flush_retries: int, *, as_json
                    "for one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @pass_app
-def replay(obj: AppContext, session: str | None, until: str | None, out: str | None, *, as_json: bool) -> None:
+def replay(
+    obj: AppContext, session: str | None, until: str | None, out: str | None, *, as_json: bool
+) -> None:
     """Rebuild files from the journal alone, ignoring checkpoints.
 
     Replaces the legacy tasks.json.failed recovery: whatever was acknowledged is in the

@@ -120,7 +120,9 @@ class Server:
         export_dir = self.store.export_dir(session)
         breaker = self.breakers.get(str(export_dir))
         if breaker is None:
-            breaker = self.breakers[str(export_dir)] = CircuitBreaker(str(export_dir), record=self._record)
+            breaker = self.breakers[str(export_dir)] = CircuitBreaker(
+                str(export_dir), record=self._record
+            )
         if not breaker.allow():
             log.warning("mcp_export_skipped", session=session, export_dir=str(export_dir),
                         breaker=breaker.state, retry_in_s=round(breaker.retry_in_s(), 1))
@@ -185,10 +187,13 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
 
     @app.tool(annotations=WRITES)
     @refused
-    def update_status(item_id: ItemArg, status: StatusArg,
-                      ctx: Context, reason: Annotated[str | None, Field(description="Why, in a few "
-                                                                                    "words.")] = None,
-                      session: SessionArg = None) -> CallToolResult:
+    def update_status(
+        item_id: ItemArg,
+        status: StatusArg,
+        ctx: Context,
+        reason: Annotated[str | None, Field(description="Why, in a few words.")] = None,
+        session: SessionArg = None,
+    ) -> CallToolResult:
         """Record a new status for one backlog item (e.g. Complete when its work is done)."""
         name = server.session(session)
         event = ItemStatusChanged(item_id=item_id, status=validate_status(status), reason=reason)
@@ -200,8 +205,14 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
 
     @app.tool(annotations=WRITES)
     @refused
-    def update_statuses(updates: Annotated[list[StatusUpdate], Field(min_length=1, description="The updates, applied in order, all or none.")],
-                        ctx: Context, session: SessionArg = None) -> CallToolResult:
+    def update_statuses(
+        updates: Annotated[
+            list[StatusUpdate],
+            Field(min_length=1, description="The updates, applied in order, all or none."),
+        ],
+        ctx: Context,
+        session: SessionArg = None,
+    ) -> CallToolResult:
         """Record several status updates in one transaction: all are written or none."""
         name = server.session(session)
         events = [ItemStatusChanged(item_id=u.item_id, status=validate_status(u.status),
@@ -244,21 +255,42 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
 
     @app.tool(annotations=WRITES)
     @refused
-    def release_item(item_id: ItemArg, reason: Annotated[str, Field(min_length=1, description="Why the claim is given up.")],
-                     ctx: Context, session: SessionArg = None) -> CallToolResult:
+    def release_item(
+        item_id: ItemArg,
+        reason: Annotated[str, Field(min_length=1, description="Why the claim is given up.")],
+        ctx: Context,
+        session: SessionArg = None,
+    ) -> CallToolResult:
         """Give back a claimed (Implementing) item: it becomes Planned and can be taken again."""
         name = server.session(session)
         owner = server.identify(ctx)
-        seq, exports = server.write(name, lambda: store.release(name, item_id, reason=reason, owner=owner))
-        return result(f"{item_id} → Planned (seq {seq})",
-                      {"session": name, "item_id": item_id, "status": "Planned", "seq": seq, "exports": exports})
+        seq, exports = server.write(
+            name, lambda: store.release(name, item_id, reason=reason, owner=owner)
+        )
+        return result(
+            f"{item_id} → Planned (seq {seq})",
+            {
+                "session": name,
+                "item_id": item_id,
+                "status": "Planned",
+                "seq": seq,
+                "exports": exports,
+            },
+        )
 
     @app.tool(annotations=WRITES)
     @refused
-    def record_failure(item_id: ItemArg, error: Annotated[str, Field(min_length=1, description="What failed: the first line titles the fix task.")],
-                       ctx: Context,
-                       max_fix_tasks: Annotated[int, Field(ge=1, le=10, description="Fix tasks allowed for this item before giving up.")] = 3,
-                       session: SessionArg = None) -> CallToolResult:
+    def record_failure(
+        item_id: ItemArg,
+        error: Annotated[
+            str, Field(min_length=1, description="What failed: the first line titles the fix task.")
+        ],
+        ctx: Context,
+        max_fix_tasks: Annotated[
+            int, Field(ge=1, le=10, description="Fix tasks allowed for this item before giving up.")
+        ] = 3,
+        session: SessionArg = None,
+    ) -> CallToolResult:
         """Record that a task or subtask failed and add a fix subtask right after it. At the
         limit of fix tasks the call fails with the fix history instead."""
         from projections.fix_tasks import record_failure as record  # noqa: PLC0415
@@ -293,7 +325,9 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
         name = server.session(session)
         server.identify(ctx)
         _, exports = server.write(name, lambda: act(_batch(name)))
-        return result(f"{item} {kind}", {"session": name, "item": item, "outcome": kind, "exports": exports})
+        return result(
+            f"{item} {kind}", {"session": name, "item": item, "outcome": kind, "exports": exports}
+        )
 
     @app.tool(annotations=WRITES)
     @refused
@@ -331,18 +365,27 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
 
     @app.tool(annotations=READ_ONLY)
     @refused
-    def show(session: SessionArg = None,
-             depth: Annotated[int, Field(ge=1, le=4, description="Levels: 1 phases ... 4 subtasks.")] = 4) -> CallToolResult:
+    def show(
+        session: SessionArg = None,
+        depth: Annotated[
+            int, Field(ge=1, le=4, description="Levels: 1 phases ... 4 subtasks.")
+        ] = 4,
+    ) -> CallToolResult:
         """The backlog as a tree of items (id, type, title, status), with status counts."""
         from collections import Counter  # noqa: PLC0415
 
         name = server.session(session)
         state = store.state(name, "tasks")
         doc = state.doc
-        counts = Counter(str(i.get("status")) for i, _, _ in state.index.values()) if doc else Counter()
+        counts = (
+            Counter(str(i.get("status")) for i, _, _ in state.index.values()) if doc else Counter()
+        )
         tree = _tree(doc["backlog"], depth) if doc else []
-        return result(f"{name}: {sum(counts.values())} items, " + ", ".join(f"{s} {n}" for s, n in counts.most_common()),
-                      {"session": name, "counts": dict(counts), "items": tree})
+        return result(
+            f"{name}: {sum(counts.values())} items, "
+            + ", ".join(f"{s} {n}" for s, n in counts.most_common()),
+            {"session": name, "counts": dict(counts), "items": tree},
+        )
 
     @app.tool(annotations=READ_ONLY)
     @refused
@@ -385,9 +428,12 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
 
     @app.tool(annotations=READ_ONLY)
     @refused
-    def ready(session: SessionArg = None,
-              level: Annotated[Literal["any", "task", "subtask"], Field(description="Which items "
-                                                                                    "count.")] = "any") -> CallToolResult:
+    def ready(
+        session: SessionArg = None,
+        level: Annotated[
+            Literal["any", "task", "subtask"], Field(description="Which items count.")
+        ] = "any",
+    ) -> CallToolResult:
         """Every item next_item could hand out, in the order it would."""
         name = server.session(session)
         items = [i.as_dict() for i in store.ready(name, level=level)]
@@ -395,9 +441,12 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
 
     @app.tool(annotations=READ_ONLY)
     @refused
-    def blocked(session: SessionArg = None,
-                level: Annotated[Literal["any", "task", "subtask"], Field(description="Which items "
-                                                                                      "count.")] = "any") -> CallToolResult:
+    def blocked(
+        session: SessionArg = None,
+        level: Annotated[
+            Literal["any", "task", "subtask"], Field(description="Which items count.")
+        ] = "any",
+    ) -> CallToolResult:
         """Every Planned item held back by dependencies that are not Complete, with them."""
         name = server.session(session)
         items = [i.as_dict() for i in store.blocked(name, level=level)]
@@ -411,9 +460,13 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
         from cli.ops import status_report  # noqa: PLC0415
 
         report = status_report(store)
-        return result("all projections current" if report["current"] else "some projections lag", report)
+        return result(
+            "all projections current" if report["current"] else "some projections lag", report
+        )
 
-    @app.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True))
+    @app.tool(
+        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True)
+    )
     @refused
     def project(session: SessionArg = None) -> CallToolResult:
         """Write the session's files (tasks.json, batch-progress.json, fix history) now."""
@@ -445,8 +498,11 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
             entries = item_history(store.journal.read(session), item, now=utc_now())
             return orjson.dumps(entries, option=orjson.OPT_INDENT_2).decode()
 
-    @app.resource("evstore://report", mime_type="text/html",
-                  description="The HTML report of every session (backlog, status chart, timelines).")
+    @app.resource(
+        "evstore://report",
+        mime_type="text/html",
+        description="The HTML report of every session (backlog, status chart, timelines).",
+    )
     def report_resource() -> str:
         from cli.report import report_page  # noqa: PLC0415
 

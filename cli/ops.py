@@ -103,8 +103,19 @@ def _print_status(report: dict[str, Any]) -> None:
             click.echo(f"  export dir shared with session(s) {', '.join(session['shared_with'])}: "
                        "not exported until one moves (`evstore doctor` says how)")
         for p in session["projections"]:
-            state = "current" if p["current"] else (f"{p['lag']} event(s) behind" if p["checkpoint_seq"] is not None else f"never exported ({p['lag']} event(s))")
-            click.echo(f"  {p['name']:<18} {state}" + (f", exported {p['exported_at']}" if p["exported_at"] else ""))
+            state = (
+                "current"
+                if p["current"]
+                else (
+                    f"{p['lag']} event(s) behind"
+                    if p["checkpoint_seq"] is not None
+                    else f"never exported ({p['lag']} event(s))"
+                )
+            )
+            click.echo(
+                f"  {p['name']:<18} {state}"
+                + (f", exported {p['exported_at']}" if p["exported_at"] else "")
+            )
         batch = session["batch"]
         if batch:
             owner = "alive" if batch["owner_alive"] else "not running here"
@@ -120,8 +131,8 @@ def _print_status(report: dict[str, Any]) -> None:
                    f"{error['operation']} "
                    f"{error['errno'] or ''} [{error['error_type']}/{error['severity']}] "
                    f"{'recovered' if error['recovery_success'] else 'failed'}: {error['message']}")
-    click.echo("all projections current" if report["current"] else "some projections lag: run "
-                                                                   "`evstore project`")
+    lag = "some projections lag: run `evstore project`"
+    click.echo("all projections current" if report["current"] else lag)
 
 
 @app.command()
@@ -154,8 +165,15 @@ def errors(obj: AppContext, since: str | None, *, as_json: bool) -> None:
         return
     rate = summary["retry_success_rate"]
     click.echo(f"{summary['total']} error(s) recorded" + (f" since seq {after}" if after else ""))
-    for title, key in (("by component", "by_component"), ("by errno", "by_errno"), ("by class", "by_class")):
-        click.echo(f"  {title}: " + ", ".join(f"{k} {v}" for k, v in sorted(summary[key].items(), key=lambda kv: -kv[1])))
+    for title, key in (
+        ("by component", "by_component"),
+        ("by errno", "by_errno"),
+        ("by class", "by_class"),
+    ):
+        click.echo(
+            f"  {title}: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(summary[key].items(), key=lambda kv: -kv[1]))
+        )
     click.echo(f"  retried {summary['retried']}, retry success rate "
                f"{'-' if rate is None else f'{rate:.0%}'}; "
                f"resolution mean {summary['mean_resolution_ms']} ms, worst "

@@ -60,7 +60,9 @@ def show(obj: AppContext, session: str | None, depth: int, *, as_json: bool) -> 
     if not trees:
         console.print("no sessions: `evstore import FILE --session S` to start one")
     for name, doc, counts in trees:
-        summary = " · ".join(f"[{STATUS_STYLE.get(s, 'white')}]{s} {n}[/]" for s, n in counts.most_common())
+        summary = " · ".join(
+            f"[{STATUS_STYLE.get(s, 'white')}]{s} {n}[/]" for s, n in counts.most_common()
+        )
         tree = Tree(f"[bold]{name}[/]  {sum(counts.values())} items  {summary}")
         if doc is not None:
             _grow(tree, doc["backlog"], depth)
@@ -102,7 +104,9 @@ def _grow(node: Any, items: list[dict[str, Any]], depth: int) -> None:
               help="One JSON object per line: seq, stream, version, type, data, meta, recorded_at, "
                    "event_id.")
 @pass_app
-def log(obj: AppContext, session: str | None, since: int, limit: int | None, *, as_json: bool) -> None:
+def log(
+    obj: AppContext, session: str | None, since: int, limit: int | None, *, as_json: bool
+) -> None:
     """List journal events in seq order.
 
     \b
@@ -179,7 +183,8 @@ def _describe(entry: dict[str, Any]) -> str:
     held = f" (held {_duration(entry['held_s'])})" if "held_s" in entry else ""
     if kind in ("imported", "added", "status"):
         why = f" [{entry['reason']}]" if entry.get("reason") else ""
-        return f"{'imported as' if kind == 'imported' else 'added as' if kind == 'added' else '→'} {entry['status']}{why}{held}"
+        verb = "imported as" if kind == "imported" else "added as" if kind == "added" else "→"
+        return f"{verb} {entry['status']}{why}{held}"
     if kind == "failed":
         return f"failed: {entry['error'].splitlines()[0][:40]}"
     if kind == "fix":

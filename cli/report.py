@@ -20,8 +20,14 @@ pass_app = click.make_pass_decorator(AppContext)
 @app.command()
 @click.option("--session", "-s", callback=_session_id,
               help="Only this session (default: every session).")
-@click.option("--out", "-o", default="report.html", show_default=True, type=click.Path(dir_okay=False, allow_dash=True),
-              help="Where to write the page (- for stdout).")
+@click.option(
+    "--out",
+    "-o",
+    default="report.html",
+    show_default=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Where to write the page (- for stdout).",
+)
 @click.option("--until", metavar="SEQ|TIME",
               help="The journal as it was at this seq, or at the last event recorded at or before "
                    "this ISO 8601 time.")

@@ -44,8 +44,12 @@ def render_report(context: dict[str, Any]) -> bytes:
     bulk: dict[str, str] = {}
     for s in context["sessions"]:
         if s.get("big"):
-            bulk[s["session"]] = _packed({"tree": [_node(item) for item in s["backlog"] if isinstance(item, dict)],
-                                          "timelines": s["timelines"]})
+            bulk[s["session"]] = _packed(
+                {
+                    "tree": [_node(item) for item in s["backlog"] if isinstance(item, dict)],
+                    "timelines": s["timelines"],
+                }
+            )
             data["sessions"][s["session"]] = {"chart": s["chart"], "bulk": True}
         else:
             data["sessions"][s["session"]] = {"chart": s["chart"], "timelines": s["timelines"]}

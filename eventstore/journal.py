@@ -327,7 +327,9 @@ class JournalReads:
         raise NotImplementedError
 
     def _query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        return self._rows(sql if self.placeholder == "?" else sql.replace("?", self.placeholder), params)
+        return self._rows(
+            sql if self.placeholder == "?" else sql.replace("?", self.placeholder), params
+        )
 
     def _value(self, sql: str, *params: Any) -> Any:
         rows = self._query(sql, *params)
@@ -363,8 +365,10 @@ class JournalReads:
     def streams_between(self, after: int, until: int) -> list[str]:
         """The streams with events in `after < seq <= until`, in order of first event."""
         rows = self._query(
-            "SELECT stream FROM events WHERE seq > ? AND seq <= ? GROUP BY stream ORDER BY min(seq)",
-            after, until,
+            "SELECT stream FROM events WHERE seq > ? AND seq <= ?"
+            " GROUP BY stream ORDER BY min(seq)",
+            after,
+            until,
         )
         return [row[0] for row in rows]
 
@@ -372,15 +376,24 @@ class JournalReads:
         return int(self._value("SELECT coalesce(max(seq), 0) FROM events"))
 
     def stream_version(self, stream: str) -> int:
-        return int(self._value("SELECT coalesce(max(version), 0) FROM events WHERE stream = ?", stream))
+        return int(
+            self._value("SELECT coalesce(max(version), 0) FROM events WHERE stream = ?", stream)
+        )
 
     def count(self, stream: str, *, after: int = 0, until: int | None = None) -> int:
         """How many events of `stream` have `after < seq <= until` (a projection's lag)."""
         if until is not None:
-            return int(self._value(
-                "SELECT count(*) FROM events WHERE stream = ? AND seq > ? AND seq <= ?", stream, after, until,
-            ))
-        return int(self._value("SELECT count(*) FROM events WHERE stream = ? AND seq > ?", stream, after))
+            return int(
+                self._value(
+                    "SELECT count(*) FROM events WHERE stream = ? AND seq > ? AND seq <= ?",
+                    stream,
+                    after,
+                    until,
+                )
+            )
+        return int(
+            self._value("SELECT count(*) FROM events WHERE stream = ? AND seq > ?", stream, after)
+        )
 
     def latest(self, stream: str) -> StoredEvent | None:
         """The newest event of `stream`."""
@@ -402,7 +415,9 @@ class JournalReads:
 
     def event_at(self, stream: str, version: int) -> StoredEvent | None:
         """The event at `version` of `stream` (a point lookup on UNIQUE(stream, version))."""
-        seq = self._value("SELECT seq FROM events WHERE stream = ? AND version = ?", stream, version)
+        seq = self._value(
+            "SELECT seq FROM events WHERE stream = ? AND version = ?", stream, version
+        )
         if seq is None:
             return None
         return next(self.read(after=seq - 1, until=seq))
@@ -422,7 +437,9 @@ class JournalReads:
         )
         return {stream: _export_dir(data) for stream, data in rows}  # the latest wins
 
-    def checkpoint(self, projection: str, stream: str, *, with_state: bool = True) -> Checkpoint | None:
+    def checkpoint(
+        self, projection: str, stream: str, *, with_state: bool = True
+    ) -> Checkpoint | None:
         """The checkpoint, with its saved state unless `with_state` is false (then `state`
         is None and `state_seq` still says whether and where a snapshot exists): on a big
         backlog the state is the whole document, not worth reading to learn a position."""
@@ -509,7 +526,9 @@ def checkpoint_rows(checkpoints: Sequence[Checkpoint]) -> tuple[list[tuple[Any, 
     `checkpoints` (a state of None keeps the snapshot the journal has)."""
     saved = [(c.projection, c.stream, c.seq, c.exported_sha256, c.exported_at, c.event_id,
               c.exported_stat) for c in checkpoints]
-    states = [(c.projection, c.stream, c.state_at, c.state) for c in checkpoints if c.state is not None]
+    states = [
+        (c.projection, c.stream, c.state_at, c.state) for c in checkpoints if c.state is not None
+    ]
     digests = [(c.projection, c.stream, c.exported_sha256, c.seq, c.exported_at or "")
                for c in checkpoints if c.exported_sha256 is not None]
     pruned = [(c.projection, c.stream, c.projection, c.stream, KEEP_DIGESTS)
@@ -1165,7 +1184,9 @@ class SQLiteJournal(JournalReads):
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._read(lambda: self._conn.execute(sql, params).fetchall())
 
-    def checkpoint(self, projection: str, stream: str, *, with_state: bool = True) -> Checkpoint | None:
+    def checkpoint(
+        self, projection: str, stream: str, *, with_state: bool = True
+    ) -> Checkpoint | None:
         # An older journal is read as it is until a write migrates it: before schema 2 it
         # has no checkpoints table (so no checkpoints), before 5 each checkpoint holds its
         # own state (folded to its seq), before 4 no event id.

@@ -160,8 +160,11 @@ class Store:
         return self.journal.stream_version(validate_session_id(session)) > 0
 
     def create_session(self, session: str, export_dir: str | os.PathLike[str]) -> AppendResult:
-        return self.append(session, [SessionCreated(export_dir=self.normalize_export_dir(export_dir))],
-                           expected_version=0)
+        return self.append(
+            session,
+            [SessionCreated(export_dir=self.normalize_export_dir(export_dir))],
+            expected_version=0,
+        )
 
     def session(self, session: str) -> Session:
         """A handle that batches status updates in memory until `flush_updates()`."""
@@ -496,7 +499,11 @@ class Store:
         return self._catch_up_all(session, [projection])[projection.name]
 
     def _catch_up_all(
-        self, session: str, projections: Sequence[Projection] | None = None, *, head: int | None = None
+        self,
+        session: str,
+        projections: Sequence[Projection] | None = None,
+        *,
+        head: int | None = None,
     ) -> dict[str, Any]:
         """Bring the live states of `projections` (default: all) to the head, reading the
         journal once for all of them from the oldest of their positions (not at all when
@@ -613,7 +620,9 @@ class Store:
         sessions = [session] if session is not None else self.sessions()
         parts: list[Progress | None] = [None] * len(sessions)
         if progress is not None:
-            parts = [*shares(progress, [self.journal.count(name, until=until) for name in sessions])]
+            parts = [
+                *shares(progress, [self.journal.count(name, until=until) for name in sessions])
+            ]
         for name in sessions:
             self._require(name)
         if out is None:

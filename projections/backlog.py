@@ -74,7 +74,9 @@ class BacklogState:
         # rare enough that rendering checks nothing unless it is set.
         self.js_numbers = js_numbers
         self.unique_ids = unique_ids  # None: not known (the index was not built since a change)
-        self._index: dict[str, tuple[dict[str, Any], list[dict[str, Any]], str | None]] | None = None
+        self._index: dict[str, tuple[dict[str, Any], list[dict[str, Any]], str | None]] | None = (
+            None
+        )
 
     @property
     def index(self) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]], str | None]]:
@@ -89,7 +91,10 @@ class BacklogState:
                     for item in siblings:
                         if isinstance(item, dict) and isinstance(item.get("id"), str):
                             # First occurrence wins, as a reader walking the file finds it.
-                            if index.setdefault(item["id"], (item, siblings, parent))[0] is not item:
+                            if (
+                                index.setdefault(item["id"], (item, siblings, parent))[0]
+                                is not item
+                            ):
                                 unique = False
                             kids = children_of(item)
                             if kids is not None:
@@ -111,13 +116,17 @@ class BacklogState:
                 return found
         return self.index.get(item_id)
 
-    def _along_path(self, item_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], str | None] | None:
+    def _along_path(
+        self, item_id: str
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], str | None] | None:
         siblings: list[Any] = self.doc["backlog"] if self.doc is not None else []
         parent: str | None = None
         parts = item_id.split(".")
         for depth in range(1, len(parts) + 1):
             wanted = ".".join(parts[:depth])
-            item = next((s for s in siblings if isinstance(s, dict) and s.get("id") == wanted), None)
+            item = next(
+                (s for s in siblings if isinstance(s, dict) and s.get("id") == wanted), None
+            )
             if item is None:
                 return None
             if depth == len(parts):
@@ -158,7 +167,9 @@ class TasksProjection:
         """The file after `events`, made from `previous` (the file as last exported) when
         they are status changes it can place (projections/backlog_patch.py); None: fold."""
         changes = status_changes(events)
-        return previous if changes == [] else (patch_statuses(previous, changes) if changes else None)
+        return (
+            previous if changes == [] else (patch_statuses(previous, changes) if changes else None)
+        )
 
     def dump_state(self, state: BacklogState) -> bytes:
         if state.unique_ids is None and state.doc is not None:
@@ -168,7 +179,9 @@ class TasksProjection:
 
     def load_state(self, data: bytes) -> BacklogState:
         raw = orjson.loads(data)
-        return BacklogState(raw["doc"], js_numbers=raw["js_numbers"], unique_ids=raw.get("unique_ids"))
+        return BacklogState(
+            raw["doc"], js_numbers=raw["js_numbers"], unique_ids=raw.get("unique_ids")
+        )
 
     def validate(self, state: BacklogState, event: Event, stream: str) -> None:
         if isinstance(event, BacklogImported):

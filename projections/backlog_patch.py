@@ -55,7 +55,11 @@ def _status_span(data: bytes, item_id: str) -> tuple[int, int] | None:
         return None  # absent, or more than one candidate: let the fold decide
     line = data.rfind(b"\n", 0, first) + 1
     indent = first - line
-    if indent < 2 or data[line:first] != b" " * indent or data[first + len(key):first + len(key) + 1] not in (b",", b"\n"):
+    if (
+        indent < 2
+        or data[line:first] != b" " * indent
+        or data[first + len(key) : first + len(key) + 1] not in (b",", b"\n")
+    ):
         return None
     outer = b"\n" + b" " * (indent - 2)
     start = data.rfind(outer + b"{", 0, first)

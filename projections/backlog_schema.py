@@ -70,7 +70,9 @@ def _subtree(
 ) -> Iterator[str]:
     for position, item in enumerate(items):
         if not isinstance(item, dict):
-            where = f"item {position + 1} under {parent_id}" if parent_id else f"phase {position + 1}"
+            where = (
+                f"item {position + 1} under {parent_id}" if parent_id else f"phase {position + 1}"
+            )
             yield f"{where} is not an object"
             continue
         item_id = item.get("id")

@@ -173,7 +173,11 @@ class BatchRun:
                     and current.pid_start in (None, owner_start))
             if ours and resume:  # the owner asking again: nothing changes hands
                 return [], StartOutcome(current.batch_id, "resumed", None, current.remaining)
-            if not ours and current.host == self._host and self._alive(current.pid, current.pid_start):
+            if (
+                not ours
+                and current.host == self._host
+                and self._alive(current.pid, current.pid_start)
+            ):
                 raise ConcurrencyError(
                     f"batch {current.batch_id} of session {self.session!r} is run by process "
                     f"{current.pid}, still alive on {current.host}: wait for it or stop it"
@@ -184,8 +188,10 @@ class BatchRun:
                            f"{current.last_activity}, "
                            f"{age.total_seconds() / 3600:.0f} h ago): abandoned, starting afresh")
                 reason = f"stale: no update for {age.total_seconds() / 3600:.0f} h"
-                return ([BatchAbandoned(batch_id=current.batch_id, reason=reason), fresh],
-                        StartOutcome(fresh.batch_id, "restarted", current.batch_id, queue, [warning]))
+                return (
+                    [BatchAbandoned(batch_id=current.batch_id, reason=reason), fresh],
+                    StartOutcome(fresh.batch_id, "restarted", current.batch_id, queue, [warning]),
+                )
             if not resume:
                 return ([BatchAbandoned(batch_id=current.batch_id, reason="--no-resume"), fresh],
                         StartOutcome(fresh.batch_id, "restarted", current.batch_id, queue))
@@ -245,17 +251,27 @@ class BatchRun:
         return outcome
 
     def done(self, item: str) -> None:
-        self._resolve(item, lambda b: BatchItemCompleted(batch_id=b.batch_id, item=item), in_flight=True)
+        self._resolve(
+            item, lambda b: BatchItemCompleted(batch_id=b.batch_id, item=item), in_flight=True
+        )
 
     def fail(self, item: str, error: str) -> None:
         if not error.strip():
             raise InvalidInputError("batch fail needs --error MSG: say what went wrong")
-        self._resolve(item, lambda b: BatchItemFailed(batch_id=b.batch_id, item=item, error=error), in_flight=True)
+        self._resolve(
+            item,
+            lambda b: BatchItemFailed(batch_id=b.batch_id, item=item, error=error),
+            in_flight=True,
+        )
 
     def skip(self, item: str, reason: str) -> None:
         if not reason.strip():
             raise InvalidInputError("batch skip needs --reason MSG")
-        self._resolve(item, lambda b: BatchItemSkipped(batch_id=b.batch_id, item=item, reason=reason), in_flight=False)
+        self._resolve(
+            item,
+            lambda b: BatchItemSkipped(batch_id=b.batch_id, item=item, reason=reason),
+            in_flight=False,
+        )
 
     def heal(self) -> int:
         def decide() -> tuple[list[Event], int]:
@@ -283,7 +299,9 @@ class BatchRun:
                 raise InvalidInputError(
                     f"item {item!r} is not in flight in batch {batch.batch_id} (in flight: {shown})"
                 )
-            if not in_flight and (item not in batch.queued or item in {*batch.completed, *batch.skipped}):
+            if not in_flight and (
+                item not in batch.queued or item in {*batch.completed, *batch.skipped}
+            ):
                 raise InvalidInputError(f"item {item!r} is not waiting in batch {batch.batch_id}")
             return [make(batch)], None
 
@@ -336,9 +354,13 @@ def legacy_events(progress: Any, *, source: str, host: str, pid_start: int | Non
         queue = _typed(progress, "queued_items", list, source)
         pid = _typed(progress, "pid", int, source)
         parallel = _typed(progress, "parallel", int, source)
-        lists = {name: _typed(progress, name, list, source) for name in ("completed", "failed", "skipped")}
+        lists = {
+            name: _typed(progress, name, list, source)
+            for name in ("completed", "failed", "skipped")
+        }
         started_at, updated_at, last_healing_at = (
-            _time(progress, name, source) for name in ("started_at", "updated_at", "last_healing_at")
+            _time(progress, name, source)
+            for name in ("started_at", "updated_at", "last_healing_at")
         )
         current = progress.get("current_item")
         healing = progress.get("healing_attempts", 0)
@@ -350,7 +372,9 @@ def legacy_events(progress: Any, *, source: str, host: str, pid_start: int | Non
     twice = _first_repeated(queue)
     if twice is not None:
         # `batch next` would hand the item out twice, as `batch start a a` refuses to.
-        raise InvalidInputError(f"{source}: queued_items lists {twice!r} twice: list each item once")
+        raise InvalidInputError(
+            f"{source}: queued_items lists {twice!r} twice: list each item once"
+        )
     if not 1 <= parallel <= MAX_PARALLEL or not isinstance(healing, int) or healing < 0:
         raise InvalidInputError(
             f"{source}: parallel must be 1 to {MAX_PARALLEL} and healing_attempts a count"
@@ -364,7 +388,9 @@ def legacy_events(progress: Any, *, source: str, host: str, pid_start: int | Non
                      pid_start=pid_start, started_at=started_at, updated_at=updated_at,
                      healing_attempts=healing, last_healing_at=last_healing_at)
     ]
-    events += [BatchItemCompleted(batch_id=batch_id, item=i, at=updated_at) for i in lists["completed"]]
+    events += [
+        BatchItemCompleted(batch_id=batch_id, item=i, at=updated_at) for i in lists["completed"]
+    ]
     events += [BatchItemFailed(batch_id=batch_id, item=i, error="failed before import from "
                                                                 f"{source}",
                                at=updated_at) for i in lists["failed"]]
@@ -384,7 +410,9 @@ def _time(progress: dict[str, Any], name: str, source: str) -> str | None:
     try:
         parse_time(value)
     except ValueError:
-        raise InvalidInputError(f"{source}: {name} must be an ISO 8601 time, got {value!r}") from None
+        raise InvalidInputError(
+            f"{source}: {name} must be an ISO 8601 time, got {value!r}"
+        ) from None
     return value
 
 

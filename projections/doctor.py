@@ -563,12 +563,15 @@ class Doctor:
             problems += self._stale_batch(session, export_dir, batch_state.batch)
         tasks = states.get(TasksProjection.name)
         if isinstance(tasks, BacklogState):
-            problems += _dependency_problems(session, export_dir / TasksProjection.file_name, tasks.doc)
+            problems += _dependency_problems(
+                session, export_dir / TasksProjection.file_name, tasks.doc
+            )
         if len(sharing) == 1 and isinstance(tasks, BacklogState):
             problems += self._legacy(store, session, export_dir, tasks.doc)
         if isinstance(tasks, BacklogState):
-            problems += _backlog_invalid(session, self._shown(export_dir / TasksProjection.file_name),
-                                         tasks.doc)
+            problems += _backlog_invalid(
+                session, self._shown(export_dir / TasksProjection.file_name), tasks.doc
+            )
         return problems
 
     def _batch_corrupt(self, session: str, path: Path, why: str, *, unfinished: bool) -> Problem:
@@ -1011,7 +1014,9 @@ def _clock_skew(store: Store, written_at: datetime | None) -> str | None:
             "session's first import is kept")
 
 
-def _recovery_base(store: Store, session: str, written_at: datetime | None) -> dict[str, Any] | None:
+def _recovery_base(
+    store: Store, session: str, written_at: datetime | None
+) -> dict[str, Any] | None:
     """The backlog a legacy file was written against (see `recovery_events`)."""
     first = next(iter(store.journal.read(session, types=["BacklogImported"], limit=1)), None)
     if first is None:

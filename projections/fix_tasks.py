@@ -41,7 +41,12 @@ class FailureOutcome:
 
 
 def record_failure(
-    store: Store, session: str, item_id: str, error: str, *, max_fix_tasks: int = DEFAULT_MAX_FIX_TASKS
+    store: Store,
+    session: str,
+    item_id: str,
+    error: str,
+    *,
+    max_fix_tasks: int = DEFAULT_MAX_FIX_TASKS,
 ) -> FailureOutcome:
     """Record that `item_id` failed; create its next fix subtask, or raise FixLimitError
     (exit 6) once `max_fix_tasks` fixes were tried, after recording that too."""
@@ -89,8 +94,16 @@ def record_failure(
     if isinstance(outcome, FixLimitReached):
         history = store.state(session, "fix-history-json").history_lines()
         log.info("fix_limit_reached", session=session, item=item_id, attempts=outcome.attempts)
-        raise FixLimitError(f"Max fix tasks ({max_fix_tasks}) reached for {item_id}", history=history)
-    log.info("fix_task_created", session=session, item=item_id, fix_id=outcome.fix_id, attempt=outcome.attempt)
+        raise FixLimitError(
+            f"Max fix tasks ({max_fix_tasks}) reached for {item_id}", history=history
+        )
+    log.info(
+        "fix_task_created",
+        session=session,
+        item=item_id,
+        fix_id=outcome.fix_id,
+        attempt=outcome.attempt,
+    )
     return outcome
 
 

@@ -42,7 +42,8 @@ class FixState:
     def history_lines(self) -> list[str]:
         return [
             # Ralph's grammar: "1 fix attempted", "2 fixes attempted".
-            f"- Task {original}: {entry['attempts']} {'fix' if entry['attempts'] == 1 else 'fixes'} attempted "
+            f"- Task {original}: {entry['attempts']} "
+            f"{'fix' if entry['attempts'] == 1 else 'fixes'} attempted "
             f"({', '.join(entry['fixTaskIds'])}) - Final: {self.verdict(original)}"
             for original, entry in self.fix_map.items()
         ]

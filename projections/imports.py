@@ -133,7 +133,9 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[Event]:
     return events
 
 
-def _preorder(doc: dict[str, Any]) -> list[tuple[str, tuple[dict[str, Any], list[Any], str | None]]]:
+def _preorder(
+    doc: dict[str, Any],
+) -> list[tuple[str, tuple[dict[str, Any], list[Any], str | None]]]:
     out: list[tuple[str, tuple[dict[str, Any], list[Any], str | None]]] = []
 
     def walk(siblings: list[Any], parent: str | None) -> None:
@@ -172,7 +174,9 @@ def _field_events(item_id: str, old: dict[str, Any], new: dict[str, Any]) -> lis
     if removed or changes:
         # Setting and dropping keep the children key where it was; a new key that must
         # come before it needs the order spelled out.
-        folded = [k for k in old if k not in removed] + [k for k in changes if k not in old or k in removed]
+        folded = [k for k in old if k not in removed] + [
+            k for k in changes if k not in old or k in removed
+        ]
         keys = None if folded == list(new) else list(new)
         events.append(ItemUpdated(item_id=item_id, changes=changes, removed=removed, order=keys))
     return events
