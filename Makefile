@@ -1,6 +1,6 @@
 # Two commands work on a fresh machine with only Python and pip:
 #   make demo   import a real backlog, append updates, claim the next subtask, project tasks.json, show it, write report.html
-#   make test   the whole test suite
+#   make test   ruff and mypy, then the whole test suite
 # Each creates the virtual environment it needs (.venv) on first use.
 
 PYTHON ?= python3
@@ -37,7 +37,10 @@ demo: venv
 	cd $(DEMO) && ../$(BIN)/evstore report --out report.html
 	@echo "open $(DEMO)/report.html in a browser: the backlog, its status chart and each item's timeline"
 
+# The gates run first, with the versions pinned in the [test] extra: lint, then types.
 test: venv
+	$(BIN)/python -m ruff check eventstore projections cli
+	$(BIN)/python -m mypy eventstore projections cli
 	$(BIN)/python -m pytest
 
 bench: venv
@@ -47,4 +50,4 @@ bench: venv
 	$(BIN)/python bench/agent_call.py
 
 clean:
-	rm -rf $(VENV) $(DEMO) dist build .pytest_cache .hypothesis
+	rm -rf $(VENV) $(DEMO) dist build .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -14,8 +14,8 @@ import click
 
 from cli.context import AppContext
 from cli.logs import configure_logging
-from eventstore.logs import forget_pending_setup
 from eventstore._version import __version__
+from eventstore.logs import forget_pending_setup
 
 WRITE = ("init", "import", "append", "next", "release", "fail", "batch")
 READ = ("show", "ready", "blocked", "log", "history", "report", "status", "errors")
@@ -25,10 +25,12 @@ MAINTAIN = ("project", "replay", "watch", "doctor", "session", "mcp")
 class EvstoreGroup(click.Group):
     """Turns every failure into one line on stderr and the documented exit code."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: click.Context) -> list[str]:  # noqa: ARG002 - click's signature
         return [*WRITE, *READ, *MAINTAIN, *sorted(set(self.commands) - {*WRITE, *READ, *MAINTAIN})]
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(
+        self, ctx: click.Context, formatter: click.HelpFormatter  # noqa: ARG002 - click's signature
+    ) -> None:
         for title, names in (("Write", WRITE), ("Read", READ), ("Maintain", MAINTAIN)):
             rows = [
                 (name, self.commands[name].get_short_help_str(limit=70))
@@ -39,7 +41,7 @@ class EvstoreGroup(click.Group):
                 with formatter.section(f"{title} commands"):
                     formatter.write_dl(rows)
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: C901 - one branch per exit code
         kwargs["standalone_mode"] = False
         try:
             result = super().main(*args, **kwargs)
@@ -116,11 +118,12 @@ def _fail(message: str, code: int) -> None:
 @click.pass_context
 def app(  # noqa: PLR0913 - global options
     ctx: click.Context,
+    *,
     db: str | None,
     durability: str,
     log_format: str,
     verbose: int,
-    quiet: bool,  # noqa: FBT001 - click flag
+    quiet: bool,
 ) -> None:
     """evstore: every status update is an event in a journal; every file is a projection.
 
@@ -144,4 +147,17 @@ def main() -> None:
 
 
 # Each module registers its commands on `app`.
-from cli import agents, batch, doctor, maintain, ops, read, recovery, report, sessions, watch, work, write  # noqa: E402, F401
+from cli import (  # noqa: E402, F401
+    agents,
+    batch,
+    doctor,
+    maintain,
+    ops,
+    read,
+    recovery,
+    report,
+    sessions,
+    watch,
+    work,
+    write,
+)

@@ -46,10 +46,13 @@ def batch() -> None:
 @batch.command("start")
 @click.argument("items", nargs=-1, required=True)
 @session_option
-@click.option("--parallel", type=BoundedInt(1, MAX_PARALLEL), default=1, show_default=True, help=f"Items in flight at once, 1-{MAX_PARALLEL}.")
-@click.option("--no-resume", is_flag=True, help="Abandon an unfinished batch (BatchAbandoned) and start afresh.")
+@click.option("--parallel", type=BoundedInt(1, MAX_PARALLEL), default=1, show_default=True,
+              help=f"Items in flight at once, 1-{MAX_PARALLEL}.")
+@click.option("--no-resume", is_flag=True,
+              help="Abandon an unfinished batch (BatchAbandoned) and start afresh.")
 @click.option("--retry-failed", is_flag=True, help="On resume, run failed items again too.")
-@click.option("--owner-pid", type=BoundedInt(1, MAX_PID), help="The owning process (default: the parent of evstore).")
+@click.option("--owner-pid", type=BoundedInt(1, MAX_PID),
+              help="The owning process (default: the parent of evstore).")
 @click.option("--export-dir", type=click.Path(file_okay=False),
               help="For a new session: where batch-progress.json goes (default: the project root).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
@@ -79,12 +82,15 @@ def start(  # noqa: PLR0913 - one parameter per option
         return
     if outcome.abandoned:  # warnings (a stale batch, a different queue) are logged
         click.echo(f"abandoned batch {outcome.abandoned}")
-    click.echo(f"{outcome.action} batch {outcome.batch_id}: {len(outcome.remaining)} item(s) to run")
+    click.echo(
+        f"{outcome.action} batch {outcome.batch_id}: {len(outcome.remaining)} item(s) to run"
+    )
 
 
 @batch.command("next")
 @session_option
-@click.option("--json", "as_json", is_flag=True, help='Print {"item": ID or null, "batch_id": ...}.')
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"item": ID or null, "batch_id": ...}.')
 @pass_app
 def next_(obj: AppContext, session: str, *, as_json: bool) -> None:
     """Take the next item, mark it in flight; prints its id, or nothing.
@@ -177,7 +183,9 @@ def finish(obj: AppContext, session: str) -> None:
 
 @batch.command("status")
 @session_option
-@click.option("--json", "as_json", is_flag=True, help="The progress document plus remaining, in_flight, host and errors; null when none.")
+@click.option("--json", "as_json", is_flag=True,
+              help="The progress document plus remaining, in_flight, host and errors; null when "
+                   "none.")
 @pass_app
 def status(obj: AppContext, session: str, *, as_json: bool) -> None:
     """Show the unfinished batch: owner, queue, outcomes, what remains.

@@ -3,15 +3,20 @@ Python's int parser) too large to handle, and refused in one line naming the opt
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from eventstore.errors import InvalidInputError
 from eventstore.numbers import MAX_INT64, whole_number
 
+if TYPE_CHECKING:
+    _IntType = click.ParamType[int, Any]
+else:  # click before 8.5 has no generic ParamType to subscript at runtime
+    _IntType = click.ParamType
 
-class BoundedInt(click.ParamType):
+
+class BoundedInt(_IntType):
     """A whole number from `low` to `high`; with `clamp`, larger numbers mean `high`."""
 
     name = "integer"

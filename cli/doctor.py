@@ -67,11 +67,10 @@ def doctor(obj: AppContext, *, fix: bool, as_json: bool) -> None:
     from pathlib import Path  # noqa: PLC0415 - lazy: fast --help
 
     from cli.progress import progress_bar  # noqa: PLC0415
-    from eventstore.locate import find_journal  # noqa: PLC0415
+    from eventstore.locate import find_journal, is_url  # noqa: PLC0415
     from projections.doctor import Doctor  # noqa: PLC0415
 
     # A PostgreSQL URL is checked through its own integrity check; files the same way.
-    from eventstore.locate import is_url  # noqa: PLC0415
 
     target = obj.db if is_url(obj.db) else (Path(obj.db) if obj.db else find_journal(Path.cwd()))
     what = "checking and repairing" if fix else "checking"

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.progress import NullBar
 from eventstore.errors import ConcurrencyError, InvalidInputError
 from eventstore.events import BacklogImported, Event, SessionCreated
-from eventstore.journal import AppendResult
-from eventstore.store import Store
 from projections.backlog_schema import backlog_problems
 from projections.imports import (
     ParsedBacklog,
@@ -20,8 +16,15 @@ from projections.imports import (
     read_recovery_file,
 )
 
+if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
 
-def import_file(  # noqa: PLR0913 - the file, where it goes, and how
+    from eventstore.journal import AppendResult
+    from eventstore.store import Store
+
+
+def import_file(  # noqa: C901, PLR0913, PLR0915 - the file, where it goes, and how
     store: Store,
     path: Path,
     session: str,
@@ -109,7 +112,9 @@ def import_file(  # noqa: PLR0913 - the file, where it goes, and how
     return _outcome(store, session, appended, appended.count, warnings)
 
 
-def import_batch_progress(store: Store, path: Path, session: str, export_dir: str | None) -> dict[str, Any]:
+def import_batch_progress(
+    store: Store, path: Path, session: str, export_dir: str | None
+) -> dict[str, Any]:
     """A legacy batch-progress.json as the session's unfinished batch (a new session
     exports beside the file, as the orchestrator expects to find it)."""
     import orjson  # noqa: PLC0415
@@ -132,7 +137,9 @@ def import_batch_progress(store: Store, path: Path, session: str, export_dir: st
     pid_start = (start_ticks(pid) if alive else -1) if isinstance(pid, int) else None
     events = legacy_events(progress, source=str(path), host=this_host(), pid_start=pid_start)
     if store.has_session(session):
-        result = store.append(session, events, expected_version=store.journal.stream_version(session))
+        result = store.append(
+            session, events, expected_version=store.journal.stream_version(session)
+        )
     else:
         created = SessionCreated(export_dir=store.normalize_export_dir(export_dir or path.parent))
         result = store.append(session, [created, *events], expected_version=0)
@@ -142,7 +149,9 @@ def import_batch_progress(store: Store, path: Path, session: str, export_dir: st
 def _refuse_schema_problems(parsed: ParsedBacklog, source: str) -> None:
     problems = backlog_problems(parsed.doc)
     if problems:
-        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        shown = "; ".join(problems[:3]) + (
+            f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        )
         raise InvalidInputError(
             f"{source} breaks the pipeline's backlog schema ({len(problems)} problem(s): "
             f"{shown}): fix the file, or import it without --strict to keep it as it is"
@@ -152,11 +161,11 @@ def _refuse_schema_problems(parsed: ParsedBacklog, source: str) -> None:
 def _superseded(warnings: list[str], superseded: int, source: str) -> list[str]:
     if not superseded:
         return warnings
-    return [*warnings, f"{source}: {superseded} difference(s) left as the journal has them: "
-            "it recorded newer updates since the file was written"]
+    return [*warnings, (f"{source}: {superseded} difference(s) left as the journal has them: "
+                        "it recorded newer updates since the file was written")]
 
 
-def _events_for(  # noqa: PLR0913 - the file as parsed, and the session it meets
+def _events_for(  # noqa: PLR0913, PLR0917 - the file as parsed, and the session it meets
     store: Store,
     session: str,
     created: SessionCreated,
@@ -184,15 +193,17 @@ def _events_for(  # noqa: PLR0913 - the file as parsed, and the session it meets
         return [seed], 0, []
     events = diff_backlogs(current, parsed.doc, fallback=seed)
     if events == [seed]:
-        return events, 0, [
+        return events, 0, [(
             f"{source}: items moved, changed level or reused ids, so the changes cannot be "
             "told item by item: imported as a whole new snapshot (evstore history shows "
             "no per-item steps for this import)"
-        ]
+        )]
     return events, 0, []
 
 
-def _outcome(store: Store, session: str, result: Any, count: int, warnings: list[str]) -> dict[str, Any]:
+def _outcome(
+    store: Store, session: str, result: Any, count: int, warnings: list[str]
+) -> dict[str, Any]:
     return {
         "session": session,
         "events": count,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -44,10 +45,8 @@ def reapply_logging() -> None:
     """Configure again as this run asked (for the last-resort error report, which may
     come after the run's pending set-up was dropped)."""
     if _last_setup is not None:
-        try:
+        with contextlib.suppress(OSError, ImportError):
             _last_setup()
-        except (OSError, ImportError):
-            pass
 
 
 def _configure(log_format: str, verbosity: int, stream: object) -> None:

@@ -65,11 +65,17 @@ def project(obj: AppContext, session: str | None, flush_retries: int, *, as_json
 
 @app.command()
 @click.option("--session", "-s", callback=_session_id, help="Only this session (default: all).")
-@click.option("--until", metavar="SEQ|TIME", help="Stop at this seq, or at the last event recorded at or before this ISO 8601 time. Needs --out.")
-@click.option("--out", type=click.Path(file_okay=False), help="Write here instead of the export dirs (DIR/<session>/ for all sessions, DIR/ for one).")
+@click.option("--until", metavar="SEQ|TIME",
+              help="Stop at this seq, or at the last event recorded at or before this ISO 8601 "
+                   "time. Needs --out.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Write here instead of the export dirs (DIR/<session>/ for all sessions, DIR/ "
+                   "for one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @pass_app
-def replay(obj: AppContext, session: str | None, until: str | None, out: str | None, *, as_json: bool) -> None:
+def replay(
+    obj: AppContext, session: str | None, until: str | None, out: str | None, *, as_json: bool
+) -> None:
     """Rebuild files from the journal alone, ignoring checkpoints.
 
     Replaces the legacy tasks.json.failed recovery: whatever was acknowledged is in the

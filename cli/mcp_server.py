@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -30,7 +29,11 @@ from eventstore.classify import classify
 from eventstore.errors import EvstoreError, InvalidInputError
 from eventstore.events import STATUSES, ErrorRecorded, ItemStatusChanged, validate_status
 from eventstore.logs import get_logger
-from eventstore.store import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from eventstore.store import Store
 
 log = get_logger("evstore.mcp")
 
@@ -117,7 +120,9 @@ class Server:
         export_dir = self.store.export_dir(session)
         breaker = self.breakers.get(str(export_dir))
         if breaker is None:
-            breaker = self.breakers[str(export_dir)] = CircuitBreaker(str(export_dir), record=self._record)
+            breaker = self.breakers[str(export_dir)] = CircuitBreaker(
+                str(export_dir), record=self._record
+            )
         if not breaker.allow():
             log.warning("mcp_export_skipped", session=session, export_dir=str(export_dir),
                         breaker=breaker.state, retry_in_s=round(breaker.retry_in_s(), 1))
@@ -182,12 +187,16 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
 
     @app.tool(annotations=WRITES)
     @refused
-    def update_status(item_id: ItemArg, status: StatusArg,
-                      ctx: Context, reason: Annotated[str | None, Field(description="Why, in a few words.")] = None,
-                      session: SessionArg = None) -> CallToolResult:
+    def update_status(
+        item_id: ItemArg,
+        status: StatusArg,
+        ctx: Context,
+        reason: Annotated[str | None, Field(description="Why, in a few words.")] = None,
+        session: SessionArg = None,
+    ) -> CallToolResult:
         """Record a new status for one backlog item (e.g. Complete when its work is done)."""
         name = server.session(session)
-        event = ItemStatusChanged(item_id=item_id, status=validate_status(status), reason=reason)  # type: ignore[arg-type]
+        event = ItemStatusChanged(item_id=item_id, status=validate_status(status), reason=reason)
         server.identify(ctx)
         appended, exports = server.write(name, lambda: store.append(name, [event]))
         return result(f"{item_id} → {status} (seq {appended.last_seq})", {
@@ -196,27 +205,38 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
 
     @app.tool(annotations=WRITES)
     @refused
-    def update_statuses(updates: Annotated[list[StatusUpdate], Field(min_length=1, description="The updates, applied in order, all or none.")],
-                        ctx: Context, session: SessionArg = None) -> CallToolResult:
+    def update_statuses(
+        updates: Annotated[
+            list[StatusUpdate],
+            Field(min_length=1, description="The updates, applied in order, all or none."),
+        ],
+        ctx: Context,
+        session: SessionArg = None,
+    ) -> CallToolResult:
         """Record several status updates in one transaction: all are written or none."""
         name = server.session(session)
-        events = [ItemStatusChanged(item_id=u.item_id, status=validate_status(u.status),  # type: ignore[arg-type]
+        events = [ItemStatusChanged(item_id=u.item_id, status=validate_status(u.status),
                                     reason=u.reason) for u in updates]
         server.identify(ctx)
         appended, exports = server.write(name, lambda: store.append(name, events))
         saved = len(events) - 1
-        return result(f"{len(events)} update(s) in one transaction (seq {appended.first_seq}..{appended.last_seq})", {
+        return result(f"{len(events)} update(s) in one transaction (seq "
+                      f"{appended.first_seq}..{appended.last_seq})", {
             "session": name, "items_written": len(events), "write_ops_saved": saved,
             "efficiency": f"{saved / len(events) * 100:.1f}%", "first_seq": appended.first_seq,
             "last_seq": appended.last_seq, "version": appended.last_version, "exports": exports})
 
     @app.tool(annotations=WRITES)
     @refused
-    def next_item(ctx: Context,
-                  claim: Annotated[bool, Field(description="Also mark it Implementing, atomically: no other agent gets it.")] = False,
-                  reason: Annotated[str | None, Field(description="Recorded with the claim.")] = None,
-                  level: Annotated[Literal["any", "task", "subtask"], Field(description="Which items may be taken.")] = "any",
-                  session: SessionArg = None) -> CallToolResult:
+    def next_item(
+        ctx: Context,
+        claim: Annotated[bool, Field(  # noqa: FBT002 - the SDK passes tool arguments by name
+            description="Also mark it Implementing, atomically: no other agent gets it.")] = False,
+        reason: Annotated[str | None, Field(description="Recorded with the claim.")] = None,
+        level: Annotated[Literal["any", "task", "subtask"],
+                         Field(description="Which items may be taken.")] = "any",
+        session: SessionArg = None,
+    ) -> CallToolResult:
         """The next backlog item to work on: depth-first, the first Planned item whose
         dependencies are all Complete. With claim=true it is marked Implementing in the same
         transaction, so agents working side by side never get the same item."""
@@ -235,21 +255,42 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
 
     @app.tool(annotations=WRITES)
     @refused
-    def release_item(item_id: ItemArg, reason: Annotated[str, Field(min_length=1, description="Why the claim is given up.")],
-                     ctx: Context, session: SessionArg = None) -> CallToolResult:
+    def release_item(
+        item_id: ItemArg,
+        reason: Annotated[str, Field(min_length=1, description="Why the claim is given up.")],
+        ctx: Context,
+        session: SessionArg = None,
+    ) -> CallToolResult:
         """Give back a claimed (Implementing) item: it becomes Planned and can be taken again."""
         name = server.session(session)
         owner = server.identify(ctx)
-        seq, exports = server.write(name, lambda: store.release(name, item_id, reason=reason, owner=owner))
-        return result(f"{item_id} → Planned (seq {seq})",
-                      {"session": name, "item_id": item_id, "status": "Planned", "seq": seq, "exports": exports})
+        seq, exports = server.write(
+            name, lambda: store.release(name, item_id, reason=reason, owner=owner)
+        )
+        return result(
+            f"{item_id} → Planned (seq {seq})",
+            {
+                "session": name,
+                "item_id": item_id,
+                "status": "Planned",
+                "seq": seq,
+                "exports": exports,
+            },
+        )
 
     @app.tool(annotations=WRITES)
     @refused
-    def record_failure(item_id: ItemArg, error: Annotated[str, Field(min_length=1, description="What failed: the first line titles the fix task.")],
-                       ctx: Context,
-                       max_fix_tasks: Annotated[int, Field(ge=1, le=10, description="Fix tasks allowed for this item before giving up.")] = 3,
-                       session: SessionArg = None) -> CallToolResult:
+    def record_failure(
+        item_id: ItemArg,
+        error: Annotated[
+            str, Field(min_length=1, description="What failed: the first line titles the fix task.")
+        ],
+        ctx: Context,
+        max_fix_tasks: Annotated[
+            int, Field(ge=1, le=10, description="Fix tasks allowed for this item before giving up.")
+        ] = 3,
+        session: SessionArg = None,
+    ) -> CallToolResult:
         """Record that a task or subtask failed and add a fix subtask right after it. At the
         limit of fix tasks the call fails with the fix history instead."""
         from projections.fix_tasks import record_failure as record  # noqa: PLC0415
@@ -258,7 +299,8 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
         server.identify(ctx)
         outcome, exports = server.write(name, lambda: record(store, name, item_id, error,
                                                              max_fix_tasks=max_fix_tasks))
-        return result(f"fix task {outcome.fix_id} added (attempt {outcome.attempt} of {outcome.max_fix_tasks})",
+        return result(f"fix task {outcome.fix_id} added (attempt {outcome.attempt} of "
+                      f"{outcome.max_fix_tasks})",
                       {**outcome.as_dict(), "session": name, "exports": exports})
 
     def _batch(name: str) -> Any:
@@ -283,7 +325,9 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
         name = server.session(session)
         server.identify(ctx)
         _, exports = server.write(name, lambda: act(_batch(name)))
-        return result(f"{item} {kind}", {"session": name, "item": item, "outcome": kind, "exports": exports})
+        return result(
+            f"{item} {kind}", {"session": name, "item": item, "outcome": kind, "exports": exports}
+        )
 
     @app.tool(annotations=WRITES)
     @refused
@@ -321,18 +365,27 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
 
     @app.tool(annotations=READ_ONLY)
     @refused
-    def show(session: SessionArg = None,
-             depth: Annotated[int, Field(ge=1, le=4, description="Levels: 1 phases ... 4 subtasks.")] = 4) -> CallToolResult:
+    def show(
+        session: SessionArg = None,
+        depth: Annotated[
+            int, Field(ge=1, le=4, description="Levels: 1 phases ... 4 subtasks.")
+        ] = 4,
+    ) -> CallToolResult:
         """The backlog as a tree of items (id, type, title, status), with status counts."""
         from collections import Counter  # noqa: PLC0415
 
         name = server.session(session)
         state = store.state(name, "tasks")
         doc = state.doc
-        counts = Counter(str(i.get("status")) for i, _, _ in state.index.values()) if doc else Counter()
+        counts = (
+            Counter(str(i.get("status")) for i, _, _ in state.index.values()) if doc else Counter()
+        )
         tree = _tree(doc["backlog"], depth) if doc else []
-        return result(f"{name}: {sum(counts.values())} items, " + ", ".join(f"{s} {n}" for s, n in counts.most_common()),
-                      {"session": name, "counts": dict(counts), "items": tree})
+        return result(
+            f"{name}: {sum(counts.values())} items, "
+            + ", ".join(f"{s} {n}" for s, n in counts.most_common()),
+            {"session": name, "counts": dict(counts), "items": tree},
+        )
 
     @app.tool(annotations=READ_ONLY)
     @refused
@@ -375,8 +428,12 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
 
     @app.tool(annotations=READ_ONLY)
     @refused
-    def ready(session: SessionArg = None,
-              level: Annotated[Literal["any", "task", "subtask"], Field(description="Which items count.")] = "any") -> CallToolResult:
+    def ready(
+        session: SessionArg = None,
+        level: Annotated[
+            Literal["any", "task", "subtask"], Field(description="Which items count.")
+        ] = "any",
+    ) -> CallToolResult:
         """Every item next_item could hand out, in the order it would."""
         name = server.session(session)
         items = [i.as_dict() for i in store.ready(name, level=level)]
@@ -384,8 +441,12 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
 
     @app.tool(annotations=READ_ONLY)
     @refused
-    def blocked(session: SessionArg = None,
-                level: Annotated[Literal["any", "task", "subtask"], Field(description="Which items count.")] = "any") -> CallToolResult:
+    def blocked(
+        session: SessionArg = None,
+        level: Annotated[
+            Literal["any", "task", "subtask"], Field(description="Which items count.")
+        ] = "any",
+    ) -> CallToolResult:
         """Every Planned item held back by dependencies that are not Complete, with them."""
         name = server.session(session)
         items = [i.as_dict() for i in store.blocked(name, level=level)]
@@ -399,9 +460,13 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
         from cli.ops import status_report  # noqa: PLC0415
 
         report = status_report(store)
-        return result("all projections current" if report["current"] else "some projections lag", report)
+        return result(
+            "all projections current" if report["current"] else "some projections lag", report
+        )
 
-    @app.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True))
+    @app.tool(
+        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True)
+    )
     @refused
     def project(session: SessionArg = None) -> CallToolResult:
         """Write the session's files (tasks.json, batch-progress.json, fix history) now."""
@@ -433,8 +498,11 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
             entries = item_history(store.journal.read(session), item, now=utc_now())
             return orjson.dumps(entries, option=orjson.OPT_INDENT_2).decode()
 
-    @app.resource("evstore://report", mime_type="text/html",
-                  description="The HTML report of every session (backlog, status chart, timelines).")
+    @app.resource(
+        "evstore://report",
+        mime_type="text/html",
+        description="The HTML report of every session (backlog, status chart, timelines).",
+    )
     def report_resource() -> str:
         from cli.report import report_page  # noqa: PLC0415
 

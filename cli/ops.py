@@ -47,7 +47,7 @@ def status_report(store: Store) -> dict[str, Any]:
     from eventstore.schema import latest_version  # noqa: PLC0415
 
     journal = store.journal
-    sessions = []
+    sessions: list[dict[str, Any]] = []
     sharing = store.sharing()
     for info in journal.streams():
         if info.stream not in store.sessions():
@@ -97,30 +97,47 @@ def _print_status(report: dict[str, Any]) -> None:
         schema = outdated_note(journal["schema_version"])
     click.echo(f"journal {journal['path']} ({size}{schema}, head seq {journal['head_seq']})")
     for session in report["sessions"]:
-        click.echo(f"session {session['session']}: {session['events']} events → {session['export_dir']}")
+        click.echo(f"session {session['session']}: {session['events']} events → "
+                   f"{session['export_dir']}")
         if session["shared_with"]:
             click.echo(f"  export dir shared with session(s) {', '.join(session['shared_with'])}: "
                        "not exported until one moves (`evstore doctor` says how)")
         for p in session["projections"]:
-            state = "current" if p["current"] else (f"{p['lag']} event(s) behind" if p["checkpoint_seq"] is not None else f"never exported ({p['lag']} event(s))")
-            click.echo(f"  {p['name']:<18} {state}" + (f", exported {p['exported_at']}" if p["exported_at"] else ""))
+            state = (
+                "current"
+                if p["current"]
+                else (
+                    f"{p['lag']} event(s) behind"
+                    if p["checkpoint_seq"] is not None
+                    else f"never exported ({p['lag']} event(s))"
+                )
+            )
+            click.echo(
+                f"  {p['name']:<18} {state}"
+                + (f", exported {p['exported_at']}" if p["exported_at"] else "")
+            )
         batch = session["batch"]
         if batch:
             owner = "alive" if batch["owner_alive"] else "not running here"
-            click.echo(f"  batch {batch['batch_id']}: owner pid {batch['owner_pid']} on {batch['owner_host']} ({owner}), "
-                       f"{batch['remaining']} remaining, in flight: {', '.join(batch['in_flight']) or 'none'}")
+            click.echo(f"  batch {batch['batch_id']}: owner pid {batch['owner_pid']} on "
+                       f"{batch['owner_host']} ({owner}), "
+                       f"{batch['remaining']} remaining, in flight: "
+                       f"{', '.join(batch['in_flight']) or 'none'}")
     for directory, breaker in report["breakers"].items():
         click.echo(f"breaker {directory}: {breaker['state']} since {breaker['since']}")
     error = report["last_error"]
     if error:
-        click.echo(f"last error (seq {error['seq']}, {error['recorded_at']}): {error['component']} {error['operation']} "
+        click.echo(f"last error (seq {error['seq']}, {error['recorded_at']}): {error['component']} "
+                   f"{error['operation']} "
                    f"{error['errno'] or ''} [{error['error_type']}/{error['severity']}] "
                    f"{'recovered' if error['recovery_success'] else 'failed'}: {error['message']}")
-    click.echo("all projections current" if report["current"] else "some projections lag: run `evstore project`")
+    lag = "some projections lag: run `evstore project`"
+    click.echo("all projections current" if report["current"] else lag)
 
 
 @app.command()
-@click.option("--since", metavar="SEQ|TIME", help="Only errors after this seq, or recorded after this ISO 8601 time.")
+@click.option("--since", metavar="SEQ|TIME",
+              help="Only errors after this seq, or recorded after this ISO 8601 time.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
 def errors(obj: AppContext, since: str | None, *, as_json: bool) -> None:
@@ -148,12 +165,23 @@ def errors(obj: AppContext, since: str | None, *, as_json: bool) -> None:
         return
     rate = summary["retry_success_rate"]
     click.echo(f"{summary['total']} error(s) recorded" + (f" since seq {after}" if after else ""))
-    for title, key in (("by component", "by_component"), ("by errno", "by_errno"), ("by class", "by_class")):
-        click.echo(f"  {title}: " + ", ".join(f"{k} {v}" for k, v in sorted(summary[key].items(), key=lambda kv: -kv[1])))
-    click.echo(f"  retried {summary['retried']}, retry success rate {'-' if rate is None else f'{rate:.0%}'}; "
-               f"resolution mean {summary['mean_resolution_ms']} ms, worst {summary['worst_resolution_ms']} ms")
+    for title, key in (
+        ("by component", "by_component"),
+        ("by errno", "by_errno"),
+        ("by class", "by_class"),
+    ):
+        click.echo(
+            f"  {title}: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(summary[key].items(), key=lambda kv: -kv[1]))
+        )
+    click.echo(f"  retried {summary['retried']}, retry success rate "
+               f"{'-' if rate is None else f'{rate:.0%}'}; "
+               f"resolution mean {summary['mean_resolution_ms']} ms, worst "
+               f"{summary['worst_resolution_ms']} ms")
     click.echo("last failures:")
     for r in summary["last"]:
         outcome = "recovered" if r["recovery_success"] else "failed"
-        click.echo(f"  {r['seq']:>6} {r['recorded_at']} {r['component']}/{r['operation']} {r['errno'] or '-'} "
-                   f"[{r['error_type']}/{r['severity']}] {outcome} after {r['retry_count']} retr{'y' if r['retry_count'] == 1 else 'ies'}: {r['message']}")
+        click.echo(f"  {r['seq']:>6} {r['recorded_at']} {r['component']}/{r['operation']} "
+                   f"{r['errno'] or '-'} "
+                   f"[{r['error_type']}/{r['severity']}] {outcome} after {r['retry_count']} "
+                   f"retr{'y' if r['retry_count'] == 1 else 'ies'}: {r['message']}")

@@ -29,7 +29,8 @@ STATUS_STYLE = {
 
 @app.command()
 @click.option("--session", "-s", callback=_session_id, help="Only this session (default: all).")
-@click.option("--depth", type=BoundedInt(1, 4), default=4, show_default=True, help="Levels to show: 1 phases ... 4 subtasks.")
+@click.option("--depth", type=BoundedInt(1, 4), default=4, show_default=True,
+              help="Levels to show: 1 phases ... 4 subtasks.")
 @click.option("--json", "as_json", is_flag=True, help="Print status counts as JSON.")
 @pass_app
 def show(obj: AppContext, session: str | None, depth: int, *, as_json: bool) -> None:
@@ -59,7 +60,9 @@ def show(obj: AppContext, session: str | None, depth: int, *, as_json: bool) -> 
     if not trees:
         console.print("no sessions: `evstore import FILE --session S` to start one")
     for name, doc, counts in trees:
-        summary = " · ".join(f"[{STATUS_STYLE.get(s, 'white')}]{s} {n}[/]" for s, n in counts.most_common())
+        summary = " · ".join(
+            f"[{STATUS_STYLE.get(s, 'white')}]{s} {n}[/]" for s, n in counts.most_common()
+        )
         tree = Tree(f"[bold]{name}[/]  {sum(counts.values())} items  {summary}")
         if doc is not None:
             _grow(tree, doc["backlog"], depth)
@@ -94,11 +97,16 @@ def _grow(node: Any, items: list[dict[str, Any]], depth: int) -> None:
 
 @app.command()
 @click.option("--session", "-s", callback=_session_id, help="Only this session (default: all).")
-@click.option("--since", type=BoundedInt(0, clamp=True), default=0, help="Only events with seq greater than this.")
+@click.option("--since", type=BoundedInt(0, clamp=True), default=0,
+              help="Only events with seq greater than this.")
 @click.option("--limit", type=BoundedInt(1, clamp=True), help="At most this many events.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: seq, stream, version, type, data, meta, recorded_at, event_id.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per line: seq, stream, version, type, data, meta, recorded_at, "
+                   "event_id.")
 @pass_app
-def log(obj: AppContext, session: str | None, since: int, limit: int | None, *, as_json: bool) -> None:
+def log(
+    obj: AppContext, session: str | None, since: int, limit: int | None, *, as_json: bool
+) -> None:
     """List journal events in seq order.
 
     \b
@@ -134,8 +142,11 @@ def _summary(event_type: str, data: dict[str, Any]) -> str:
 
 @app.command()
 @click.argument("item")
-@click.option("--session", "-s", callback=_session_id, help="The item's session (default: the only one that has it).")
-@click.option("--json", "as_json", is_flag=True, help="A list of entries: seq, at, kind, by {tool, user, host, pid}, and the fields of their kind (README: JSON output).")
+@click.option("--session", "-s", callback=_session_id,
+              help="The item's session (default: the only one that has it).")
+@click.option("--json", "as_json", is_flag=True,
+              help="A list of entries: seq, at, kind, by {tool, user, host, pid}, and the fields "
+                   "of their kind (README: JSON output).")
 @pass_app
 def history(obj: AppContext, item: str, session: str | None, *, as_json: bool) -> None:
     """Show an item's timeline: statuses, durations, authors, fixes, batches.
@@ -153,9 +164,11 @@ def history(obj: AppContext, item: str, session: str | None, *, as_json: bool) -
     found = {name: item_history(store.journal.read(name), item, now=utc_now()) for name in sessions}
     found = {name: entries for name, entries in found.items() if entries}
     if not found:
-        raise InvalidInputError(f"item {item!r} does not appear in session(s) {', '.join(sessions) or '(none)'}")
+        raise InvalidInputError(f"item {item!r} does not appear in session(s) "
+                                f"{', '.join(sessions) or '(none)'}")
     if len(found) > 1:
-        raise InvalidInputError(f"item {item!r} is in several sessions ({', '.join(found)}): pass --session")
+        raise InvalidInputError(f"item {item!r} is in several sessions ({', '.join(found)}): pass "
+                                "--session")
     ((name, entries),) = found.items()
     if as_json:
         emit_json(entries)
@@ -170,7 +183,8 @@ def _describe(entry: dict[str, Any]) -> str:
     held = f" (held {_duration(entry['held_s'])})" if "held_s" in entry else ""
     if kind in ("imported", "added", "status"):
         why = f" [{entry['reason']}]" if entry.get("reason") else ""
-        return f"{'imported as' if kind == 'imported' else 'added as' if kind == 'added' else '→'} {entry['status']}{why}{held}"
+        verb = "imported as" if kind == "imported" else "added as" if kind == "added" else "→"
+        return f"{verb} {entry['status']}{why}{held}"
     if kind == "failed":
         return f"failed: {entry['error'].splitlines()[0][:40]}"
     if kind == "fix":
@@ -179,7 +193,7 @@ def _describe(entry: dict[str, Any]) -> str:
         return f"fix limit reached after {entry['attempts']} fixes"
     if kind == "batch":
         return f"batch {entry['batch_id'][:8]}: {entry['outcome']}"
-    return kind
+    return str(kind)
 
 
 def _duration(seconds: float) -> str:

@@ -21,7 +21,9 @@ pass_app = click.make_pass_decorator(AppContext)
               help="Fix tasks allowed per original before giving up (exit 6).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole fix record as JSON.")
 @pass_app
-def fail(obj: AppContext, item: str, session: str, error: str, max_fix_tasks: int, *, as_json: bool) -> None:
+def fail(  # noqa: PLR0913 - one parameter per option
+    obj: AppContext, *, item: str, session: str, error: str, max_fix_tasks: int, as_json: bool,
+) -> None:
     """Record that ITEM failed and add its next fix subtask; prints its id.
 
     The fix subtask goes right after the failing one (after its previous fix, if any),

@@ -18,10 +18,19 @@ pass_app = click.make_pass_decorator(AppContext)
 
 
 @app.command()
-@click.option("--session", "-s", callback=_session_id, help="Only this session (default: every session).")
-@click.option("--out", "-o", default="report.html", show_default=True, type=click.Path(dir_okay=False, allow_dash=True),
-              help="Where to write the page (- for stdout).")
-@click.option("--until", metavar="SEQ|TIME", help="The journal as it was at this seq, or at the last event recorded at or before this ISO 8601 time.")
+@click.option("--session", "-s", callback=_session_id,
+              help="Only this session (default: every session).")
+@click.option(
+    "--out",
+    "-o",
+    default="report.html",
+    show_default=True,
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Where to write the page (- for stdout).",
+)
+@click.option("--until", metavar="SEQ|TIME",
+              help="The journal as it was at this seq, or at the last event recorded at or before "
+                   "this ISO 8601 time.")
 @pass_app
 def report(obj: AppContext, session: str | None, out: str, until: str | None) -> None:
     """Write one HTML report: backlog, status chart, timelines, errors.
@@ -51,7 +60,7 @@ def report(obj: AppContext, session: str | None, out: str, until: str | None) ->
     with progress_bar("reading the journal") as bar:  # gone before the output
         page = report_page(store, sessions, until_seq, progress=bar.callback)
     if out == "-":
-        click.get_binary_stream("stdout").write(page)
+        click.echo(page, nl=False)  # bytes go to the binary stdout as they are
         return
     try:
         write_atomic(Path(out), page)

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    import jinja2
 
 HERE = Path(__file__).parent
 ASSETS = HERE / "assets"
@@ -41,8 +44,12 @@ def render_report(context: dict[str, Any]) -> bytes:
     bulk: dict[str, str] = {}
     for s in context["sessions"]:
         if s.get("big"):
-            bulk[s["session"]] = _packed({"tree": [_node(item) for item in s["backlog"] if isinstance(item, dict)],
-                                          "timelines": s["timelines"]})
+            bulk[s["session"]] = _packed(
+                {
+                    "tree": [_node(item) for item in s["backlog"] if isinstance(item, dict)],
+                    "timelines": s["timelines"],
+                }
+            )
             data["sessions"][s["session"]] = {"chart": s["chart"], "bulk": True}
         else:
             data["sessions"][s["session"]] = {"chart": s["chart"], "timelines": s["timelines"]}
@@ -85,7 +92,7 @@ def script_json(value: Any) -> str:
 
 
 @cache
-def _template() -> Any:
+def _template() -> jinja2.Template:
     import jinja2  # noqa: PLC0415 - only this command needs it
 
     env = jinja2.Environment(

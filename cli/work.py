@@ -50,8 +50,8 @@ def _warn(warnings: tuple[str, ...] | list[str]) -> None:
 @json_option
 @pass_app
 def next_(  # noqa: PLR0913 - one parameter per option
-    obj: AppContext, session: str, statuses: tuple[str, ...], level: str,
-    owner: str | None, reason: str | None, *, claim: bool, as_json: bool,
+    obj: AppContext, *, session: str, statuses: tuple[str, ...], level: str,
+    owner: str | None, reason: str | None, claim: bool, as_json: bool,
 ) -> None:
     """Print the next item to work on (nothing when none is ready).
 

@@ -145,14 +145,18 @@ def import_(  # noqa: PLR0913 - one parameter per option
 @click.argument("item", required=False)
 @click.argument("status", required=False)
 @session_option
-@click.option("--jsonl", type=click.File("rb"), help="Append one event per line of FILE (- for stdin), all or nothing.")
+@click.option("--jsonl", type=click.File("rb"),
+              help="Append one event per line of FILE (- for stdin), all or nothing.")
 @click.option("--reason", help="Why the status changed (kept in the event).")
-@click.option("--event-id", help="Idempotency key: an append with an id already present writes nothing.")
-@click.option("--expected-version", type=BoundedInt(0), help="Refuse (exit 3) unless the session is at this version.")
+@click.option("--event-id",
+              help="Idempotency key: an append with an id already present writes nothing.")
+@click.option("--expected-version", type=BoundedInt(0),
+              help="Refuse (exit 3) unless the session is at this version.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def append(  # noqa: PLR0913 - one option per knob of an append
     obj: AppContext,
+    *,
     item: str | None,
     status: str | None,
     session: str,
@@ -160,7 +164,6 @@ def append(  # noqa: PLR0913 - one option per knob of an append
     reason: str | None,
     event_id: str | None,
     expected_version: int | None,
-    *,
     as_json: bool,
 ) -> None:
     """Append a status change (ITEM STATUS), or many events with --jsonl.
@@ -190,7 +193,7 @@ def append(  # noqa: PLR0913 - one option per knob of an append
             if item is None or status is None:
                 raise click.UsageError("missing ITEM STATUS (or --jsonl FILE)")
             validate_status(status)
-            events = [ItemStatusChanged(item_id=item, status=status, reason=reason)]  # type: ignore[arg-type]
+            events = [ItemStatusChanged(item_id=item, status=status, reason=reason)]
             result = obj.store().append(session, events, expected_version=expected_version,
                                         event_ids=[event_id])
             count = 1
@@ -217,7 +220,8 @@ def append(  # noqa: PLR0913 - one option per knob of an append
             f"write_ops_saved={stats.write_ops_saved} efficiency={stats.efficiency}"
         )
     else:
-        click.echo(f"{session} {item} → {status} (seq {result.last_seq}, version {result.last_version})")
+        click.echo(f"{session} {item} → {status} (seq {result.last_seq}, version "
+                   f"{result.last_version})")
 
 
 def _append_jsonl(

@@ -42,6 +42,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "STATUSES",
     "AppendResult",
     "ConcurrencyError",
     "Event",
@@ -62,7 +63,6 @@ __all__ = [
     "ProjectionError",
     "RetryPolicy",
     "SQLiteJournal",
-    "STATUSES",
     "Session",
     "Store",
     "StoredEvent",

@@ -189,7 +189,7 @@ class CircuitBreaker:
                 recovery_strategy=RECOVERY_STRATEGY,
                 recovery_success=state == "closed",
                 resolution_time_ms=self._resolution_ms() if state == "closed" else None,
-                **classification,  # type: ignore[arg-type]
+                **classification,
             )
             self._record(event)
         except Exception as exc:  # noqa: BLE001 - see above

@@ -10,15 +10,17 @@ exactly as stored, so both backends compute the same links.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 _SEPARATOR = "\x1f"  # cannot occur in a seq, version or event id; ends the text fields
 _sha256 = hashlib.sha256
 
 
-def link(  # noqa: PLR0913 - one argument per linked column
+def link(  # noqa: PLR0913, PLR0917 - one argument per linked column, in hashed order
     prev: str, seq: int, stream: str, version: int, type_: str, data: str, event_id: str
 ) -> str:
     # One f-string: this runs for every event appended (the separator is _SEPARATOR).

@@ -40,7 +40,9 @@ class Classification:
         return out
 
 
-def _c(error_type: str, severity: str, recoverability: str, category: str, *, retryable: bool = False) -> tuple[str, str, str, str, bool]:
+def _c(
+    error_type: str, severity: str, recoverability: str, category: str, *, retryable: bool = False
+) -> tuple[str, str, str, str, bool]:
     return error_type, severity, recoverability, category, retryable
 
 
@@ -113,7 +115,10 @@ def _from_sqlite(name: str) -> Classification:
 def _from_class(exc: BaseException) -> Classification:
     name = type(exc).__name__
     table: list[tuple[type[BaseException], tuple[str, str, str, str, bool]]] = [
-        (JournalBusyError, _c("coordination", "medium", "recoverable", "transient", retryable=True)),
+        (
+            JournalBusyError,
+            _c("coordination", "medium", "recoverable", "transient", retryable=True),
+        ),
         (ConcurrencyError, _c("coordination", "low", "recoverable", "transient")),
         (InvalidInputError, _c("validation", "low", "fatal", "permanent")),
         (JournalSchemaError, _c("validation", "high", "fatal", "configuration")),

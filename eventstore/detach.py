@@ -12,11 +12,14 @@ handle, after checking that the handle is this connection's.
 from __future__ import annotations
 
 import ctypes
-import sqlite3
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eventstore.logs import get_logger
+
+if TYPE_CHECKING:
+    import sqlite3
 
 log = get_logger("evstore.journal")
 
@@ -35,7 +38,7 @@ def close_without_checkpoint(conn: sqlite3.Connection, path: Path) -> None:
 def _no_checkpoint_on_close(conn: sqlite3.Connection, path: Path) -> bool:
     setconfig = getattr(conn, "setconfig", None)
     if setconfig is not None:  # Python >= 3.12
-        setconfig(SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, True)
+        setconfig(SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, True)  # noqa: FBT003 - sqlite3's positional-only API
         return True
     if sys.version_info[:2] != (3, 11) or hasattr(sys, "gettotalrefcount"):
         return False  # the struct layout below is CPython 3.11's release build, nothing else

@@ -16,12 +16,11 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import orjson
 
@@ -48,6 +47,9 @@ from eventstore.logs import get_logger
 from eventstore.progress import Progress, reporting
 from eventstore.retry import RetryPolicy
 from eventstore.staging import StagedEvents
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 log = get_logger("evstore.journal")
 
@@ -109,7 +111,7 @@ class StoredEvent:
         "version",
     )
 
-    def __init__(  # noqa: PLR0913 - one argument per journal column
+    def __init__(  # noqa: PLR0913, PLR0917 - one argument per journal column, in its order
         self,
         seq: int,
         stream: str,
@@ -134,9 +136,11 @@ class StoredEvent:
     @property
     def meta(self) -> dict[str, Any]:
         # Decoded on demand: replay folds never look at it, and it is a third of the row.
-        if not isinstance(self._meta, dict):
-            self._meta = orjson.loads(self._meta)
-        return self._meta
+        if isinstance(self._meta, dict):
+            return self._meta
+        decoded: dict[str, Any] = orjson.loads(self._meta)
+        self._meta = decoded
+        return decoded
 
     @property
     def meta_key(self) -> bytes | str | None:
@@ -255,7 +259,7 @@ def checked_event_ids(
 ) -> tuple[list[str | None], list[str]]:
     """(one id or None per event, the ids given): the checks both backends share, so an
     id one of them refuses is refused by the other as well."""
-    ids = list(event_ids) if event_ids is not None else [None] * count
+    ids: list[str | None] = list(event_ids) if event_ids is not None else [None] * count
     if len(ids) != count:
         raise InvalidInputError("event_ids must have one entry per event")
     given = [event_id for event_id in ids if event_id is not None]
@@ -272,7 +276,7 @@ def duplicate_of(
     found: list[tuple[Any, ...]],
     stream: str,
     given: Sequence[str],
-    payloads: Sequence[tuple[str, bytes]],
+    payloads: Sequence[tuple[str, bytes | str]],
 ) -> AppendResult | None:
     """What an append whose event ids are `given` already did, from the (seq, stream,
     version, event_id, type, data) rows holding those ids: None when none exist, its
@@ -323,7 +327,9 @@ class JournalReads:
         raise NotImplementedError
 
     def _query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        return self._rows(sql if self.placeholder == "?" else sql.replace("?", self.placeholder), params)
+        return self._rows(
+            sql if self.placeholder == "?" else sql.replace("?", self.placeholder), params
+        )
 
     def _value(self, sql: str, *params: Any) -> Any:
         rows = self._query(sql, *params)
@@ -359,8 +365,10 @@ class JournalReads:
     def streams_between(self, after: int, until: int) -> list[str]:
         """The streams with events in `after < seq <= until`, in order of first event."""
         rows = self._query(
-            "SELECT stream FROM events WHERE seq > ? AND seq <= ? GROUP BY stream ORDER BY min(seq)",
-            after, until,
+            "SELECT stream FROM events WHERE seq > ? AND seq <= ?"
+            " GROUP BY stream ORDER BY min(seq)",
+            after,
+            until,
         )
         return [row[0] for row in rows]
 
@@ -368,15 +376,24 @@ class JournalReads:
         return int(self._value("SELECT coalesce(max(seq), 0) FROM events"))
 
     def stream_version(self, stream: str) -> int:
-        return int(self._value("SELECT coalesce(max(version), 0) FROM events WHERE stream = ?", stream))
+        return int(
+            self._value("SELECT coalesce(max(version), 0) FROM events WHERE stream = ?", stream)
+        )
 
     def count(self, stream: str, *, after: int = 0, until: int | None = None) -> int:
         """How many events of `stream` have `after < seq <= until` (a projection's lag)."""
         if until is not None:
-            return int(self._value(
-                "SELECT count(*) FROM events WHERE stream = ? AND seq > ? AND seq <= ?", stream, after, until,
-            ))
-        return int(self._value("SELECT count(*) FROM events WHERE stream = ? AND seq > ?", stream, after))
+            return int(
+                self._value(
+                    "SELECT count(*) FROM events WHERE stream = ? AND seq > ? AND seq <= ?",
+                    stream,
+                    after,
+                    until,
+                )
+            )
+        return int(
+            self._value("SELECT count(*) FROM events WHERE stream = ? AND seq > ?", stream, after)
+        )
 
     def latest(self, stream: str) -> StoredEvent | None:
         """The newest event of `stream`."""
@@ -398,7 +415,9 @@ class JournalReads:
 
     def event_at(self, stream: str, version: int) -> StoredEvent | None:
         """The event at `version` of `stream` (a point lookup on UNIQUE(stream, version))."""
-        seq = self._value("SELECT seq FROM events WHERE stream = ? AND version = ?", stream, version)
+        seq = self._value(
+            "SELECT seq FROM events WHERE stream = ? AND version = ?", stream, version
+        )
         if seq is None:
             return None
         return next(self.read(after=seq - 1, until=seq))
@@ -418,7 +437,9 @@ class JournalReads:
         )
         return {stream: _export_dir(data) for stream, data in rows}  # the latest wins
 
-    def checkpoint(self, projection: str, stream: str, *, with_state: bool = True) -> Checkpoint | None:
+    def checkpoint(
+        self, projection: str, stream: str, *, with_state: bool = True
+    ) -> Checkpoint | None:
         """The checkpoint, with its saved state unless `with_state` is false (then `state`
         is None and `state_seq` still says whether and where a snapshot exists): on a big
         backlog the state is the whole document, not worth reading to learn a position."""
@@ -434,7 +455,10 @@ class JournalReads:
             return None
         row = rows[0]
         state = bytes(row[3]) if row[3] is not None else None
-        return Checkpoint(*row[:3], state, *row[4:7], state_seq=row[7], exported_stat=row[8])
+        return Checkpoint(
+            row[0], row[1], row[2], state, row[4], row[5], row[6],
+            state_seq=row[7], exported_stat=row[8],
+        )
 
     def event_id_at(self, seq: int) -> str | None:
         """The id of the event at `seq` (None: no such event)."""
@@ -502,7 +526,9 @@ def checkpoint_rows(checkpoints: Sequence[Checkpoint]) -> tuple[list[tuple[Any, 
     `checkpoints` (a state of None keeps the snapshot the journal has)."""
     saved = [(c.projection, c.stream, c.seq, c.exported_sha256, c.exported_at, c.event_id,
               c.exported_stat) for c in checkpoints]
-    states = [(c.projection, c.stream, c.state_at, c.state) for c in checkpoints if c.state is not None]
+    states = [
+        (c.projection, c.stream, c.state_at, c.state) for c in checkpoints if c.state is not None
+    ]
     digests = [(c.projection, c.stream, c.exported_sha256, c.seq, c.exported_at or "")
                for c in checkpoints if c.exported_sha256 is not None]
     pruned = [(c.projection, c.stream, c.projection, c.stream, KEEP_DIGESTS)
@@ -744,7 +770,7 @@ class SQLiteJournal(JournalReads):
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> SQLiteJournal:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -888,7 +914,7 @@ class SQLiteJournal(JournalReads):
                 component="journal", operation="append", message=str(exc), retry_count=retries,
                 recovery_strategy="retry", recovery_success=True,
                 resolution_time_ms=round((time.monotonic() - started) * 1000, 1),
-                **classify(exc).fields(),  # type: ignore[arg-type]
+                **classify(exc).fields(),
             )])
         except Exception as record_exc:  # noqa: BLE001 - never mask what was recorded
             log.warning("error_not_recorded", error=str(record_exc))
@@ -964,7 +990,7 @@ class SQLiteJournal(JournalReads):
                         return AppendResult(stream, head + 1, head, version, 0)
                     chosen_payloads = _payloads(chosen)
                 recorded_at = format_time(self._clock())
-                rows = [
+                rows: list[tuple[Any, ...]] = [
                     (
                         stream,
                         version + offset,
@@ -1048,7 +1074,7 @@ class SQLiteJournal(JournalReads):
             meta = {**extra_meta, **meta}
         return meta
 
-    def _append_staged(
+    def _append_staged(  # noqa: PLR0913 - keyword-only options of one operation
         self,
         staged: StagedEvents,
         *,
@@ -1113,8 +1139,8 @@ class SQLiteJournal(JournalReads):
     ) -> AppendResult | None:
         marks = ",".join("?" * len(given))
         found = conn.execute(
-            "SELECT seq, stream, version, event_id, type, data FROM events"
-            f" WHERE event_id IN ({marks}) ORDER BY seq",  # noqa: S608 - only "?" marks
+            "SELECT seq, stream, version, event_id, type, data FROM events WHERE event_id IN"  # noqa: S608 - only "?" marks
+            f" ({marks}) ORDER BY seq",
             given,
         ).fetchall()
         return duplicate_of(found, stream, given, payloads)
@@ -1137,8 +1163,8 @@ class SQLiteJournal(JournalReads):
         # otherwise (many sessions, or a short catch-up) the (stream, seq) index wins.
         column = "+stream" if version * 2 >= head - after else "stream"
         sql = (
-            "SELECT seq, version, type, data, recorded_at, schema_version FROM events"
-            f" WHERE {column} = ? AND seq > ?"  # noqa: S608 - one of two fixed spellings
+            "SELECT seq, version, type, data, recorded_at, schema_version FROM events WHERE"  # noqa: S608 - fixed spellings
+            f" {column} = ? AND seq > ?"
         )
         params: list[Any] = [stream, after]
         if until is not None:
@@ -1158,7 +1184,9 @@ class SQLiteJournal(JournalReads):
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._read(lambda: self._conn.execute(sql, params).fetchall())
 
-    def checkpoint(self, projection: str, stream: str, *, with_state: bool = True) -> Checkpoint | None:
+    def checkpoint(
+        self, projection: str, stream: str, *, with_state: bool = True
+    ) -> Checkpoint | None:
         # An older journal is read as it is until a write migrates it: before schema 2 it
         # has no checkpoints table (so no checkpoints), before 5 each checkpoint holds its
         # own state (folded to its seq), before 4 no event id.
@@ -1175,7 +1203,7 @@ class SQLiteJournal(JournalReads):
             return None
         row = rows[0]
         saved = bytes(row[3]) if row[3] is not None else None
-        return Checkpoint(*row[:3], saved, *row[4:7], state_seq=row[2])
+        return Checkpoint(row[0], row[1], row[2], saved, row[4], row[5], row[6], state_seq=row[2])
 
     def export_digests(self, projection: str, stream: str) -> set[str]:
         if self._found_version < _CHAIN_SINCE:
@@ -1243,7 +1271,7 @@ def decode_scan_rows(stream: str, rows: Iterable[tuple[Any, ...]]) -> Iterator[S
 
 
 def _payloads(events: Iterable[Event]) -> list[tuple[str, bytes]]:
-    return [(event.type, orjson.dumps(event.model_dump(mode="json"))) for event in events]  # type: ignore[attr-defined]
+    return [(event.type, orjson.dumps(event.model_dump(mode="json"))) for event in events]
 
 
 def _has_foreign_tables(conn: sqlite3.Connection) -> bool:

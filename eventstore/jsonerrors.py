@@ -7,7 +7,10 @@ byte is; neither tells the user what to fix.
 
 from __future__ import annotations
 
-import orjson
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import orjson
 
 _MAX_SHOWN = 60
 

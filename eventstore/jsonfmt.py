@@ -67,7 +67,9 @@ def js_key_order(obj: dict[str, Any]) -> dict[str, Any]:
         return obj
     items = list(obj.items())
     obj.clear()
-    obj.update(sorted((kv for kv in items if _is_array_index(kv[0])), key=lambda kv: int(kv[0])))
+    obj.update(
+        sorted((kv for kv in items if _is_array_index(kv[0])), key=lambda kv: int(kv[0]))
+    )
     obj.update(kv for kv in items if not _is_array_index(kv[0]))
     return obj
 
@@ -77,7 +79,9 @@ def needs_js_numbers(value: Any) -> bool:
     if isinstance(value, float):
         return orjson.dumps(value).decode() != js_number(value)
     if isinstance(value, dict):
-        return any(needs_js_numbers(v) for v in value.values() if isinstance(v, (dict, list, float)))
+        return any(
+            needs_js_numbers(v) for v in value.values() if isinstance(v, (dict, list, float))
+        )
     if isinstance(value, list):
         return any(needs_js_numbers(v) for v in value if isinstance(v, (dict, list, float)))
     return False

@@ -10,8 +10,10 @@ standard `logging` module (warnings and above show on stderr, nothing on stdout)
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 _hooks: list[Callable[[], None]] = []
 _ready = False

@@ -26,7 +26,7 @@ def shown(text: str, limit: int = 24) -> str:
     return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
-def whole_number(
+def whole_number(  # noqa: PLR0913 - keyword-only knobs, most with defaults
     value: object, *, name: str, low: int, high: int, clamp: bool = False, unit: str = ""
 ) -> int:
     """`value` (an int or its decimal text) as an int from `low` to `high`.

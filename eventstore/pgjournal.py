@@ -34,10 +34,8 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import orjson
 import psycopg
@@ -54,7 +52,6 @@ from eventstore.errors import (
     JournalSchemaError,
     JournalWriteError,
 )
-from eventstore.events import Event
 from eventstore.journal import (
     _CURRENT_SCHEMA,
     PRUNE_DIGESTS,
@@ -80,6 +77,12 @@ from eventstore.locate import redact_url
 from eventstore.logs import get_logger
 from eventstore.progress import Progress, reporting
 from eventstore.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from datetime import datetime
+
+    from eventstore.events import Event
 
 log = get_logger("evstore.journal")
 
@@ -325,7 +328,7 @@ class PostgresJournal(JournalReads):
                 self._pg.close()
                 self._pg = None
 
-    def __enter__(self) -> PostgresJournal:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -436,7 +439,7 @@ class PostgresJournal(JournalReads):
                 component="journal", operation=operation, message=str(exc), retry_count=retries,
                 recovery_strategy="retry", recovery_success=True,
                 resolution_time_ms=round((time.monotonic() - started) * 1000, 1),
-                **classify(exc).fields(),  # type: ignore[arg-type]
+                **classify(exc).fields(),
             )])
         except Exception as record_exc:  # noqa: BLE001 - never mask what was recorded
             log.warning("error_not_recorded", error=str(record_exc))
@@ -550,7 +553,7 @@ class PostgresJournal(JournalReads):
                             return original
                     version, head, prev_link = head_row.fetchone()  # type: ignore[misc]
                     if expected_version is not None and version != expected_version:
-                        raise ConcurrencyError(
+                        raise ConcurrencyError(  # noqa: TRY301 - the except below rolls back
                             f"session {stream!r} is at version {version}, "
                             f"expected {expected_version}: re-read and retry"
                         )

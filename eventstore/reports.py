@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +20,23 @@ if TYPE_CHECKING:
 BREAKER_COMPONENT = "breaker"
 
 
-def error_summary(store: Store, *, after: int = 0, until: int | None = None, last: int = 10) -> dict[str, Any]:
+def error_summary(
+    store: Store, *, after: int = 0, until: int | None = None, last: int = 10
+) -> dict[str, Any]:
     """Counts by component, errno and class; retry success rate; mean and worst
     resolution time; the last `last` failures, newest first (of `after < seq <= until`)."""
     records = [
-        e for e in store.journal.read(ERRORS_STREAM, after=after, until=until) if e.type == "ErrorRecorded"
+        e
+        for e in store.journal.read(ERRORS_STREAM, after=after, until=until)
+        if e.type == "ErrorRecorded"
     ]
     failures = [r for r in records if r.data.get("component") != BREAKER_COMPONENT]
     retried = [r for r in failures if r.data.get("retry_count", 0) > 0]
-    times = [r.data["resolution_time_ms"] for r in failures if r.data.get("resolution_time_ms") is not None]
+    times = [
+        r.data["resolution_time_ms"]
+        for r in failures
+        if r.data.get("resolution_time_ms") is not None
+    ]
     return {
         "since_seq": after,
         "total": len(failures),
@@ -121,14 +129,12 @@ def last_error(store: Store) -> dict[str, Any] | None:
     return _record(latest) if latest is not None and latest.type == "ErrorRecorded" else None
 
 
-def journal_size(path: Path) -> int | None:
+def journal_size(path: Path | str) -> int | None:
     """Bytes of the journal with its WAL (what it takes on disk now); None for a server."""
     if is_url(str(path)):
         return None
     total = 0
     for suffix in ("", "-wal"):
-        try:
-            total += os.stat(f"{path}{suffix}").st_size
-        except FileNotFoundError:
-            pass
+        with contextlib.suppress(FileNotFoundError):
+            total += Path(f"{path}{suffix}").stat().st_size
     return total

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from eventstore.numbers import whole_number
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tenacity import RetryCallState
 
 T = TypeVar("T")

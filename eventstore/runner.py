@@ -9,19 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from eventstore.atomic import fsync_directory, remove_atomic, write_atomic
-from eventstore.copies import drift_name, keep_copy
 from eventstore.classify import classify
+from eventstore.copies import drift_name, keep_copy
 from eventstore.errnos import errno_name, is_retryable
 from eventstore.errors import ExportError
 from eventstore.events import ErrorRecorded
@@ -30,6 +27,12 @@ from eventstore.logs import get_logger
 from eventstore.progress import Progress, reporting
 from eventstore.projection import PatchingProjection, Projection
 from eventstore.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+    from pathlib import Path
+
+    from eventstore.pgjournal import PostgresJournal
 
 log = get_logger("evstore.export")
 
@@ -127,7 +130,7 @@ class ProjectionRunner:
 
     def __init__(  # noqa: PLR0913 - keyword-only knobs with defaults
         self,
-        journal: SQLiteJournal,
+        journal: SQLiteJournal | PostgresJournal,
         projections: Sequence[Projection],
         *,
         policy: RetryPolicy | None = None,
@@ -207,7 +210,7 @@ class ProjectionRunner:
             for index, (projection, position, _) in enumerate(starts)
         ]
 
-    def drifted(  # noqa: PLR0913 - the file's sha against everything known of the projection
+    def drifted(  # noqa: PLR0913, PLR0917 - the file's sha against all known of the projection
         self, projection: Projection, stream: str, checkpoint: Checkpoint | None,
         trusted: Checkpoint | None, on_disk: str | None, want: str | None,
     ) -> bool:
@@ -257,8 +260,11 @@ class ProjectionRunner:
             checkpoints = {p.name: self.journal.checkpoint(p.name, stream, with_state=False)
                            for p in self.projections}
             trusted = self.trusted_checkpoints(checkpoints)
-            patched = {p.name: found for p in self.projections
-                       if (found := self._patched(p, stream, export_dir, trusted[p.name])) is not None}
+            patched = {
+                p.name: found
+                for p in self.projections
+                if (found := self._patched(p, stream, export_dir, trusted[p.name])) is not None
+            }
             for name, checkpoint in trusted.items():  # the states to fold on, read now
                 if checkpoint is not None and name not in patched:
                     trusted[name] = self.journal.checkpoint(name, stream) or checkpoint
@@ -297,7 +303,10 @@ class ProjectionRunner:
         if file_stat(path) != checkpoint.exported_stat:
             return None
         fresh = self.journal.count(stream, after=checkpoint.seq)
-        if fresh > PATCH_AT_MOST or self.journal.count(stream, after=checkpoint.state_at) >= SNAPSHOT_EVERY:
+        if (
+            fresh > PATCH_AT_MOST
+            or self.journal.count(stream, after=checkpoint.state_at) >= SNAPSHOT_EVERY
+        ):
             return None
         events = list(self.journal.scan(stream, after=checkpoint.seq)) if fresh else []
         try:
@@ -312,7 +321,11 @@ class ProjectionRunner:
     def _count_fresh(self, rendered: _Rendered, stream: str, checkpoint: Checkpoint | None) -> None:
         """Of the events folded from an older snapshot, the ones the checkpoint had not
         seen yet: what this export adds (`events_applied`)."""
-        if checkpoint is None or checkpoint.state_seq is None or checkpoint.state_at >= checkpoint.seq:
+        if (
+            checkpoint is None
+            or checkpoint.state_seq is None
+            or checkpoint.state_at >= checkpoint.seq
+        ):
             return
         rendered.seq = max(rendered.seq, checkpoint.seq)
         seen = self.journal.count(stream, after=checkpoint.state_at, until=checkpoint.seq)
@@ -342,7 +355,7 @@ class ProjectionRunner:
     def _event_ids(self, seqs: Iterable[int]) -> dict[int, str | None]:
         return {seq: self.journal.event_id_at(seq) if seq > 0 else None for seq in seqs}
 
-    def _export_one(  # noqa: PLR0913 - the rendering, where it goes, and what is known of it
+    def _export_one(
         self, rendered: _Rendered, checkpoint: Checkpoint | None, stream: str, export_dir: Path,
         *, trusted: Checkpoint | None,
     ) -> tuple[ExportResult, Checkpoint | None]:
@@ -356,7 +369,8 @@ class ProjectionRunner:
         else:
             try:
                 on_disk = file_sha256(path)
-            except OSError as exc:  # EACCES, EIO, EMFILE reading what is there: fail as a write would
+            except OSError as exc:
+                # EACCES, EIO, EMFILE reading what is there: fail as a write would.
                 self._fail(exc, path, attempts=1, pending=pending)
 
         if rendered.data is None:
@@ -385,7 +399,9 @@ class ProjectionRunner:
         stat = file_stat(path) if new_sha is not None else None
         if (trusted is None or pending or action != "unchanged"
                 or trusted.exported_sha256 != new_sha or trusted.exported_stat != stat):
-            snapshot = trusted is None or trusted.state_seq is None or rendered.applied >= SNAPSHOT_EVERY
+            snapshot = (
+                trusted is None or trusted.state_seq is None or rendered.applied >= SNAPSHOT_EVERY
+            )
             save = Checkpoint(
                 projection=projection.name,
                 stream=stream,
@@ -406,11 +422,13 @@ class ProjectionRunner:
             seq=rendered.seq,
             events_applied=pending,
         )
-        return ExportResult(stream, projection.name, path, rendered.seq, action, pending, size), save
+        return ExportResult(
+            stream, projection.name, path, rendered.seq, action, pending, size
+        ), save
 
     def _now(self) -> datetime:
         # The journal's clock (injectable), so copies are named as the events are timed.
-        return datetime.fromisoformat(self.journal.now().replace("Z", "+00:00"))
+        return datetime.fromisoformat(self.journal.now())  # 3.11+ reads the "Z" itself
 
     def _keep_drift(self, path: Path, projection: str, stream: str, why: str) -> None:
         """A file edited outside evstore is about to be replaced: its bytes are someone's
@@ -456,25 +474,32 @@ class ProjectionRunner:
             r.data = r.projection.render(r.state)
         if not target_dir.exists():
             self._build_and_swap(target_dir, rendered)
-            results = [self._result(stream, target_dir, r, "written" if r.data is not None else "absent") for r in rendered]
+            results = [
+                self._result(stream, target_dir, r, "written" if r.data is not None else "absent")
+                for r in rendered
+            ]
         else:
             with self._exclusive(target_dir):
                 results = [self._write_rendered(stream, target_dir, r) for r in rendered]
         if save_checkpoints:
             ids = self._event_ids({r.seq for r in rendered})
-            self.journal.save_checkpoints([
-                Checkpoint(
-                    projection=r.projection.name,
-                    stream=stream,
-                    seq=r.seq,
-                    state=r.projection.dump_state(r.state),
-                    exported_sha256=sha256(r.data) if r.data is not None else None,
-                    exported_at=self.journal.now(),
-                    event_id=ids[r.seq],
-                    exported_stat=file_stat(target_dir / r.projection.file_name) if r.data is not None else None,
-                )
-                for r in rendered
-            ])
+            self.journal.save_checkpoints(
+                [
+                    Checkpoint(
+                        projection=r.projection.name,
+                        stream=stream,
+                        seq=r.seq,
+                        state=r.projection.dump_state(r.state),
+                        exported_sha256=sha256(r.data) if r.data is not None else None,
+                        exported_at=self.journal.now(),
+                        event_id=ids[r.seq],
+                        exported_stat=file_stat(target_dir / r.projection.file_name)
+                        if r.data is not None
+                        else None,
+                    )
+                    for r in rendered
+                ]
+            )
         return results
 
     def _write_rendered(self, stream: str, target_dir: Path, r: _Rendered) -> ExportResult:
@@ -498,7 +523,7 @@ class ProjectionRunner:
                     data = r.data
                     path = staging / r.projection.file_name
                     self._with_retry(lambda: self._write_file(path, data), path, r.applied)  # noqa: B023 - called at once
-            os.rename(staging, target_dir)
+            staging.rename(target_dir)
             fsync_directory(target_dir.parent)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -507,7 +532,15 @@ class ProjectionRunner:
     @staticmethod
     def _result(stream: str, target_dir: Path, r: _Rendered, action: Action) -> ExportResult:
         size = len(r.data) if r.data is not None else 0
-        return ExportResult(stream, r.projection.name, target_dir / r.projection.file_name, r.seq, action, r.applied, size)
+        return ExportResult(
+            stream,
+            r.projection.name,
+            target_dir / r.projection.file_name,
+            r.seq,
+            action,
+            r.applied,
+            size,
+        )
 
     # --- locking and retry ----------------------------------------------------------------
 
@@ -580,7 +613,13 @@ class ProjectionRunner:
         ) from exc
 
     def _record(
-        self, exc: BaseException, path: Path, retry_count: int, *, success: bool, started: float | None
+        self,
+        exc: BaseException,
+        path: Path,
+        retry_count: int,
+        *,
+        success: bool,
+        started: float | None,
     ) -> None:
         # Best effort: the journal may sit on the very disk that just failed, and a
         # failure to record must never hide the failure being recorded.
@@ -593,7 +632,7 @@ class ProjectionRunner:
             recovery_strategy="retry" if retry_count else "fail_fast",
             recovery_success=success,
             resolution_time_ms=round(elapsed, 1) if elapsed is not None else None,
-            **classify(exc).fields(),  # type: ignore[arg-type]
+            **classify(exc).fields(),
         ))
 
     def _record_event(self, event: Callable[[], ErrorRecorded]) -> None:

@@ -14,9 +14,11 @@ take the same item.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterator, Sequence
 
 Level = Literal["any", "task", "subtask"]
 LEVELS: tuple[Level, ...] = ("any", "task", "subtask")

@@ -59,7 +59,7 @@ class Session:
         Returns the backlog document as it will be once the pending updates are flushed
         (`view()`), as the PRP pipeline's `updateItemStatus` returns its updated backlog."""
         validate_status(status)
-        event = ItemStatusChanged(item_id=item_id, status=status, reason=reason)  # type: ignore[arg-type]
+        event = ItemStatusChanged(item_id=item_id, status=status, reason=reason)
         state_checks = [(p, self.store.state(self.id, p.name)) for p in self.store.projections]
         for projection, state in state_checks:
             projection.validate(state, event, self.id)

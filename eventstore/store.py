@@ -5,10 +5,8 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import orjson
 
@@ -46,20 +44,22 @@ from eventstore.paths import (
     shared_export_dirs,
 )
 from eventstore.progress import Progress, reporting, shares, span
-from eventstore.projection import Projection
 from eventstore.retry import RetryPolicy
 from eventstore.runner import ERRORS_STREAM, ExportResult, ProjectionRunner, resume_point
 from eventstore.session import Session
 from eventstore.staging import StagedEvents
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
-
-    from eventstore.selection import Selection, WorkItem
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from datetime import datetime
 
     from eventstore.pgjournal import PostgresJournal
+    from eventstore.projection import Projection
+    from eventstore.selection import Selection, WorkItem
 
 log = get_logger("evstore.store")
+# What a `decide()` callback hands back beside its events (append_decided returns it).
+_Decided = TypeVar("_Decided")
 
 
 class Store:
@@ -128,7 +128,8 @@ class Store:
             path = Path(db) if db is not None else find_journal(Path.cwd())
             journal = SQLiteJournal(path, create=create, read_only=read_only,
                                     durability=durability, clock=clock, tool=tool)
-        policy = RetryPolicy(retries=flush_retries, **({"sleep": sleep} if sleep else {}))
+        policy = (RetryPolicy(retries=flush_retries, sleep=sleep) if sleep
+                  else RetryPolicy(retries=flush_retries))
         return cls(journal, projections=projections, policy=policy)
 
     def close(self) -> None:
@@ -144,7 +145,7 @@ class Store:
             self._live.clear()
         return rescued
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -159,8 +160,11 @@ class Store:
         return self.journal.stream_version(validate_session_id(session)) > 0
 
     def create_session(self, session: str, export_dir: str | os.PathLike[str]) -> AppendResult:
-        return self.append(session, [SessionCreated(export_dir=self.normalize_export_dir(export_dir))],
-                           expected_version=0)
+        return self.append(
+            session,
+            [SessionCreated(export_dir=self.normalize_export_dir(export_dir))],
+            expected_version=0,
+        )
 
     def session(self, session: str) -> Session:
         """A handle that batches status updates in memory until `flush_updates()`."""
@@ -212,7 +216,8 @@ class Store:
         root = self.root.resolve()
         if not path.resolve().is_relative_to(root):
             raise InvalidInputError(
-                f"{source}: {str(export_dir)!r} is outside the project root {root}: pass --export-dir"
+                f"{source}: {str(export_dir)!r} is outside the project root {root}: pass "
+                "--export-dir"
             )
         return path
 
@@ -263,17 +268,17 @@ class Store:
     def append_decided(
         self,
         session: str,
-        decide: Callable[[], tuple[Sequence[Event], Any]],
+        decide: Callable[[], tuple[Sequence[Event], _Decided]],
         *,
         meta: Mapping[str, Any] | None = None,
-    ) -> tuple[Any, AppendResult | None]:
+    ) -> tuple[_Decided, AppendResult | None]:
         """Decide events from the session's current state and append them, both inside one
         write transaction: no other writer can change the state in between, so two
         processes can never act on the same state (hand out one item twice, create the
         same fix twice). `decide()` reads state through `self.state(...)` and returns
         (events, result); it returns ([], result) to append nothing.
         """
-        box: dict[str, Any] = {}
+        box: dict[str, _Decided] = {}
 
         def produce() -> Sequence[Event]:
             events, box["result"] = decide()
@@ -427,7 +432,7 @@ class Store:
                     _once(event_id, given)
                 payload = event.model_dump(mode="json")
                 validator.accept(event, payload)
-                staged.add(event.type, orjson.dumps(payload),  # type: ignore[attr-defined]
+                staged.add(event.type, orjson.dumps(payload),
                            new_event_id() if event_id is None else event_id,
                            given=event_id is not None)
         except BaseException:
@@ -494,7 +499,11 @@ class Store:
         return self._catch_up_all(session, [projection])[projection.name]
 
     def _catch_up_all(
-        self, session: str, projections: Sequence[Projection] | None = None, *, head: int | None = None
+        self,
+        session: str,
+        projections: Sequence[Projection] | None = None,
+        *,
+        head: int | None = None,
     ) -> dict[str, Any]:
         """Bring the live states of `projections` (default: all) to the head, reading the
         journal once for all of them from the oldest of their positions (not at all when
@@ -611,7 +620,9 @@ class Store:
         sessions = [session] if session is not None else self.sessions()
         parts: list[Progress | None] = [None] * len(sessions)
         if progress is not None:
-            parts = [*shares(progress, [self.journal.count(name, until=until) for name in sessions])]
+            parts = [
+                *shares(progress, [self.journal.count(name, until=until) for name in sessions])
+            ]
         for name in sessions:
             self._require(name)
         if out is None:
@@ -688,7 +699,7 @@ class _Validator:
             raise InvalidInputError(f"session {self._session!r} exists already")
         self._seq += 1
         self._version += 1
-        event_type = event.type  # type: ignore[attr-defined]
+        event_type = event.type
         stored = StoredEvent(self._seq, self._session, self._version, event_type, payload,
                              _NO_META, self._recorded_at, "", _CURRENT_SCHEMA[event_type])
         states = self._states

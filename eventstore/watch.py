@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventstore.breaker import CircuitBreaker
 from eventstore.classify import classify
-from eventstore.errors import EvstoreError, InvalidInputError, JournalBusyError, JournalError
+from eventstore.errors import EvstoreError, JournalBusyError, JournalError
 from eventstore.logs import get_logger
 from eventstore.numbers import whole_number
 from eventstore.runner import ERRORS_STREAM

@@ -12,7 +12,6 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,8 @@ from eventstore.selection import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from eventstore.store import Store
 
 CLAIMED = "Implementing"
@@ -60,7 +61,7 @@ def _checked(pending: Sequence[str], level: str) -> tuple[tuple[str, ...], Level
         validate_status(status)
     if level not in LEVELS:
         raise InvalidInputError(f"invalid level {level!r}: expected one of {', '.join(LEVELS)}")
-    return tuple(pending), level  # type: ignore[return-value]
+    return tuple(pending), level
 
 
 def next_item(  # noqa: PLR0913 - keyword-only options of one operation
@@ -84,7 +85,7 @@ def next_item(  # noqa: PLR0913 - keyword-only options of one operation
         found = select_next(_backlog_doc(store, session), pending=statuses, level=chosen_level)
         if found.item is None:
             return [], found
-        event = ItemStatusChanged(item_id=found.item.id, status=CLAIMED,  # type: ignore[arg-type]
+        event = ItemStatusChanged(item_id=found.item.id, status=CLAIMED,
                                   reason=reason or f"claimed by {who}")
         return [event], found
 
@@ -115,7 +116,7 @@ def release(
                 f"item {item_id!r} is not claimed (status {item.get('status')!r}): "
                 f"only an {CLAIMED} item can be released"
             )
-        return [ItemStatusChanged(item_id=item_id, status=RELEASED, reason=reason)], None  # type: ignore[arg-type]
+        return [ItemStatusChanged(item_id=item_id, status=RELEASED, reason=reason)], None
 
     _, appended = store.append_decided(session, decide, meta={"owner": who})
     assert appended is not None  # noqa: S101 - decide always returns one event or raises

@@ -8,8 +8,7 @@ which are rare next to status changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,7 +21,6 @@ from eventstore.events import (
     ItemStatusChanged,
     ItemUpdated,
 )
-from eventstore.journal import StoredEvent
 from eventstore.jsonfmt import dumps, js_key_order, needs_js_numbers, normalize
 from projections.backlog_patch import patch_statuses, status_changes
 from projections.backlog_schema import (
@@ -32,6 +30,11 @@ from projections.backlog_schema import (
     fields_problems,
     subtree_problems,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from eventstore.journal import StoredEvent
 
 # Which list holds an item's children, by the item's type.
 CHILD_KEY = {"Phase": "milestones", "Milestone": "tasks", "Task": "subtasks"}
@@ -71,7 +74,9 @@ class BacklogState:
         # rare enough that rendering checks nothing unless it is set.
         self.js_numbers = js_numbers
         self.unique_ids = unique_ids  # None: not known (the index was not built since a change)
-        self._index: dict[str, tuple[dict[str, Any], list[dict[str, Any]], str | None]] | None = None
+        self._index: dict[str, tuple[dict[str, Any], list[dict[str, Any]], str | None]] | None = (
+            None
+        )
 
     @property
     def index(self) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]], str | None]]:
@@ -86,7 +91,10 @@ class BacklogState:
                     for item in siblings:
                         if isinstance(item, dict) and isinstance(item.get("id"), str):
                             # First occurrence wins, as a reader walking the file finds it.
-                            if index.setdefault(item["id"], (item, siblings, parent))[0] is not item:
+                            if (
+                                index.setdefault(item["id"], (item, siblings, parent))[0]
+                                is not item
+                            ):
                                 unique = False
                             kids = children_of(item)
                             if kids is not None:
@@ -108,13 +116,17 @@ class BacklogState:
                 return found
         return self.index.get(item_id)
 
-    def _along_path(self, item_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], str | None] | None:
+    def _along_path(
+        self, item_id: str
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], str | None] | None:
         siblings: list[Any] = self.doc["backlog"] if self.doc is not None else []
         parent: str | None = None
         parts = item_id.split(".")
         for depth in range(1, len(parts) + 1):
             wanted = ".".join(parts[:depth])
-            item = next((s for s in siblings if isinstance(s, dict) and s.get("id") == wanted), None)
+            item = next(
+                (s for s in siblings if isinstance(s, dict) and s.get("id") == wanted), None
+            )
             if item is None:
                 return None
             if depth == len(parts):
@@ -155,7 +167,9 @@ class TasksProjection:
         """The file after `events`, made from `previous` (the file as last exported) when
         they are status changes it can place (projections/backlog_patch.py); None: fold."""
         changes = status_changes(events)
-        return previous if changes == [] else (patch_statuses(previous, changes) if changes else None)
+        return (
+            previous if changes == [] else (patch_statuses(previous, changes) if changes else None)
+        )
 
     def dump_state(self, state: BacklogState) -> bytes:
         if state.unique_ids is None and state.doc is not None:
@@ -165,7 +179,9 @@ class TasksProjection:
 
     def load_state(self, data: bytes) -> BacklogState:
         raw = orjson.loads(data)
-        return BacklogState(raw["doc"], js_numbers=raw["js_numbers"], unique_ids=raw.get("unique_ids"))
+        return BacklogState(
+            raw["doc"], js_numbers=raw["js_numbers"], unique_ids=raw.get("unique_ids")
+        )
 
     def validate(self, state: BacklogState, event: Event, stream: str) -> None:
         if isinstance(event, BacklogImported):
@@ -202,13 +218,15 @@ def _validate_add(state: BacklogState, event: ItemAdded, stream: str) -> None:
         if parent is None:
             raise InvalidInputError(f"unknown parent {event.parent_id!r} in session {stream!r}")
         if parent.get("type") not in CHILD_KEY:
-            raise InvalidInputError(f"item {event.parent_id!r} ({parent.get('type')}) cannot have children")
+            raise InvalidInputError(f"item {event.parent_id!r} ({parent.get('type')}) cannot have "
+                                    "children")
         siblings = parent.get(CHILD_KEY[parent["type"]]) or []
     if event.after_id is not None and not any(
         isinstance(s, dict) and s.get("id") == event.after_id for s in siblings
     ):
         raise InvalidInputError(
-            f"after_id {event.after_id!r} is not a sibling under {event.parent_id!r} in session {stream!r}"
+            f"after_id {event.after_id!r} is not a sibling under {event.parent_id!r} in session "
+            f"{stream!r}"
         )
     level = 0 if event.parent_id is None else _level(state, event.parent_id) + 1
     problem = next(subtree_problems([event.item], level=level, parent_id=event.parent_id,

@@ -14,10 +14,12 @@ object not laid out as JSON.stringify lays it out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # More changes than this and a full render is as cheap as searching for each.
 MAX_PATCHED_EVENTS = 50
@@ -28,9 +30,7 @@ def patch_statuses(previous: bytes, changes: Sequence[tuple[str, str]]) -> bytes
     in order; None when any change cannot be placed with certainty."""
     if len(changes) > MAX_PATCHED_EVENTS:
         return None
-    wanted: dict[str, str] = {}
-    for item_id, status in changes:
-        wanted[item_id] = status  # the last change of an item is the one that shows
+    wanted = dict(changes)  # the last change of an item is the one that shows
     spans: list[tuple[int, int, bytes]] = []
     for item_id, status in wanted.items():
         found = _status_span(previous, item_id)
@@ -55,7 +55,11 @@ def _status_span(data: bytes, item_id: str) -> tuple[int, int] | None:
         return None  # absent, or more than one candidate: let the fold decide
     line = data.rfind(b"\n", 0, first) + 1
     indent = first - line
-    if indent < 2 or data[line:first] != b" " * indent or data[first + len(key):first + len(key) + 1] not in (b",", b"\n"):
+    if (
+        indent < 2
+        or data[line:first] != b" " * indent
+        or data[first + len(key) : first + len(key) + 1] not in (b",", b"\n")
+    ):
         return None
     outer = b"\n" + b" " * (indent - 2)
     start = data.rfind(outer + b"{", 0, first)

@@ -15,10 +15,12 @@ first, `import` warns with each, `doctor` reports them.
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventstore.events import STATUSES
+
+if TYPE_CHECKING:
+    from collections.abc import Container, Iterable, Iterator
 
 LEVELS = ("Phase", "Milestone", "Task", "Subtask")
 # The array that holds an item's children, by level (a Subtask has none).
@@ -68,7 +70,9 @@ def _subtree(
 ) -> Iterator[str]:
     for position, item in enumerate(items):
         if not isinstance(item, dict):
-            where = f"item {position + 1} under {parent_id}" if parent_id else f"phase {position + 1}"
+            where = (
+                f"item {position + 1} under {parent_id}" if parent_id else f"phase {position + 1}"
+            )
             yield f"{where} is not an object"
             continue
         item_id = item.get("id")
@@ -105,9 +109,8 @@ def fields_problems(fields: dict[str, Any], kind: str, parent_id: str | None) ->
     an item of level `kind` under `parent_id`; required fields are checked when `fields`
     has an "id" (a whole item)."""
     whole = "id" in fields
-    if whole or "type" in fields:
-        if fields.get("type") != kind:
-            yield f"type {fields.get('type')!r} where a {kind} belongs (expected {kind!r})"
+    if (whole or "type" in fields) and fields.get("type") != kind:
+        yield f"type {fields.get('type')!r} where a {kind} belongs (expected {kind!r})"
     if whole:
         yield from _id_problems(fields["id"], kind, parent_id)
     for key, check in _CHECKS.items():

@@ -8,7 +8,7 @@ what remains is the queue less completed, failed, skipped and in-flight items.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -25,8 +25,10 @@ from eventstore.events import (
     BatchStarted,
     Event,
 )
-from eventstore.journal import StoredEvent
 from eventstore.jsonfmt import dumps
+
+if TYPE_CHECKING:
+    from eventstore.journal import StoredEvent
 
 BATCH_EVENTS = frozenset(
     {
@@ -137,14 +139,18 @@ class BatchProgressProjection:
                 )
             return
         if batch is None:
-            raise InvalidInputError(f"session {stream!r} has no unfinished batch: run `evstore batch start`")
+            raise InvalidInputError(f"session {stream!r} has no unfinished batch: run `evstore "
+                                    "batch start`")
         if event.batch_id != batch.batch_id:
-            raise InvalidInputError(f"batch {event.batch_id!r} is not the unfinished batch {batch.batch_id} of session {stream!r}")
+            raise InvalidInputError(f"batch {event.batch_id!r} is not the unfinished batch "
+                                    f"{batch.batch_id} of session {stream!r}")
         if isinstance(event, BatchItemStarted):
             if event.item not in batch.remaining:
-                raise InvalidInputError(f"item {event.item!r} is not waiting in batch {batch.batch_id}")
+                raise InvalidInputError(f"item {event.item!r} is not waiting in batch "
+                                        f"{batch.batch_id}")
             if len(batch.in_flight) >= batch.parallel:
-                raise InvalidInputError(f"batch {batch.batch_id} already has {batch.parallel} item(s) in flight")
+                raise InvalidInputError(f"batch {batch.batch_id} already has {batch.parallel} "
+                                        "item(s) in flight")
         # Whether an item may be marked done, failed or skipped is the workflow's call
         # (projections.batch_runs): an imported legacy batch records outcomes of items it
         # never saw start.
@@ -165,16 +171,17 @@ def _fold(state: BatchState, kind: str, data: dict[str, Any], at: str) -> None: 
         return
     batch.updated_at = data.get("at") or at  # an imported outcome keeps the file's time
     batch.active_at = at
-    item = data.get("item")
     if kind == "BatchResumed":
         batch.pid, batch.host, batch.pid_start = data["pid"], data["host"], data.get("pid_start")
         batch.in_flight.clear()  # the dead owner's items in flight are run again
         if data.get("retry_failed"):
             batch.failed.clear()
     elif kind == "BatchItemStarted":
+        item = data["item"]  # every BatchItem* event has one (eventstore.events)
         if item not in batch.in_flight:
             batch.in_flight.append(item)
     elif kind in ("BatchItemCompleted", "BatchItemFailed", "BatchItemSkipped"):
+        item = data["item"]
         if item in batch.in_flight:
             batch.in_flight.remove(item)
         for outcome in (batch.completed, batch.failed, batch.skipped):

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventstore.errors import ConcurrencyError, InvalidInputError
 from eventstore.events import (
@@ -32,8 +31,12 @@ from eventstore.journal import utc_now
 from eventstore.logs import get_logger
 from eventstore.numbers import MAX_PARALLEL
 from eventstore.owner import is_alive, start_ticks, this_host
-from eventstore.store import Store
-from projections.batch import Batch
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from eventstore.store import Store
+    from projections.batch import Batch
 
 log = get_logger("evstore.batch")
 
@@ -97,7 +100,8 @@ class BatchRun:
         batch = self.batch()
         if batch is None:
             raise InvalidInputError(
-                f"session {self.session!r} has no unfinished batch: run `evstore batch start ITEM...`"
+                f"session {self.session!r} has no unfinished batch: run `evstore batch start "
+                "ITEM...`"
             )
         return batch
 
@@ -126,7 +130,7 @@ class BatchRun:
         for item_id in items:
             item = backlog.item(item_id)
             deps = item.get("dependencies") if item is not None else None
-            if not isinstance(deps, list) or item.get("status") == "Complete":  # type: ignore[union-attr]
+            if not isinstance(deps, list) or item.get("status") == "Complete":
                 continue
             waiting = [d for d in deps if isinstance(d, str)
                        and (dep := backlog.item(d)) is not None and dep.get("status") != "Complete"]
@@ -136,7 +140,7 @@ class BatchRun:
 
     # --- start / resume -----------------------------------------------------------------------
 
-    def start(  # noqa: PLR0913 - the options of `batch start`
+    def start(  # noqa: C901 - the options of `batch start`, each checked in turn
         self,
         items: Sequence[str],
         *,
@@ -169,25 +173,33 @@ class BatchRun:
                     and current.pid_start in (None, owner_start))
             if ours and resume:  # the owner asking again: nothing changes hands
                 return [], StartOutcome(current.batch_id, "resumed", None, current.remaining)
-            if not ours and current.host == self._host and self._alive(current.pid, current.pid_start):
+            if (
+                not ours
+                and current.host == self._host
+                and self._alive(current.pid, current.pid_start)
+            ):
                 raise ConcurrencyError(
                     f"batch {current.batch_id} of session {self.session!r} is run by process "
                     f"{current.pid}, still alive on {current.host}: wait for it or stop it"
                 )
             age = self._clock() - parse_time(current.last_activity)
             if age > STALE_AFTER:
-                warning = (f"batch {current.batch_id} is stale (last update {current.last_activity}, "
+                warning = (f"batch {current.batch_id} is stale (last update "
+                           f"{current.last_activity}, "
                            f"{age.total_seconds() / 3600:.0f} h ago): abandoned, starting afresh")
                 reason = f"stale: no update for {age.total_seconds() / 3600:.0f} h"
-                return ([BatchAbandoned(batch_id=current.batch_id, reason=reason), fresh],
-                        StartOutcome(fresh.batch_id, "restarted", current.batch_id, queue, [warning]))
+                return (
+                    [BatchAbandoned(batch_id=current.batch_id, reason=reason), fresh],
+                    StartOutcome(fresh.batch_id, "restarted", current.batch_id, queue, [warning]),
+                )
             if not resume:
                 return ([BatchAbandoned(batch_id=current.batch_id, reason="--no-resume"), fresh],
                         StartOutcome(fresh.batch_id, "restarted", current.batch_id, queue))
             if current.host != self._host:
                 raise ConcurrencyError(
                     f"batch {current.batch_id} is owned by process {current.pid} on host "
-                    f"{current.host}, which this machine cannot check: pass --no-resume to abandon it"
+                    f"{current.host}, which this machine cannot check: pass --no-resume to abandon "
+                    "it"
                 )
             warnings = []
             if list(queue) != current.queued:
@@ -223,7 +235,8 @@ class BatchRun:
             held = self._held(remaining)
             if len(batch.in_flight) >= batch.parallel:
                 return [], NextOutcome(None, batch.batch_id, remaining, list(batch.in_flight), held,
-                                       reason=f"{batch.parallel} item(s) in flight, the --parallel limit")
+                                       reason=f"{batch.parallel} item(s) in flight, the --parallel "
+                                              "limit")
             runnable = [item for item in remaining if item not in held]
             if not runnable:
                 return [], NextOutcome(None, batch.batch_id, remaining, list(batch.in_flight), held,
@@ -238,17 +251,27 @@ class BatchRun:
         return outcome
 
     def done(self, item: str) -> None:
-        self._resolve(item, lambda b: BatchItemCompleted(batch_id=b.batch_id, item=item), in_flight=True)
+        self._resolve(
+            item, lambda b: BatchItemCompleted(batch_id=b.batch_id, item=item), in_flight=True
+        )
 
     def fail(self, item: str, error: str) -> None:
         if not error.strip():
             raise InvalidInputError("batch fail needs --error MSG: say what went wrong")
-        self._resolve(item, lambda b: BatchItemFailed(batch_id=b.batch_id, item=item, error=error), in_flight=True)
+        self._resolve(
+            item,
+            lambda b: BatchItemFailed(batch_id=b.batch_id, item=item, error=error),
+            in_flight=True,
+        )
 
     def skip(self, item: str, reason: str) -> None:
         if not reason.strip():
             raise InvalidInputError("batch skip needs --reason MSG")
-        self._resolve(item, lambda b: BatchItemSkipped(batch_id=b.batch_id, item=item, reason=reason), in_flight=False)
+        self._resolve(
+            item,
+            lambda b: BatchItemSkipped(batch_id=b.batch_id, item=item, reason=reason),
+            in_flight=False,
+        )
 
     def heal(self) -> int:
         def decide() -> tuple[list[Event], int]:
@@ -276,7 +299,9 @@ class BatchRun:
                 raise InvalidInputError(
                     f"item {item!r} is not in flight in batch {batch.batch_id} (in flight: {shown})"
                 )
-            if not in_flight and (item not in batch.queued or item in {*batch.completed, *batch.skipped}):
+            if not in_flight and (
+                item not in batch.queued or item in {*batch.completed, *batch.skipped}
+            ):
                 raise InvalidInputError(f"item {item!r} is not waiting in batch {batch.batch_id}")
             return [make(batch)], None
 
@@ -329,9 +354,13 @@ def legacy_events(progress: Any, *, source: str, host: str, pid_start: int | Non
         queue = _typed(progress, "queued_items", list, source)
         pid = _typed(progress, "pid", int, source)
         parallel = _typed(progress, "parallel", int, source)
-        lists = {name: _typed(progress, name, list, source) for name in ("completed", "failed", "skipped")}
+        lists = {
+            name: _typed(progress, name, list, source)
+            for name in ("completed", "failed", "skipped")
+        }
         started_at, updated_at, last_healing_at = (
-            _time(progress, name, source) for name in ("started_at", "updated_at", "last_healing_at")
+            _time(progress, name, source)
+            for name in ("started_at", "updated_at", "last_healing_at")
         )
         current = progress.get("current_item")
         healing = progress.get("healing_attempts", 0)
@@ -343,7 +372,9 @@ def legacy_events(progress: Any, *, source: str, host: str, pid_start: int | Non
     twice = _first_repeated(queue)
     if twice is not None:
         # `batch next` would hand the item out twice, as `batch start a a` refuses to.
-        raise InvalidInputError(f"{source}: queued_items lists {twice!r} twice: list each item once")
+        raise InvalidInputError(
+            f"{source}: queued_items lists {twice!r} twice: list each item once"
+        )
     if not 1 <= parallel <= MAX_PARALLEL or not isinstance(healing, int) or healing < 0:
         raise InvalidInputError(
             f"{source}: parallel must be 1 to {MAX_PARALLEL} and healing_attempts a count"
@@ -357,10 +388,14 @@ def legacy_events(progress: Any, *, source: str, host: str, pid_start: int | Non
                      pid_start=pid_start, started_at=started_at, updated_at=updated_at,
                      healing_attempts=healing, last_healing_at=last_healing_at)
     ]
-    events += [BatchItemCompleted(batch_id=batch_id, item=i, at=updated_at) for i in lists["completed"]]
-    events += [BatchItemFailed(batch_id=batch_id, item=i, error=f"failed before import from {source}",
+    events += [
+        BatchItemCompleted(batch_id=batch_id, item=i, at=updated_at) for i in lists["completed"]
+    ]
+    events += [BatchItemFailed(batch_id=batch_id, item=i, error="failed before import from "
+                                                                f"{source}",
                                at=updated_at) for i in lists["failed"]]
-    events += [BatchItemSkipped(batch_id=batch_id, item=i, reason=f"skipped before import from {source}",
+    events += [BatchItemSkipped(batch_id=batch_id, item=i, reason="skipped before import from "
+                                                                  f"{source}",
                                 at=updated_at) for i in lists["skipped"]]
     return events
 
@@ -375,14 +410,17 @@ def _time(progress: dict[str, Any], name: str, source: str) -> str | None:
     try:
         parse_time(value)
     except ValueError:
-        raise InvalidInputError(f"{source}: {name} must be an ISO 8601 time, got {value!r}") from None
+        raise InvalidInputError(
+            f"{source}: {name} must be an ISO 8601 time, got {value!r}"
+        ) from None
     return value
 
 
 def _typed(progress: dict[str, Any], name: str, kind: type, source: str) -> Any:
     value = progress[name]
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise InvalidInputError(f"{source}: {name} must be a {kind.__name__}, got {type(value).__name__}")
+        raise InvalidInputError(f"{source}: {name} must be a {kind.__name__}, got "
+                                f"{type(value).__name__}")
     return value
 
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventstore.errors import FixLimitError, InvalidInputError
 from eventstore.events import Event, FixLimitReached, FixTaskCreated, ItemAdded, TaskFailed
 from eventstore.logs import get_logger
-from eventstore.store import Store
-from projections.backlog import BacklogState
 from projections.backlog_schema import MAX_TITLE
 from projections.fixes import DEFAULT_MAX_FIX_TASKS, FixState
+
+if TYPE_CHECKING:
+    from eventstore.store import Store
+    from projections.backlog import BacklogState
 
 log = get_logger("evstore.fixes")
 
@@ -39,7 +41,12 @@ class FailureOutcome:
 
 
 def record_failure(
-    store: Store, session: str, item_id: str, error: str, *, max_fix_tasks: int = DEFAULT_MAX_FIX_TASKS
+    store: Store,
+    session: str,
+    item_id: str,
+    error: str,
+    *,
+    max_fix_tasks: int = DEFAULT_MAX_FIX_TASKS,
 ) -> FailureOutcome:
     """Record that `item_id` failed; create its next fix subtask, or raise FixLimitError
     (exit 6) once `max_fix_tasks` fixes were tried, after recording that too."""
@@ -60,7 +67,8 @@ def record_failure(
         item, siblings, parent = found
         if item.get("type") not in ("Subtask", "Task"):
             raise InvalidInputError(
-                f"item {item_id!r} is a {item.get('type')}: fix tasks are made for tasks and subtasks"
+                f"item {item_id!r} is a {item.get('type')}: fix tasks are made for tasks and "
+                "subtasks"
             )
         entry = fixes.fix_map.get(item_id)
         attempts = entry["attempts"] if entry else 0
@@ -70,7 +78,8 @@ def record_failure(
                                     max_fix_tasks=max_fix_tasks)
             return [failed, limit], limit
         attempt = attempts + 1
-        fix_item = _fix_item(backlog, item, item_id, attempt, error, max_fix_tasks)
+        fix_item = _fix_item(backlog, item, item_id, attempt=attempt, error=error,
+                             max_fix_tasks=max_fix_tasks)
         if item["type"] == "Subtask":
             placement = {"parent_id": parent, "after_id": _after(siblings, item_id, entry)}
         else:
@@ -85,8 +94,16 @@ def record_failure(
     if isinstance(outcome, FixLimitReached):
         history = store.state(session, "fix-history-json").history_lines()
         log.info("fix_limit_reached", session=session, item=item_id, attempts=outcome.attempts)
-        raise FixLimitError(f"Max fix tasks ({max_fix_tasks}) reached for {item_id}", history=history)
-    log.info("fix_task_created", session=session, item=item_id, fix_id=outcome.fix_id, attempt=outcome.attempt)
+        raise FixLimitError(
+            f"Max fix tasks ({max_fix_tasks}) reached for {item_id}", history=history
+        )
+    log.info(
+        "fix_task_created",
+        session=session,
+        item=item_id,
+        fix_id=outcome.fix_id,
+        attempt=outcome.attempt,
+    )
     return outcome
 
 
@@ -98,8 +115,10 @@ def _after(siblings: list[dict[str, Any]], item_id: str, entry: dict[str, Any] |
     return previous[-1] if previous else item_id
 
 
-def _fix_item(backlog: BacklogState, item: dict[str, Any], item_id: str, attempt: int,
-              error: str, max_fix_tasks: int) -> dict[str, Any]:
+def _fix_item(  # noqa: PLR0913 - the item, which attempt this is, and why
+    backlog: BacklogState, item: dict[str, Any], item_id: str, *, attempt: int, error: str,
+    max_fix_tasks: int,
+) -> dict[str, Any]:
     task_id = item_id.rsplit(".", 1)[0] if item["type"] == "Subtask" else item_id
     first_line = error.strip().splitlines()[0]
     return {

@@ -7,13 +7,15 @@ is the `## Fix Task History` section of a `.progress.md`. Both exist once a fix 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from eventstore.events import Event
-from eventstore.journal import StoredEvent
 from eventstore.jsonfmt import dumps
+
+if TYPE_CHECKING:
+    from eventstore.events import Event
+    from eventstore.journal import StoredEvent
 
 DEFAULT_MAX_FIX_TASKS = 3
 
@@ -40,7 +42,8 @@ class FixState:
     def history_lines(self) -> list[str]:
         return [
             # Ralph's grammar: "1 fix attempted", "2 fixes attempted".
-            f"- Task {original}: {entry['attempts']} {'fix' if entry['attempts'] == 1 else 'fixes'} attempted "
+            f"- Task {original}: {entry['attempts']} "
+            f"{'fix' if entry['attempts'] == 1 else 'fixes'} attempted "
             f"({', '.join(entry['fixTaskIds'])}) - Final: {self.verdict(original)}"
             for original, entry in self.fix_map.items()
         ]
@@ -103,7 +106,7 @@ class _FixProjection:
     def load_state(self, data: bytes) -> FixState:
         return FixState.load(data)
 
-    def validate(self, state: FixState, event: Event, stream: str) -> None:
+    def validate(self, state: FixState, event: Event, stream: str) -> None:  # noqa: ARG002 - Projection's signature
         return None
 
 

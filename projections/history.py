@@ -3,13 +3,16 @@ the failures, fix tasks and batch runs that touched it. Pure: events in, entries
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from eventstore.journal import StoredEvent
 from projections.backlog import BacklogState
 from projections.batch_runs import parse_time
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from datetime import datetime
+
+    from eventstore.journal import StoredEvent
 
 _BATCH_KINDS = {
     "BatchItemStarted": "started",
@@ -20,7 +23,9 @@ _BATCH_KINDS = {
 STATUS_KINDS = frozenset({"imported", "added", "status"})
 
 
-def item_history(events: Iterable[StoredEvent], item_id: str, *, now: datetime) -> list[dict[str, Any]]:
+def item_history(
+    events: Iterable[StoredEvent], item_id: str, *, now: datetime
+) -> list[dict[str, Any]]:
     """Entries in journal order. Status entries carry `held_s`: how long the item stayed in
     that status (until the next change, or until `now` for the current one)."""
     entries = [
@@ -53,10 +58,15 @@ def add_held_times(entries: list[dict[str, Any]], *, now: datetime) -> None:
         current["held_s"] = round((end - parse_time(current["at"])).total_seconds(), 3)
 
 
-def _touched(event: StoredEvent, only: str | None) -> Iterator[tuple[str, dict[str, Any]]]:  # noqa: C901 - one answer per event type
+def _touched(  # noqa: C901, PLR0912 - one answer per event type
+    event: StoredEvent, only: str | None
+) -> Iterator[tuple[str, dict[str, Any]]]:
     data, kind = event.data, event.type
     if kind == "ItemStatusChanged":
-        yield data["item_id"], {"kind": "status", "status": data["status"], "reason": data.get("reason")}
+        yield (
+            data["item_id"],
+            {"kind": "status", "status": data["status"], "reason": data.get("reason")},
+        )
     elif kind == "BacklogImported":
         index = BacklogState(data["backlog"]).index
         if only is None:
@@ -64,24 +74,48 @@ def _touched(event: StoredEvent, only: str | None) -> Iterator[tuple[str, dict[s
         else:
             items = [index[only][0]] if only in index else []
         for item in items:
-            yield item["id"], {"kind": "imported", "status": item.get("status"), "source": data.get("source")}
+            yield (
+                item["id"],
+                {"kind": "imported", "status": item.get("status"), "source": data.get("source")},
+            )
     elif kind == "ItemAdded" and isinstance(data["item"].get("id"), str):
-        yield data["item"]["id"], {"kind": "added", "status": data["item"].get("status"), "parent_id": data.get("parent_id")}
+        yield (
+            data["item"]["id"],
+            {
+                "kind": "added",
+                "status": data["item"].get("status"),
+                "parent_id": data.get("parent_id"),
+            },
+        )
     elif kind == "ItemUpdated" and "status" in data.get("changes", {}):
-        yield data["item_id"], {"kind": "status", "status": data["changes"]["status"], "reason": "updated"}
+        yield (
+            data["item_id"],
+            {"kind": "status", "status": data["changes"]["status"], "reason": "updated"},
+        )
     elif kind == "ItemRemoved":
         yield data["item_id"], {"kind": "removed"}
     elif kind == "TaskFailed":
         yield data["item_id"], {"kind": "failed", "error": data["error"]}
     elif kind == "FixTaskCreated":
-        entry = {"fix_id": data["fix_id"], "original_id": data["original_id"], "attempt": data["attempt"]}
+        entry = {
+            "fix_id": data["fix_id"],
+            "original_id": data["original_id"],
+            "attempt": data["attempt"],
+        }
         for item_id in dict.fromkeys((data["original_id"], data["fix_id"])):
             yield item_id, {"kind": "fix", **entry}
     elif kind == "FixLimitReached":
         yield data["original_id"], {"kind": "fix_limit", "attempts": data["attempts"]}
     elif kind in _BATCH_KINDS and isinstance(data.get("item"), str):
-        yield data["item"], {"kind": "batch", "batch_id": data["batch_id"], "outcome": _BATCH_KINDS[kind],
-                             "detail": data.get("error") or data.get("reason")}
+        yield (
+            data["item"],
+            {
+                "kind": "batch",
+                "batch_id": data["batch_id"],
+                "outcome": _BATCH_KINDS[kind],
+                "detail": data.get("error") or data.get("reason"),
+            },
+        )
 
 
 def author(event: StoredEvent, authors: dict[Any, dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -102,7 +136,9 @@ def _by(event: StoredEvent, authors: dict[Any, dict[str, Any]] | None) -> dict[s
 def _author(meta: dict[str, Any]) -> dict[str, Any]:
     # `owner`: who claimed or released work (`evstore next --claim --owner`); `client`: the
     # agent's MCP client (`evstore mcp`); both beside the process that wrote the event.
-    by = {name: meta.get(name) for name in ("tool", "user", "host", "pid", "owner") if name in meta}
+    by: dict[str, Any] = {
+        name: meta.get(name) for name in ("tool", "user", "host", "pid", "owner") if name in meta
+    }
     client = meta.get("client")
     if isinstance(client, dict):  # an MCP client, from its initialize handshake
         by["client"] = " ".join(str(client[k]) for k in ("name", "version") if client.get(k))

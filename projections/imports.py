@@ -51,7 +51,8 @@ def parse_backlog(data: bytes, *, source: str) -> ParsedBacklog:
 
 def check_backlog(doc: Any, *, source: str) -> None:
     if not isinstance(doc, dict) or not isinstance(doc.get("backlog"), list):
-        raise InvalidInputError(f'{source}: not a backlog: expected an object with a "backlog" array')
+        raise InvalidInputError(f'{source}: not a backlog: expected an object with a "backlog" '
+                                'array')
     seen: set[str] = set()
     stack: list[tuple[list[Any], str]] = [(doc["backlog"], "backlog")]
     while stack:
@@ -132,7 +133,9 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[Event]:
     return events
 
 
-def _preorder(doc: dict[str, Any]) -> list[tuple[str, tuple[dict[str, Any], list[Any], str | None]]]:
+def _preorder(
+    doc: dict[str, Any],
+) -> list[tuple[str, tuple[dict[str, Any], list[Any], str | None]]]:
     out: list[tuple[str, tuple[dict[str, Any], list[Any], str | None]]] = []
 
     def walk(siblings: list[Any], parent: str | None) -> None:
@@ -155,7 +158,7 @@ def _field_events(item_id: str, old: dict[str, Any], new: dict[str, Any]) -> lis
     wanted = {k: v for k, v in new.items() if k != kids}
     status = wanted.get("status")
     if "status" in current and _differs(current["status"], status) and status in STATUSES:
-        events.append(ItemStatusChanged(item_id=item_id, status=status))  # type: ignore[arg-type]
+        events.append(ItemStatusChanged(item_id=item_id, status=status))
         current["status"] = status
     removed = [k for k in current if k not in wanted]
     kept = [k for k in current if k in wanted]
@@ -171,7 +174,9 @@ def _field_events(item_id: str, old: dict[str, Any], new: dict[str, Any]) -> lis
     if removed or changes:
         # Setting and dropping keep the children key where it was; a new key that must
         # come before it needs the order spelled out.
-        folded = [k for k in old if k not in removed] + [k for k in changes if k not in old or k in removed]
+        folded = [k for k in old if k not in removed] + [
+            k for k in changes if k not in old or k in removed
+        ]
         keys = None if folded == list(new) else list(new)
         events.append(ItemUpdated(item_id=item_id, changes=changes, removed=removed, order=keys))
     return events

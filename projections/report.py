@@ -6,32 +6,50 @@ HTML is the CLI's business."""
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from eventstore.journal import StoredEvent
 from projections.backlog import BacklogState, TasksProjection
 from projections.batch_runs import parse_time
 from projections.fixes import FixState, fold_fixes
 from projections.history import STATUS_KINDS, add_held_times, author, entries_of
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+
+    from eventstore.journal import StoredEvent
+
 # The pipeline's statuses, roughly from done to not started; others follow by name.
-STATUS_ORDER = ("Complete", "Implementing", "Researching", "Retrying", "Ready", "Planned", "Failed", "Obsolete")
+STATUS_ORDER = (
+    "Complete",
+    "Implementing",
+    "Researching",
+    "Retrying",
+    "Ready",
+    "Planned",
+    "Failed",
+    "Obsolete",
+)
 # Events that can change more than one item's status, after which counts are taken afresh.
 _STRUCTURAL = frozenset({"BacklogImported", "ItemAdded", "ItemRemoved"})
 # A backlog imported with more items than this is a "big" one: its import is kept as one
 # shared entry rather than one per item, and the page loads its tree on demand.
 BIG_BACKLOG = 2000
 # An item's latest outcome in its run.
-_OUTCOMES = {"BatchItemCompleted": "completed", "BatchItemFailed": "failed", "BatchItemSkipped": "skipped"}
+_OUTCOMES = {
+    "BatchItemCompleted": "completed",
+    "BatchItemFailed": "failed",
+    "BatchItemSkipped": "skipped",
+}
 
 
 def status_key(status: str) -> tuple[int, str]:
-    return (STATUS_ORDER.index(status), "") if status in STATUS_ORDER else (len(STATUS_ORDER), status)
+    return (
+        (STATUS_ORDER.index(status), "") if status in STATUS_ORDER else (len(STATUS_ORDER), status)
+    )
 
 
-def session_report(
+def session_report(  # noqa: PLR0913 - keyword-only knobs with defaults
     session: str,
     events: Iterable[StoredEvent],
     *,
@@ -65,10 +83,15 @@ def session_report(
         "counts": _ordered(fold.counts),
         "backlog": fold.tasks.doc["backlog"] if fold.tasks.doc else [],
         "chart": fold.chart(max_points, end=(fold.last_seq, fold.last_at)),
-        "timelines": _compact({item: timeline.result(now, fold.authors) for item, timeline in fold.timelines.items()},
-                              imported=fold.shared_import(now)),
+        "timelines": _compact(
+            {item: timeline.result(now, fold.authors) for item, timeline in fold.timelines.items()},
+            imported=fold.shared_import(now),
+        ),
         "big": fold.imported is not None,
-        "batches": [{**run, "counts": dict(Counter(run["outcomes"].values()))} for run in fold.batches.values()],
+        "batches": [
+            {**run, "counts": dict(Counter(run["outcomes"].values()))}
+            for run in fold.batches.values()
+        ],
         "fixes": _fix_rows(fold.fixes),
     }
 
@@ -93,7 +116,8 @@ class _Timeline:
 
     def result(self, now: datetime, authors: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         recent = [
-            e if isinstance(e, dict) else next(entries_of(e, authors=authors))[1] for e in self.recent
+            e if isinstance(e, dict) else next(entries_of(e, authors=authors))[1]
+            for e in self.recent
         ]
         omitted = self.total - 1 - len(recent)
         if not omitted:
@@ -123,7 +147,8 @@ class _ReportFold:
         self.batches: dict[str, dict[str, Any]] = {}
         self.applied = 0
         self.first_seq = self.last_seq = 0
-        self.first_at = self.last_at = None
+        self.first_at: str | None = None
+        self.last_at: str | None = None
         self.authors: dict[Any, dict[str, Any]] = {}  # `by` per stored meta
         # The chart as changes: (seq, at, status left, status entered) for one item, or
         # (seq, at, None, all counts) after a structural event. Counts are rebuilt only
@@ -173,8 +198,14 @@ class _ReportFold:
     def _add_entry(self, item_id: str, entry: dict[str, Any]) -> None:
         timeline = self.timelines.get(item_id)
         if timeline is None and self.imported is not None and item_id in self._at_import:
-            first = {"kind": "imported", "status": self._at_import.pop(item_id), "source": self.imported["source"],
-                     "seq": self.imported["seq"], "at": self.imported["at"], "by": self.imported["by"]}
+            first = {
+                "kind": "imported",
+                "status": self._at_import.pop(item_id),
+                "source": self.imported["source"],
+                "seq": self.imported["seq"],
+                "at": self.imported["at"],
+                "by": self.imported["by"],
+            }
             timeline = self.timelines[item_id] = _Timeline(first, self._max_entries)
         if timeline is None:
             self.timelines[item_id] = _Timeline(entry, self._max_entries)
@@ -228,7 +259,9 @@ class _ReportFold:
         `end` (the last event) so the lines run to the end of the journal."""
         picks = set(_sample(len(self._changes), max_points))
         counts: Counter[str] = Counter()
-        seqs, ats, snapshots = [], [], []
+        seqs: list[int] = []
+        ats: list[str | None] = []
+        snapshots: list[dict[str, int]] = []
         for index, (seq, at, left, entered) in enumerate(self._changes):
             if left is None:
                 counts = Counter(entered)
@@ -243,17 +276,22 @@ class _ReportFold:
             seqs.append(end[0])
             ats.append(end[1])
             snapshots.append(snapshots[-1])
-        statuses = sorted({status for snapshot in snapshots for status, n in snapshot.items() if n}, key=status_key)
+        statuses = sorted(
+            {status for snapshot in snapshots for status, n in snapshot.items() if n},
+            key=status_key,
+        )
         return {
             "seq": seqs,
             "at": ats,
-            "series": {status: [snapshot.get(status, 0) for snapshot in snapshots] for status in statuses},
+            "series": {
+                status: [snapshot.get(status, 0) for snapshot in snapshots] for status in statuses
+            },
             "sampled": len(picks) < len(self._changes),
             "changes": len(self._changes),
         }
 
     def _batch(self, kind: str, data: dict[str, Any], at: str) -> None:
-        batch_id = data.get("batch_id")
+        batch_id = data["batch_id"]  # every Batch* event has one (eventstore.events)
         if kind == "BatchStarted":
             self.batches[batch_id] = {
                 "batch_id": batch_id, "started_at": data.get("started_at") or at, "updated_at": at,
@@ -290,7 +328,9 @@ def _sample(length: int, limit: int) -> list[int]:
     return [min(length - 1, int((k + 1) * step) - 1) for k in range(limit)]
 
 
-def _compact(timelines: dict[str, dict[str, Any]], *, imported: dict[str, Any] | None = None) -> dict[str, Any]:
+def _compact(
+    timelines: dict[str, dict[str, Any]], *, imported: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Timelines without empty fields, and each author written once (`by` becomes an index
     into `authors`): the same writer on every entry otherwise doubles the page."""
     authors: dict[tuple[tuple[str, Any], ...], int] = {}
@@ -298,12 +338,12 @@ def _compact(timelines: dict[str, dict[str, Any]], *, imported: dict[str, Any] |
         imported = {k: v for k, v in imported.items() if v is not None}
         imported["by"] = authors.setdefault(tuple(imported["by"].items()), len(authors))
     for timeline in timelines.values():
-        compacted = []
+        kept = []
         for entry in timeline["entries"]:
             key = tuple(entry.pop("by").items())
             entry["by"] = authors.setdefault(key, len(authors))
-            compacted.append({k: v for k, v in entry.items() if v is not None})
-        timeline["entries"] = compacted
+            kept.append({k: v for k, v in entry.items() if v is not None})
+        timeline["entries"] = kept
     compacted: dict[str, Any] = {"authors": [dict(key) for key in authors], "items": timelines}
     if imported is not None:
         compacted["imported"] = imported

@@ -26,6 +26,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_carries_the_three_packages_and_schema_sql(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "eventstore/schema.sql" in names
+    assert {"eventstore/py.typed", "projections/py.typed", "cli/py.typed"} <= set(names)
     assert {n.split("/")[0] for n in names if n.endswith(".py")} == {"eventstore", "projections", "cli"}
     assert zipfile.ZipFile(wheel).read("eventstore/schema.sql") == (ROOT / "schema.sql").read_bytes()
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
