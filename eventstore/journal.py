@@ -272,6 +272,14 @@ def checked_event_ids(
     return ids, given
 
 
+def _check_version(stream: str, version: int, expected: int | None) -> None:
+    """Optimistic concurrency: the stream must be where the caller last saw it."""
+    if expected is not None and version != expected:
+        raise ConcurrencyError(
+            f"session {stream!r} is at version {version}, expected {expected}: re-read and retry"
+        )
+
+
 def duplicate_of(
     found: list[tuple[Any, ...]],
     stream: str,
@@ -978,11 +986,7 @@ class SQLiteJournal(JournalReads):
                     if original is not None:
                         return original
                 version, head, prev_link = conn.execute(_HEAD_AND_LINK, (stream,)).fetchone()
-                if expected_version is not None and version != expected_version:
-                    raise ConcurrencyError(
-                        f"session {stream!r} is at version {version}, "
-                        f"expected {expected_version}: re-read and retry"
-                    )
+                _check_version(stream, version, expected_version)
                 chosen, chosen_payloads = events, payloads
                 if decide is not None:
                     chosen = list(decide())
@@ -1034,21 +1038,13 @@ class SQLiteJournal(JournalReads):
     ) -> list[tuple[Any, ...]]:
         """`rows` (stream, version, type, data, meta, recorded_at, event_id, ...) with each
         one's chain link appended; the first links to the event at `head`."""
-        prev = prev_link or self._journal_id()
-        chained: list[tuple[Any, ...]] = []
-        add, seq = chained.append, head
-        for row in rows:
-            # eventstore.chain.link, inlined: this loop runs for every event appended.
-            seq += 1
-            prev = _sha256(f"{prev}\x1f{seq}\x1f{row[0]}\x1f{row[1]}\x1f{row[2]}\x1f{row[3]}"
-                           f"\x1f{row[6]}".encode()).hexdigest()
-            add((*row, prev))
-        return chained
+        return list(self._chained_rows(rows, head, prev_link))
 
     def _chained_rows(
         self, rows: Iterable[tuple[Any, ...]], head: int, prev_link: str | None
     ) -> Iterator[tuple[Any, ...]]:
-        """`_chained` as a generator, for rows streamed into executemany (`data` as text)."""
+        """`rows` with each one's chain link appended (eventstore.chain.link, inlined: this
+        runs for every event appended), lazily, for rows streamed into executemany."""
         prev = prev_link or self._journal_id()
         seq = head
         for row in rows:
@@ -1105,11 +1101,7 @@ class SQLiteJournal(JournalReads):
                         if original is not None:
                             return original
                 version, head, prev_link = conn.execute(_HEAD_AND_LINK, (stream,)).fetchone()
-                if expected_version is not None and version != expected_version:
-                    raise ConcurrencyError(
-                        f"session {stream!r} is at version {version}, "
-                        f"expected {expected_version}: re-read and retry"
-                    )
+                _check_version(stream, version, expected_version)
                 if revalidate is not None and version != staged.validated_version:
                     revalidate(head)  # the session moved on since: validate again, under the lock
                 recorded_at = format_time(self._clock())
