@@ -64,8 +64,16 @@ class JournalReadError(JournalError):
         self.suspect_damage = suspect_damage
 
 
-class ConcurrencyError(JournalError):
-    """`expected_version` did not match the stream's version: someone appended first."""
+class JournalUnavailableError(JournalError, ConnectionError):
+    """The journal's server cannot be reached (down, restarting, refusing connections).
+
+    Exit 5, like every JournalError; classified as a transient network failure."""
+
+
+class ConcurrencyError(EvstoreError):
+    """A conflict, not an unusable journal: `expected_version` did not match the stream's
+    version (someone appended first), event ids were reused for other events, or a batch's
+    owner is alive. Apart from JournalError so `except JournalError` does not catch it."""
 
     exit_code = 3
 

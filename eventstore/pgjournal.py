@@ -50,6 +50,7 @@ from eventstore.errors import (
     JournalError,
     JournalNotFoundError,
     JournalSchemaError,
+    JournalUnavailableError,
     JournalWriteError,
 )
 from eventstore.journal import (
@@ -124,12 +125,6 @@ _UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300", "08000", "0
 _WRITE_STATES = frozenset({"53100", "53200", "25006", "42501", "58030"})
 _CORRUPT_STATES = frozenset({"XX001", "XX002"})
 _SPACES = re.compile(r"\s+")
-
-
-class JournalUnavailableError(JournalError, ConnectionError):
-    """The journal's server cannot be reached (down, restarting, refusing connections).
-
-    Exit 5, like every JournalError; classified as a transient network failure."""
 
 
 class PgLocation(str):
