@@ -189,6 +189,7 @@ class CircuitBreaker:
                 recovery_strategy=RECOVERY_STRATEGY,
                 recovery_success=state == "closed",
                 resolution_time_ms=self._resolution_ms() if state == "closed" else None,
+                path=self.export_dir,
                 **classification,
             )
             self._record(event)

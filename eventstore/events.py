@@ -294,6 +294,11 @@ class ErrorRecorded(Event):
     recovery_strategy: str | None = None
     recovery_success: bool = False
     resolution_time_ms: float | None = None
+    # The file or directory concerned, as data rather than inside `message` (a breaker's
+    # export directory: `status` shows each directory's breaker). Schema 2; version 1
+    # events are upcast (breaker messages read "<dir>: breaker ...").
+    path: str | None = None
+    schema_version: ClassVar[int] = 2
 
 
 AnyEvent = Annotated[
@@ -380,3 +385,12 @@ def describe_validation_error(exc: PydanticValidationError) -> str:
     loc = ".".join(str(part) for part in first["loc"])
     extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{loc or 'value'}: {first['msg']}{extra}"
+
+
+@register_upcaster("ErrorRecorded", 1)
+def _error_path(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept a breaker's directory only in its message ("<dir>: breaker ...")."""
+    path = None
+    if data.get("component") == "breaker" and ": breaker " in str(data.get("message", "")):
+        path = str(data["message"]).rsplit(": breaker ", 1)[0]
+    return {**data, "path": path}

@@ -114,11 +114,12 @@ def projection_status(
 
 def breaker_states(store: Store) -> dict[str, dict[str, Any]]:
     """The latest breaker transition per export directory, as `evstore watch` records
-    them (message "<export dir>: ...")."""
+    them (the directory in the event's `path`)."""
     states: dict[str, dict[str, Any]] = {}
     for event in store.journal.read(ERRORS_STREAM):
         if event.type == "ErrorRecorded" and event.data.get("component") == BREAKER_COMPONENT:
-            directory = event.data["message"].rsplit(": breaker ", 1)[0]
+            # A transition recorded by hand without its path still names it in the text.
+            directory = event.data.get("path") or event.data["message"].rsplit(": breaker ", 1)[0]
             states[directory] = {"state": event.data["operation"], "since": event.recorded_at,
                                  "message": event.data["message"]}
     return states

@@ -59,3 +59,27 @@ def test_exit_codes_and_builtin_bases(name: str, code: int, also: type[BaseExcep
     cls = getattr(errors, name)
     assert cls.exit_code == code
     assert issubclass(cls, also)
+
+
+def test_a_breaker_transition_names_its_directory_as_data() -> None:
+    """The breaker records its export directory in `path`, not only inside the message."""
+    from eventstore.breaker import CircuitBreaker  # noqa: PLC0415
+
+    recorded = []
+    breaker = CircuitBreaker("/srv/plan/001", threshold=1, clock=lambda: 0.0,
+                             record=recorded.append)
+    breaker.failure(OSError(30, "Read-only file system"))
+    (event,) = recorded
+    assert (event.operation, event.path) == ("open", "/srv/plan/001")
+
+
+def test_old_breaker_events_are_upcast_with_their_directory() -> None:
+    """A schema-1 ErrorRecorded of the breaker reads back with `path` from its message;
+    any other keeps none."""
+    from eventstore.events import upcast  # noqa: PLC0415
+
+    breaker = {"component": "breaker", "operation": "open",
+               "message": "/srv/plan/001: breaker open after 5 consecutive failures (EROFS)"}
+    assert upcast("ErrorRecorded", 1, breaker)["path"] == "/srv/plan/001"
+    exporter = {"component": "exporter", "operation": "write", "message": "x: breaker y"}
+    assert upcast("ErrorRecorded", 1, exporter)["path"] is None
