@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import threading
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -29,6 +29,7 @@ from eventstore.classify import classify
 from eventstore.errors import EvstoreError, InvalidInputError
 from eventstore.events import STATUSES, ErrorRecorded, ItemStatusChanged, validate_status
 from eventstore.logs import get_logger
+from eventstore.selection import Level
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -50,6 +51,8 @@ SessionArg = Annotated[
           "or the only session the journal has."),
 ]
 ItemArg = Annotated[str, Field(description="A backlog item id, e.g. P1.M1.T1.S1.")]
+LevelArg = Annotated[Level, Field(description="Which items count: any level (parent before "
+                                  "children), only tasks, or only subtasks.")]
 T = TypeVar("T")
 P = ParamSpec("P")
 
@@ -233,8 +236,7 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
         claim: Annotated[bool, Field(  # noqa: FBT002 - the SDK passes tool arguments by name
             description="Also mark it Implementing, atomically: no other agent gets it.")] = False,
         reason: Annotated[str | None, Field(description="Recorded with the claim.")] = None,
-        level: Annotated[Literal["any", "task", "subtask"],
-                         Field(description="Which items may be taken.")] = "any",
+        level: LevelArg = "any",
         session: SessionArg = None,
     ) -> CallToolResult:
         """The next backlog item to work on: depth-first, the first Planned item whose
@@ -430,9 +432,7 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
     @refused
     def ready(
         session: SessionArg = None,
-        level: Annotated[
-            Literal["any", "task", "subtask"], Field(description="Which items count.")
-        ] = "any",
+        level: LevelArg = "any",
     ) -> CallToolResult:
         """Every item next_item could hand out, in the order it would."""
         name = server.session(session)
@@ -443,9 +443,7 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
     @refused
     def blocked(
         session: SessionArg = None,
-        level: Annotated[
-            Literal["any", "task", "subtask"], Field(description="Which items count.")
-        ] = "any",
+        level: LevelArg = "any",
     ) -> CallToolResult:
         """Every Planned item held back by dependencies that are not Complete, with them."""
         name = server.session(session)

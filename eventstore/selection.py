@@ -151,7 +151,10 @@ def _candidates(
 
 def dependency_problems(doc: dict[str, Any] | None) -> list[str]:
     """Dependencies naming no item, and cycles among dependencies, as sentences."""
-    walk = _Walk(doc)
+    return _problems(_Walk(doc))
+
+
+def _problems(walk: _Walk) -> list[str]:
     problems: list[str] = []
     for item, _ in walk.items:
         missing = [d for d in _dependencies(item) if d not in walk.by_id]
@@ -207,7 +210,7 @@ def select_next(
             continue
         chosen = candidate
         break
-    return Selection(item=chosen, skipped=skipped, warnings=tuple(dependency_problems(doc)))
+    return Selection(item=chosen, skipped=skipped, warnings=tuple(_problems(walk)))
 
 
 def ready_items(
