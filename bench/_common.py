@@ -220,7 +220,7 @@ def status_payloads(ids: Sequence[str], count: int, start: int = 0) -> list[dict
 def raw_journal(path: Path, durability: str) -> sqlite3.Connection:
     """A journal with evstore's exact schema (created by SQLiteJournal itself), opened as a
     plain sqlite3 connection in autocommit mode, WAL, the same `synchronous`."""
-    from eventstore.journal import SQLiteJournal  # noqa: PLC0415
+    from eventstore.sqlite import SQLiteJournal  # noqa: PLC0415
 
     SQLiteJournal(path, create=True, durability=durability).close()  # type: ignore[arg-type]
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)

@@ -114,7 +114,7 @@ class Server:
 
 
 def create_schema(url: str) -> None:
-    from eventstore.pgjournal import PostgresJournal  # noqa: PLC0415
+    from eventstore.postgres import PostgresJournal  # noqa: PLC0415
 
     PostgresJournal(url, create=True).close()
 

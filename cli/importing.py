@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from pathlib import Path
 
-    from eventstore.journal import AppendResult
+    from eventstore.persistence import AppendResult
     from eventstore.store import Store
 
 

@@ -75,7 +75,8 @@ def status_report(store: Store) -> dict[str, Any]:
         })
     exports = [p["exported_at"] for s in sessions for p in s["projections"] if p["exported_at"]]
     return {
-        "journal": {"path": str(journal.path.resolve()), "bytes": journal_size(journal.path),
+        "journal": {"path": str(journal.file.resolve()) if journal.file else journal.location,
+                    "bytes": journal_size(journal),
                     "schema_version": journal.schema_version,
                     "latest_schema_version": latest_version(journal.backend),
                     "head_seq": journal.head()},
@@ -92,7 +93,7 @@ def _print_status(report: dict[str, Any]) -> None:
     size = f"{journal['bytes']:,} bytes, " if journal["bytes"] is not None else ""
     schema = f"schema {journal['schema_version']}"
     if journal["schema_version"] < journal["latest_schema_version"]:
-        from eventstore.journal import outdated_note  # noqa: PLC0415 - only for an old journal
+        from eventstore.persistence import outdated_note  # noqa: PLC0415 - only for an old journal
 
         schema = outdated_note(journal["schema_version"])
     click.echo(f"journal {journal['path']} ({size}{schema}, head seq {journal['head_seq']})")

@@ -75,7 +75,7 @@ def report_page(store: Store, sessions: list[str], until_seq: int | None, *,
     """The report of `sessions` as of `until_seq` (None: the head), as HTML bytes."""
     from cli.report_html import render_report  # noqa: PLC0415
     from eventstore._version import __version__  # noqa: PLC0415
-    from eventstore.journal import format_time, utc_now  # noqa: PLC0415
+    from eventstore.persistence import format_time, utc_now  # noqa: PLC0415
     from eventstore.reports import error_summary  # noqa: PLC0415
     from projections.batch_runs import parse_time  # noqa: PLC0415
     from projections.report import session_report  # noqa: PLC0415
@@ -89,7 +89,7 @@ def report_page(store: Store, sessions: list[str], until_seq: int | None, *,
     context: dict[str, Any] = {
         "title": f"evstore report: {', '.join(sessions) or 'empty journal'}",
         "version": __version__,
-        "journal": str(store.journal.path),
+        "journal": store.journal.location,
         "head": store.journal.head(),
         "until": until_seq,
         "generated_at": format_time(utc_now()),

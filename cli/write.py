@@ -16,7 +16,7 @@ from cli.context import AppContext
 from cli.output import emit_json
 
 if TYPE_CHECKING:
-    from eventstore.journal import AppendResult
+    from eventstore.persistence import AppendResult
     from eventstore.progress import Progress
 
 pass_app = click.make_pass_decorator(AppContext)
@@ -58,7 +58,7 @@ def init(obj: AppContext, *, force: bool) -> None:
         store = obj.store(create=True)
         events = store.journal.head()
         verb = "Initialized" if events == 0 else "Reinitialized existing"
-        click.echo(f"{verb} evstore journal in {store.journal.path}")
+        click.echo(f"{verb} evstore journal in {store.journal.location}")
         return
     path = Path(obj.db) if obj.db else default_journal(Path.cwd())
     outer = None if obj.db or force else enclosing_journal(Path.cwd())
@@ -73,7 +73,7 @@ def init(obj: AppContext, *, force: bool) -> None:
     existed = path.exists()
     store = obj.store(create=True)
     verb = "Reinitialized existing" if existed else "Initialized empty"
-    click.echo(f"{verb} evstore journal in {store.journal.path.resolve()}")
+    click.echo(f"{verb} evstore journal in {path.resolve()}")
 
 
 @app.command("import")

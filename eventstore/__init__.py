@@ -13,7 +13,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "AppendResult": "eventstore.journal",
+    "AppendResult": "eventstore.persistence",
     "ConcurrencyError": "eventstore.errors",
     "Event": "eventstore.events",
     "EvstoreError": "eventstore.errors",
@@ -23,7 +23,7 @@ _EXPORTS = {
     "FlushStats": "eventstore.session",
     "InvalidInputError": "eventstore.errors",
     "InvalidSessionIdError": "eventstore.errors",
-    "Journal": "eventstore.journal",
+    "Journal": "eventstore.persistence",
     "JournalBusyError": "eventstore.errors",
     "JournalCorruptError": "eventstore.errors",
     "JournalError": "eventstore.errors",
@@ -37,10 +37,10 @@ _EXPORTS = {
     "ProjectionError": "eventstore.errors",
     "RetryPolicy": "eventstore.retry",
     "STATUSES": "eventstore.events",
-    "SQLiteJournal": "eventstore.journal",
+    "SQLiteJournal": "eventstore.sqlite",
     "Session": "eventstore.session",
     "Store": "eventstore.store",
-    "StoredEvent": "eventstore.journal",
+    "StoredEvent": "eventstore.persistence",
     "UnknownSessionError": "eventstore.errors",
     "parse_event": "eventstore.events",
 }
@@ -83,8 +83,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'eventstore' has no attribute {name!r}")
-    attr = "SQLiteJournal" if name == "Journal" else name
-    value = getattr(import_module(module), attr)
+    value = getattr(import_module(module), name)
     globals()[name] = value
     return value
 
@@ -114,10 +113,11 @@ if TYPE_CHECKING:
         UnknownSessionError,
     )
     from eventstore.events import STATUSES, Event, parse_event
-    from eventstore.journal import AppendResult, SQLiteJournal, StoredEvent
-    from eventstore.journal import SQLiteJournal as Journal
+    from eventstore.persistence import AppendResult, StoredEvent
     from eventstore.projection import Projection
     from eventstore.retry import RetryPolicy
     from eventstore.runner import ExportResult
     from eventstore.session import FlushStats, Session
+    from eventstore.sqlite import SQLiteJournal
+    from eventstore.sqlite import SQLiteJournal as Journal
     from eventstore.store import Store

@@ -15,13 +15,10 @@ since two spellings of one file are one file:
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import orjson
-
-from eventstore.errors import InvalidInputError
+from eventstore.errors import EvstoreError, InvalidInputError
 from eventstore.locate import JOURNAL_NAME, STATE_DIR
 
 if TYPE_CHECKING:
@@ -44,9 +41,9 @@ def resolved(path: Path) -> Path:
 
 def journal_files(store: Store) -> list[Path]:
     """The journal file and the files SQLite keeps beside it (none for a server journal)."""
-    if store.journal.backend != "sqlite":
+    if store.journal.file is None:
         return []
-    base = resolved(Path(store.journal.path))
+    base = resolved(store.journal.file)
     return [base.with_name(base.name + suffix) for suffix in JOURNAL_SIDE_FILES]
 
 
@@ -87,7 +84,7 @@ def export_dir_owner(store: Store, export_dir: Path, *, claimant: str) -> str | 
 def foreign_owner(store: Store, export_dir: Path) -> tuple[Path, str] | None:
     """(journal, session) of another SQLite journal whose project encloses `export_dir`
     (found as `.evstore/journal.db` in it or a parent) and whose session exports there."""
-    own = resolved(Path(store.journal.path)) if store.journal.backend == "sqlite" else None
+    own = resolved(store.journal.file) if store.journal.file is not None else None
     wanted = resolved(export_dir)
     for directory in (wanted, *wanted.parents):
         journal = directory / STATE_DIR / JOURNAL_NAME
@@ -103,24 +100,15 @@ def foreign_owner(store: Store, export_dir: Path) -> tuple[Path, str] | None:
 def _export_dirs_in(journal: Path) -> dict[str, str]:
     """Each session's latest export dir in another journal, read only; {} when it cannot be
     read (not a journal, locked, damaged): its own commands will say why."""
-    # Without a -wal beside it the file alone holds every commit: read it as immutable,
-    # which creates no -wal/-shm of someone else's journal. In use, it has both already.
-    in_use = journal.with_name(journal.name + "-wal").exists()
-    mode = "mode=ro" if in_use else "mode=ro&immutable=1"
+    from eventstore.backends import open_journal  # noqa: PLC0415 - only when another project is near
+
     try:
-        con = sqlite3.connect(f"{journal.resolve().as_uri()}?{mode}", uri=True, timeout=1.0)
-    except sqlite3.Error:
+        # Read only: nothing of someone else's journal is migrated, nor any -wal/-shm made
+        # beside one not in use.
+        with open_journal(journal, read_only=True) as other:
+            return other.export_dirs()
+    except (EvstoreError, OSError, ValueError, KeyError, TypeError):
         return {}
-    try:
-        rows = con.execute(
-            "SELECT stream, data FROM events"
-            " WHERE type IN ('SessionCreated', 'SessionMoved') ORDER BY stream, seq"
-        ).fetchall()
-        return {stream: str(orjson.loads(data)["export_dir"]) for stream, data in rows}
-    except (sqlite3.Error, ValueError, KeyError, TypeError):
-        return {}
-    finally:
-        con.close()
 
 
 def shared_export_dirs(store: Store) -> dict[Path, list[str]]:

@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eventstore.locate import is_url
-from eventstore.runner import ERRORS_STREAM
+from eventstore.persistence import ERRORS_STREAM
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from eventstore.journal import StoredEvent
+    from eventstore.persistence import Journal, StoredEvent
     from eventstore.store import Store
 
 BREAKER_COMPONENT = "breaker"
@@ -130,9 +129,10 @@ def last_error(store: Store) -> dict[str, Any] | None:
     return _record(latest) if latest is not None and latest.type == "ErrorRecorded" else None
 
 
-def journal_size(path: Path | str) -> int | None:
+def journal_size(journal: Journal) -> int | None:
     """Bytes of the journal with its WAL (what it takes on disk now); None for a server."""
-    if is_url(str(path)):
+    path = journal.file
+    if path is None:
         return None
     total = 0
     for suffix in ("", "-wal"):

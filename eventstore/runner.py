@@ -22,8 +22,8 @@ from eventstore.copies import drift_name, keep_copy
 from eventstore.errnos import errno_name, is_retryable
 from eventstore.errors import ExportError
 from eventstore.events import ErrorRecorded
-from eventstore.journal import Checkpoint, SQLiteJournal, StoredEvent
 from eventstore.logs import get_logger
+from eventstore.persistence import ERRORS_STREAM, Checkpoint, Journal, StoredEvent
 from eventstore.progress import Progress, reporting
 from eventstore.projection import PatchingProjection, Projection
 from eventstore.retry import RetryPolicy
@@ -32,11 +32,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from pathlib import Path
 
-    from eventstore.pgjournal import PostgresJournal
-
 log = get_logger("evstore.export")
 
-ERRORS_STREAM = "_errors"  # cannot collide: session ids start with a letter or digit
 LOCK_NAME = ".evstore.lock"
 
 Action = Literal["written", "unchanged", "removed", "absent"]
@@ -130,7 +127,7 @@ class ProjectionRunner:
 
     def __init__(  # noqa: PLR0913 - keyword-only knobs with defaults
         self,
-        journal: SQLiteJournal | PostgresJournal,
+        journal: Journal,
         projections: Sequence[Projection],
         *,
         policy: RetryPolicy | None = None,

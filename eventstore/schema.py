@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -13,6 +12,9 @@ _MIGRATION = re.compile(r"^--\s*migration:\s*(\d+)\s*$")
 # PostgreSQL lexemes that may hide a `;`: comments, quoted strings and identifiers, and
 # dollar-quoted bodies ($$ ... $$ or $tag$ ... $tag$) of functions.
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+# SQLite's one compound statement: a trigger's body holds `;`, and only `END;` ends it.
+_TRIGGER = re.compile(r"^\s*CREATE\s+(?:TEMP(?:ORARY)?\s+)?TRIGGER\b", re.IGNORECASE)
+_TRIGGER_END = re.compile(r"\bEND\s*;\s*$", re.IGNORECASE)
 
 
 def schema_text() -> str:
@@ -59,20 +61,29 @@ def latest_version(backend: str) -> int:
 
 def split_sqlite(text: str) -> list[str]:
     """Statements of an SQLite block, as SQLite itself delimits them (triggers' bodies
-    hold `;`); whole-line `--` comments are dropped."""
+    hold `;`); whole-line `--` comments are dropped. A statement ends with a line ending
+    in `;`, a trigger with `END;`: what sqlite3.complete_statement says of schema.sql
+    (tests/test_layering.py compares them), without this module needing the driver."""
     statements: list[str] = []
     buffer = ""
     for line in text.splitlines():
         if line.lstrip().startswith("--"):
             continue
         buffer += line + "\n"
-        if sqlite3.complete_statement(buffer):
+        if _complete(buffer):
             statements.append(buffer.strip())
             buffer = ""
     if buffer.strip():
         msg = f"schema.sql: unterminated SQLite statement: {buffer.strip()[:60]!r}"
         raise RuntimeError(msg)
     return statements
+
+
+def _complete(buffer: str) -> bool:
+    text = buffer.rstrip()
+    if not text.endswith(";"):
+        return False
+    return not _TRIGGER.match(text) or bool(_TRIGGER_END.search(text))
 
 
 def split_postgres(text: str) -> list[str]:  # noqa: C901, PLR0912, PLR0915 - one small lexer

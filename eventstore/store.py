@@ -10,29 +10,16 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import orjson
 
+from eventstore.backends import open_journal
 from eventstore.errors import (
     ExportError,
     InvalidInputError,
-    JournalError,
     ProjectFailedError,
     UnknownSessionError,
 )
 from eventstore.events import Event, SessionCreated, SessionMoved, parse_event, validate_session_id
-from eventstore.journal import (
-    _CURRENT_SCHEMA,
-    _NO_META,
-    AppendResult,
-    Durability,
-    SQLiteJournal,
-    StoredEvent,
-    new_event_id,
-    utc_now,
-)
 from eventstore.locate import (
-    find_journal,
     find_project_root,
-    is_url,
-    journal_from_env,
     project_root,
 )
 from eventstore.logs import get_logger
@@ -43,9 +30,20 @@ from eventstore.paths import (
     resolved,
     shared_export_dirs,
 )
+from eventstore.persistence import (
+    _NO_META,
+    CURRENT_SCHEMA,
+    ERRORS_STREAM,
+    AppendResult,
+    Durability,
+    Journal,
+    StoredEvent,
+    new_event_id,
+    utc_now,
+)
 from eventstore.progress import Progress, reporting, shares, span
 from eventstore.retry import RetryPolicy
-from eventstore.runner import ERRORS_STREAM, ExportResult, ProjectionRunner, resume_point
+from eventstore.runner import ExportResult, ProjectionRunner, resume_point
 from eventstore.session import Session
 from eventstore.staging import StagedEvents
 
@@ -53,7 +51,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from datetime import datetime
 
-    from eventstore.pgjournal import PostgresJournal
     from eventstore.projection import Projection
     from eventstore.selection import Selection, WorkItem
 
@@ -72,7 +69,7 @@ class Store:
 
     def __init__(
         self,
-        journal: SQLiteJournal | PostgresJournal,
+        journal: Journal,
         *,
         projections: Sequence[Projection] = (),
         root: Path | None = None,
@@ -112,22 +109,8 @@ class Store:
 
         `read_only`: an SQLite journal is opened read-only (also on read-only media) and
         never migrated; writing through it raises JournalWriteError."""
-        if db is None and is_url(journal_from_env()):
-            db = journal_from_env()
-        journal: SQLiteJournal | PostgresJournal
-        if is_url(db):
-            try:
-                from eventstore.pgjournal import PostgresJournal  # noqa: PLC0415 - psycopg only when asked
-            except ImportError as exc:
-                raise JournalError(
-                    f"a PostgreSQL journal needs psycopg ({exc}): pip install 'evstore[postgres]'"
-                ) from None
-            journal = PostgresJournal(str(db), create=create, durability=durability, clock=clock,
-                                      tool=tool)
-        else:
-            path = Path(db) if db is not None else find_journal(Path.cwd())
-            journal = SQLiteJournal(path, create=create, read_only=read_only,
-                                    durability=durability, clock=clock, tool=tool)
+        journal = open_journal(db, create=create, read_only=read_only, durability=durability,
+                               clock=clock, tool=tool)
         policy = (RetryPolicy(retries=flush_retries, sleep=sleep) if sleep
                   else RetryPolicy(retries=flush_retries))
         return cls(journal, projections=projections, policy=policy)
@@ -138,9 +121,8 @@ class Store:
     def reopen(self) -> Path | None:
         """Open the journal at its path again (it was replaced under us) and forget every
         state folded from the old one; the file keeping events only the old one had, if
-        any (see SQLiteJournal.reopen)."""
-        reopen = getattr(self.journal, "reopen", None)
-        rescued = reopen() if reopen is not None else None
+        any (see Journal.reopen)."""
+        rescued = self.journal.reopen()
         with self._live_lock:
             self._live.clear()
         return rescued
@@ -453,15 +435,7 @@ class Store:
         to the session since `stage`). `progress(rows written, rows)` every thousand rows
         and at the end."""
         session = staged.stream
-        if self.journal.backend != "sqlite":
-            # PostgreSQL's append takes models: the staged lines become them again.
-            events = [model for model, _ in _models(staged)]
-            return self._append(session, events, expected_version=expected_version,
-                                event_ids=[event_id if given else None
-                                           for _, _, event_id, given in staged],
-                                correlation_id=correlation_id, progress=progress)
         journal = self.journal
-        assert isinstance(journal, SQLiteJournal)  # noqa: S101 - the backend, checked above
 
         def revalidate(head: int) -> None:
             validator = self._validator(session, head, journal.stream_version(session))
@@ -469,9 +443,9 @@ class Store:
                 validator.accept(event, payload)
 
         with self._live_lock:
-            return journal.append(session, staged, expected_version=expected_version,
-                                  correlation_id=correlation_id, revalidate=revalidate,
-                                  progress=progress, extra_meta=self.meta or None)
+            return journal.append_staged(staged, expected_version=expected_version,
+                                         correlation_id=correlation_id, revalidate=revalidate,
+                                         progress=progress, extra_meta=self.meta or None)
 
     def _validator(self, session: str, head: int, version: int) -> _Validator:
         """A validator from private copies of the session's states at `head` (or later):
@@ -672,12 +646,12 @@ def _validating(
     return reporting(pairs, span(progress, start, end - start, 3 * count), count)
 
 
-def _default_root(journal: SQLiteJournal | PostgresJournal) -> Path:
+def _default_root(journal: Journal) -> Path:
     """Where relative export dirs resolve: beside an SQLite journal's `.evstore/`; for a
     journal on a server, the nearest directory at or above the working directory that
     holds `.evstore/` (else the working directory), so each host uses its own checkout."""
-    if journal.backend == "sqlite":
-        return project_root(Path(journal.path))
+    if journal.file is not None:
+        return project_root(journal.file)
     return find_project_root(Path.cwd())
 
 
@@ -701,7 +675,7 @@ class _Validator:
         self._version += 1
         event_type = event.type
         stored = StoredEvent(self._seq, self._session, self._version, event_type, payload,
-                             _NO_META, self._recorded_at, "", _CURRENT_SCHEMA[event_type])
+                             _NO_META, self._recorded_at, "", CURRENT_SCHEMA[event_type])
         states = self._states
         for projection, validate, fold in self._projections:
             validate(states[projection.name], event, self._session)

@@ -37,7 +37,7 @@ from eventstore.classify import classify
 from eventstore.errors import EvstoreError, JournalBusyError, JournalError
 from eventstore.logs import get_logger
 from eventstore.numbers import whole_number
-from eventstore.runner import ERRORS_STREAM
+from eventstore.persistence import ERRORS_STREAM
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -135,7 +135,7 @@ class Watcher:
 
     def run(self) -> WatchStats:
         """Export everything pending now, then poll until stopped."""
-        log.info("watch_started", journal=str(self.store.journal.path), session=self.session,
+        log.info("watch_started", journal=self.store.journal.location, session=self.session,
                  interval_ms=round(self.interval_s * 1000))
         # The token before the head: a commit in between is then seen twice, never missed.
         self._identity = self._file_identity()
@@ -181,14 +181,14 @@ class Watcher:
                             self.unavailable_max_delay_s)
                 log.warning("watch_journal_unavailable", attempt=attempt,
                             delay_ms=round(delay * 1000, 1), error=str(exc),
-                            journal=str(self.store.journal.path))
+                            journal=self.store.journal.location)
                 self._sleep(delay)
                 if self.stopping:
                     return False
                 continue
             if attempt:
                 log.warning("watch_journal_back", attempts=attempt,
-                            journal=str(self.store.journal.path))
+                            journal=self.store.journal.location)
             return True
 
     @property
@@ -202,8 +202,7 @@ class Watcher:
         return self.store.journal.change_token()
 
     def _file_identity(self) -> tuple[tuple[int, int] | None, ...] | None:
-        identity = getattr(self.store.journal, "file_identity", None)
-        return identity() if identity is not None else None  # a server journal has no file
+        return self.store.journal.file_identity()
 
     def _replaced(self) -> str | None:
         """What changed under the open journal, or None: SQLite keeps reading the file
@@ -255,7 +254,7 @@ class Watcher:
         and export every session again from what the journal holds now. Checkpoints
         naming lost events are refolded, and files exported from those events are kept
         as .drift- copies by the export."""
-        path = self.store.journal.path
+        path = self.store.journal.location
         lost = (f"events after seq {head} that this watcher saw (up to seq {self._seen_seq}) "
                 "are gone from it" if head < self._seen_seq else f"its head is seq {head}")
         kept = (f"; the events only the old one held are kept in {rescued} (`evstore append "

@@ -28,7 +28,7 @@ from eventstore.events import (
 from eventstore.jsonfmt import dumps
 
 if TYPE_CHECKING:
-    from eventstore.journal import StoredEvent
+    from eventstore.persistence import StoredEvent
 
 BATCH_EVENTS = frozenset(
     {

@@ -49,21 +49,15 @@ from eventstore.events import (
     ItemStatusChanged,
     ItemUpdated,
 )
-from eventstore.journal import (
-    Durability,
-    SQLiteJournal,
-    check_findings,
-    read_failed_during_check,
-    translate,
-    utc_now,
-)
-from eventstore.journal_file import journal_file_defect, open_read_only
 from eventstore.locate import STATE_DIR, find_project_root, is_url, redact_url
 from eventstore.logs import get_logger
 from eventstore.owner import is_alive, this_host
 from eventstore.paths import refuse_protected, resolved
+from eventstore.persistence import ERRORS_STREAM, Durability, utc_now
 from eventstore.progress import span
-from eventstore.runner import ERRORS_STREAM, LOCK_NAME, resume_point, sha256
+from eventstore.runner import LOCK_NAME, resume_point, sha256
+from eventstore.sqlite import SQLiteJournal, check_findings, read_failed_during_check, translate
+from eventstore.sqlite_file import journal_file_defect, open_read_only
 from eventstore.store import Store
 from projections import DEFAULT
 from projections.backlog import BacklogState, TasksProjection
@@ -75,7 +69,7 @@ from projections.imports import ParsedBacklog, diff_backlogs, import_event, read
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from eventstore.journal import Checkpoint, StreamInfo
+    from eventstore.persistence import Checkpoint, StreamInfo
     from eventstore.progress import Progress
     from eventstore.projection import Projection
 

@@ -15,7 +15,7 @@ from eventstore.jsonfmt import dumps
 
 if TYPE_CHECKING:
     from eventstore.events import Event
-    from eventstore.journal import StoredEvent
+    from eventstore.persistence import StoredEvent
 
 DEFAULT_MAX_FIX_TASKS = 3
 

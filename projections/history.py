@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from datetime import datetime
 
-    from eventstore.journal import StoredEvent
+    from eventstore.persistence import StoredEvent
 
 _BATCH_KINDS = {
     "BatchItemStarted": "started",

@@ -26,9 +26,9 @@ from eventstore.events import (
     ItemStatusChanged,
     ItemUpdated,
 )
-from eventstore.journal import StoredEvent
 from eventstore.jsonerrors import json_problem
 from eventstore.jsonfmt import loads
+from eventstore.persistence import StoredEvent
 from projections.backlog import BacklogState, TasksProjection, child_key, children_of
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from eventstore import Store
 from eventstore.atomic import write_atomic
 from eventstore.events import SessionCreated
-from eventstore.journal import SQLiteJournal
+from eventstore.sqlite import SQLiteJournal
 from eventstore.retry import RetryPolicy
 from projections import DEFAULT
 from projections.imports import import_event, parse_backlog

@@ -39,7 +39,7 @@ def flaky(failures: list[int]) -> tuple[Callable[[Path, bytes], None], list[int]
 
 def open_store(project_dir: Path, write_file: Callable[[Path, bytes], None], retries: int = 3,
                slept: list[float] | None = None) -> Store:
-    from eventstore.journal import SQLiteJournal
+    from eventstore.sqlite import SQLiteJournal
 
     journal = SQLiteJournal(project_dir / ".evstore" / "journal.db", create=True)
     policy = RetryPolicy(retries=retries, sleep=(slept if slept is not None else []).append)
@@ -230,7 +230,7 @@ def test_relative_export_dirs_resolve_against_the_project_root(seeded: Path, mon
 def test_an_unreadable_checkpoint_is_rebuilt_from_the_journal(seeded: Path) -> None:
     """Checkpoints are a cache: state this version cannot read is set aside (warning) and
     the projection folded from the start; the file comes out right either way."""
-    from eventstore.journal import Checkpoint
+    from eventstore.persistence import Checkpoint
 
     with Store.open(seeded / ".evstore" / "journal.db", projections=DEFAULT) as store:
         store.project(SESSION)

@@ -12,7 +12,7 @@ import pytest
 from eventstore import schema
 from eventstore.errors import JournalCorruptError
 from eventstore.events import ItemStatusChanged
-from eventstore.journal import SQLiteJournal
+from eventstore.sqlite import SQLiteJournal
 
 
 def status(item: str = "P1", value: str = "Complete") -> ItemStatusChanged:

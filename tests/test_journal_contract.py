@@ -4,7 +4,8 @@ Every test takes `backend` (or `journal`), parametrized as `sqlite` (a file in a
 dir) and `postgresql` (a fresh database on the session's real server, tests/pgserver.py).
 A backend helper hides only what cannot be neutral: how to open a journal, how to run
 raw SQL beside it, how to hold its write lock, how to set its schema version by hand.
-What is asserted is the same for both.
+What is asserted is the same for both, and typed against the interface (`Journal`):
+a test that needs a backend's own name for something is not a contract test.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from eventstore.errors import (
     JournalSchemaError,
 )
 from eventstore.events import ItemStatusChanged, ItemUpdated, SessionCreated
-from eventstore.journal import Checkpoint, SQLiteJournal
+from eventstore.persistence import Checkpoint, Journal
 from eventstore.retry import RetryPolicy
+from eventstore.sqlite import SQLiteJournal
+from eventstore.staging import StagedEvents
 
 pytest_plugins = ["pgserver"]  # the pg_server / pg_url fixtures
 
@@ -102,7 +105,7 @@ class SqliteBackend:
             done.join()
             blocker.close()
 
-    def synchronous(self, journal: Any) -> str:
+    def synchronous(self, journal: Journal) -> str:
         level = journal._conn.execute("PRAGMA synchronous").fetchone()[0]  # noqa: SLF001
         return {2: "full", 1: "normal"}[level]
 
@@ -118,7 +121,7 @@ class PostgresBackend:
         self.json_error = psycopg.errors.InvalidTextRepresentation  # the json type's input check
 
     def open(self, **kwargs: Any) -> Any:
-        from eventstore.pgjournal import PostgresJournal  # noqa: PLC0415
+        from eventstore.postgres import PostgresJournal  # noqa: PLC0415
 
         return PostgresJournal(self.db, **kwargs)
 
@@ -154,7 +157,7 @@ class PostgresBackend:
     def hold_write_lock(self) -> Iterator[threading.Event]:
         import psycopg  # noqa: PLC0415
 
-        from eventstore.pgjournal import APPEND_LOCK  # noqa: PLC0415
+        from eventstore.postgres import APPEND_LOCK  # noqa: PLC0415
 
         blocker = psycopg.connect(self.db, autocommit=True)
         blocker.execute("BEGIN")
@@ -169,7 +172,7 @@ class PostgresBackend:
             done.join()
             blocker.close()
 
-    def synchronous(self, journal: Any) -> str:
+    def synchronous(self, journal: Journal) -> str:
         value = journal._pg.execute("SHOW synchronous_commit").fetchone()[0]  # noqa: SLF001
         return {"on": "full", "off": "normal"}[value]
 
@@ -185,7 +188,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 
 @pytest.fixture
-def journal(backend: Backend) -> Iterator[Any]:
+def journal(backend: Backend) -> Iterator[Journal]:
     j = backend.open(create=True)
     yield j
     j.close()
@@ -194,7 +197,7 @@ def journal(backend: Backend) -> Iterator[Any]:
 # --- opening ----------------------------------------------------------------------------------
 
 
-def test_new_journal_is_at_the_latest_schema(backend: Backend, journal: Any) -> None:
+def test_new_journal_is_at_the_latest_schema(backend: Backend, journal: Journal) -> None:
     assert journal.schema_version == schema.latest_version(backend.name) == 5
     assert journal.backend == backend.name
     assert journal.integrity_check() == []
@@ -249,7 +252,7 @@ def test_newer_journal_is_refused_untouched(backend: Backend) -> None:
 # --- append -----------------------------------------------------------------------------------
 
 
-def test_append_assigns_gap_free_seq_and_per_stream_versions(journal: Any) -> None:
+def test_append_assigns_gap_free_seq_and_per_stream_versions(journal: Journal) -> None:
     """seq is global and gap-free; version counts per stream from 1."""
     a = journal.append("a", [status(), status()])
     b = journal.append("b", [status()])
@@ -261,7 +264,7 @@ def test_append_assigns_gap_free_seq_and_per_stream_versions(journal: Any) -> No
     assert rows == [(1, "a", 1), (2, "a", 2), (3, "b", 1), (4, "a", 3)]
 
 
-def test_a_refused_append_leaves_no_gap(journal: Any) -> None:
+def test_a_refused_append_leaves_no_gap(journal: Journal) -> None:
     """A rolled-back append uses up no seq: the next one takes the very next number."""
     journal.append("s", [status()])
     with pytest.raises(ConcurrencyError):
@@ -287,7 +290,7 @@ def test_rows_carry_type_data_meta_time_and_ids(backend: Backend) -> None:
     assert event.as_dict()["seq"] == 1
 
 
-def test_data_keeps_its_key_order_and_text(backend: Backend, journal: Any) -> None:
+def test_data_keeps_its_key_order_and_text(backend: Backend, journal: Journal) -> None:
     """Payloads come back with their keys in the order written (no jsonb reordering),
     byte for byte as orjson wrote them, unicode and all."""
     changes = {"zeta": 1, "alpha": {"y": [3, 2, 1], "b": None}, "mid": "ünï 漢字 \u0000 \"q\""}
@@ -303,7 +306,7 @@ def test_data_keeps_its_key_order_and_text(backend: Backend, journal: Any) -> No
         (orjson.dumps(event.model_dump(mode="json")).decode(),)]
 
 
-def test_expected_version_conflict_raises_and_writes_nothing(journal: Any) -> None:
+def test_expected_version_conflict_raises_and_writes_nothing(journal: Journal) -> None:
     """A stale expected_version is a ConcurrencyError (exit 3) and the journal is unchanged."""
     journal.append("s", [status()], expected_version=0)
     with pytest.raises(ConcurrencyError, match="at version 1, expected 0") as caught:
@@ -313,7 +316,7 @@ def test_expected_version_conflict_raises_and_writes_nothing(journal: Any) -> No
     assert journal.append("s", [status()], expected_version=1).last_version == 2
 
 
-def test_repeated_event_id_returns_the_original_result(journal: Any) -> None:
+def test_repeated_event_id_returns_the_original_result(journal: Journal) -> None:
     """A retried append (same ids) writes nothing and answers as the first time."""
     first = journal.append("s", [status(), status("P2")], event_ids=["e-1", "e-2"])
     assert not first.duplicate
@@ -325,7 +328,7 @@ def test_repeated_event_id_returns_the_original_result(journal: Any) -> None:
     assert [e.event_id for e in journal.read(until=2)] == ["e-1", "e-2"]
 
 
-def test_partly_used_event_ids_are_a_conflict(journal: Any) -> None:
+def test_partly_used_event_ids_are_a_conflict(journal: Journal) -> None:
     """Ids that match only part of an earlier append (or another stream's) cannot be a retry of it."""
     journal.append("s", [status()], event_ids=["e-1"])
     with pytest.raises(ConcurrencyError, match="already used"):
@@ -335,7 +338,7 @@ def test_partly_used_event_ids_are_a_conflict(journal: Any) -> None:
     assert journal.head() == 1
 
 
-def test_event_ids_repeating_within_one_append_are_refused(journal: Any) -> None:
+def test_event_ids_repeating_within_one_append_are_refused(journal: Journal) -> None:
     with pytest.raises(InvalidInputError, match="repeat"):
         journal.append("s", [status(), status()], event_ids=["x", "x"])
     with pytest.raises(InvalidInputError, match="one entry per event"):
@@ -345,7 +348,7 @@ def test_event_ids_repeating_within_one_append_are_refused(journal: Any) -> None
     assert journal.head() == 0
 
 
-def test_check_hook_can_refuse_inside_the_transaction(journal: Any) -> None:
+def test_check_hook_can_refuse_inside_the_transaction(journal: Journal) -> None:
     """The check hook sees the head and the pending rows; a refusal rolls all back."""
     journal.append("s", [status()])
 
@@ -360,7 +363,7 @@ def test_check_hook_can_refuse_inside_the_transaction(journal: Any) -> None:
     assert journal.head() == 1
 
 
-def test_decide_runs_under_the_write_lock(journal: Any) -> None:
+def test_decide_runs_under_the_write_lock(journal: Journal) -> None:
     """Events decided inside the transaction see the head as it is when the lock is held;
     an empty decision appends nothing."""
     journal.append("s", [status()])
@@ -419,7 +422,7 @@ def test_decide_is_atomic_with_its_append_across_connections(backend: Backend) -
         "UPDATE events SET data = '{}' WHERE seq = 1",
     ],
 )
-def test_events_are_append_only(backend: Backend, journal: Any, sql: str) -> None:
+def test_events_are_append_only(backend: Backend, journal: Journal, sql: str) -> None:
     """Triggers refuse UPDATE and DELETE, even from a raw connection."""
     journal.append("s", [status()])
     with pytest.raises(backend.raw_error, match="append-only"):
@@ -428,7 +431,7 @@ def test_events_are_append_only(backend: Backend, journal: Any, sql: str) -> Non
     assert journal.read().__next__().type == "ItemStatusChanged"
 
 
-def test_data_must_be_valid_json(backend: Backend, journal: Any) -> None:
+def test_data_must_be_valid_json(backend: Backend, journal: Journal) -> None:
     """The JSON check (json_valid / the json type) guards raw writers too."""
     with pytest.raises(backend.json_error, match=r"(?i)CHECK|json"):
         backend.raw(RAW_INSERT, (1, "s", 1, "X", "{not json", "{}", "t", "id"))
@@ -437,7 +440,7 @@ def test_data_must_be_valid_json(backend: Backend, journal: Any) -> None:
     assert journal.head() == 0
 
 
-def test_unique_stream_version_and_event_id(backend: Backend, journal: Any) -> None:
+def test_unique_stream_version_and_event_id(backend: Backend, journal: Journal) -> None:
     """Two events cannot share a (stream, version), nor an event_id."""
     journal.append("s", [status()], event_ids=["taken"])
     with pytest.raises(backend.raw_error, match="(?i)unique|duplicate"):
@@ -485,7 +488,7 @@ def test_busy_is_waited_out_when_the_other_writer_finishes(backend: Backend) -> 
 # --- reading ---------------------------------------------------------------------------------------
 
 
-def test_read_filters(journal: Any) -> None:
+def test_read_filters(journal: Journal) -> None:
     """after/until/limit/stream/types select by seq, in seq order."""
     journal.append("a", [SessionCreated(export_dir="x"), status(), status()])
     journal.append("b", [status()])
@@ -498,7 +501,7 @@ def test_read_filters(journal: Any) -> None:
     assert list(journal.read(after=4)) == []
 
 
-def test_scan_loads_what_folds_need(journal: Any) -> None:
+def test_scan_loads_what_folds_need(journal: Journal) -> None:
     """scan(): one stream, seq order, after/until; meta and event_id are not loaded."""
     journal.append("a", [SessionCreated(export_dir="x"), status()])
     journal.append("b", [status()])
@@ -513,7 +516,7 @@ def test_scan_loads_what_folds_need(journal: Any) -> None:
     assert list(journal.scan("nobody")) == []
 
 
-def test_head_versions_counts_and_point_lookups(journal: Any) -> None:
+def test_head_versions_counts_and_point_lookups(journal: Journal) -> None:
     """head, stream_version, count(after=), latest, event_at, streams."""
     assert (journal.head(), journal.stream_version("a"), journal.latest("a")) == (0, 0, None)
     assert journal.streams() == []
@@ -565,7 +568,7 @@ def test_seq_at_time_finds_the_last_event_recorded_by_then(backend: Backend) -> 
 # --- checkpoints --------------------------------------------------------------------------------------
 
 
-def test_checkpoint_round_trip(journal: Any) -> None:
+def test_checkpoint_round_trip(journal: Journal) -> None:
     """Checkpoints keep seq, state bytes and the exported hash; saving again replaces."""
     journal.save_checkpoint(Checkpoint("tasks", "s", 3, b"{}", "abc", "t"))
     journal.save_checkpoint(Checkpoint("tasks", "s", 5, orjson.dumps({"a": 1}), "def", "t2"))
@@ -580,7 +583,7 @@ def test_checkpoint_round_trip(journal: Any) -> None:
     assert journal.export_digests("tasks", "s") == {"abc", "def"}  # renderings remembered
 
 
-def test_save_checkpoints_saves_several_at_once(journal: Any) -> None:
+def test_save_checkpoints_saves_several_at_once(journal: Journal) -> None:
     """Several (projection, session) checkpoints in one call; NULL hashes kept as None;
     binary state kept byte for byte."""
     state = bytes(range(256))
@@ -628,7 +631,7 @@ PROJECTOR = r"""
 import json, sys, time, os
 sys.path.insert(0, sys.argv[4])
 from contract_helpers import open_journal
-from eventstore.journal import Checkpoint
+from eventstore.persistence import Checkpoint
 
 db, expected, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 journal = open_journal(db)
@@ -726,14 +729,14 @@ from eventstore.locate import is_url
 
 def open_journal(db):
     if is_url(db):
-        from eventstore.pgjournal import PostgresJournal
+        from eventstore.postgres import PostgresJournal
         return PostgresJournal(db, busy_timeout_ms=60000)
-    from eventstore.journal import SQLiteJournal
+    from eventstore.sqlite import SQLiteJournal
     return SQLiteJournal(db, durability="normal", busy_timeout_ms=60000)
 '''
 
 
-def test_a_known_event_id_with_different_content_is_a_conflict(journal: Any) -> None:
+def test_a_known_event_id_with_different_content_is_a_conflict(journal: Journal) -> None:
     """A retry repeats the same events; other content under a used id is not a retry
     (acknowledging it as one would lose the new event)."""
     journal.append("s", [status("P1", "Complete")], event_ids=["k2"])
@@ -746,8 +749,59 @@ def test_a_known_event_id_with_different_content_is_a_conflict(journal: Any) -> 
     assert journal.head() == 1
 
 
-def test_event_ids_with_nul_are_refused_on_both_backends(journal: Any) -> None:
+def test_event_ids_with_nul_are_refused_on_both_backends(journal: Journal) -> None:
     with pytest.raises(InvalidInputError, match="NUL") as caught:
         journal.append("s", [status()], event_ids=["a\x00b"])
     assert caught.value.exit_code == 2
     assert journal.head() == 0
+
+
+def test_both_backends_implement_the_one_interface(backend: Backend, journal: Journal) -> None:
+    import eventstore  # noqa: PLC0415
+
+    assert isinstance(journal, eventstore.Journal)
+    assert eventstore.Journal is Journal
+    assert journal.latest_schema_version == schema.latest_version(backend.name)
+    assert (journal.file is None) == (backend.name == "postgresql")
+    assert journal.location and "secret" not in journal.location
+
+
+def staged(stream: str, *items: tuple[str, str | None]) -> StagedEvents:
+    events = StagedEvents(stream)
+    for item, event_id in items:
+        events.add("ItemStatusChanged", orjson.dumps(status(item).model_dump(mode="json")),
+                   event_id or f"gen-{item}", given=event_id is not None)
+    return events
+
+
+def test_a_staged_append_is_one_transaction_and_idempotent(journal: Journal) -> None:
+    journal.append("s", [status("P0")])
+    with staged("s", ("P1", "k1"), ("P2", None)) as events:
+        events.validated_version = 1
+        seen: list[int] = []
+        first = journal.append_staged(events, revalidate=seen.append)
+        assert (first.first_seq, first.last_seq, first.count, first.duplicate) == (2, 3, 2, False)
+        assert seen == []  # validated at the version it was appended at: not again
+    with staged("s", ("P1", "k1"), ("P2", None)) as again:
+        assert again.given_ids == ["k1"]
+    with staged("s", ("P1", "k1")) as retry:
+        assert journal.append_staged(retry).duplicate
+    assert [(e.seq, e.data["item_id"]) for e in journal.read("s")] == [
+        (1, "P0"), (2, "P1"), (3, "P2")]
+
+
+def test_a_staged_append_revalidates_when_the_stream_moved(journal: Journal) -> None:
+    with staged("s", ("P1", None)) as events:
+        events.validated_version = 0
+        journal.append("s", [status("P0")])  # another writer, after validation
+        heads: list[int] = []
+        journal.append_staged(events, revalidate=heads.append)
+        assert heads == [1]
+
+        def refuse(_: int) -> None:
+            raise InvalidInputError("no longer valid")
+
+        journal.append("s", [status("P9")])
+        with pytest.raises(InvalidInputError, match="no longer valid"):
+            journal.append_staged(events, revalidate=refuse)
+    assert journal.head() == 3

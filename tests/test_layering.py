@@ -46,3 +46,104 @@ def test_schema_sql_is_the_only_ddl() -> None:
         if any(word in path.read_text() for word in ("CREATE TABLE", "CREATE TRIGGER", "CREATE INDEX"))
     ]
     assert found == []
+
+
+# --- the journal interface and its backends (docs/design.md §3) ---------------------------
+
+SQLITE_BACKEND = {"eventstore.sqlite", "eventstore.sqlite_file", "eventstore.sqlite_detach"}
+POSTGRES_BACKEND = {"eventstore.postgres"}
+# The registry that picks a backend for a location, and the package's lazy export table.
+KNOWS_BACKENDS = {"eventstore.backends", "eventstore"}
+# The classifier maps exceptions of both drivers to errno-like classes.
+DRIVER_MAY_BE_NAMED = {"eventstore.classify"}
+LIBRARY = ("eventstore", "projections", "cli")
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in LIBRARY:
+        for path in (ROOT / package).glob("*.py"):
+            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+            found[name] = path
+    return found
+
+
+def test_no_backend_imports_the_other() -> None:
+    offenders = [
+        f"{name} imports {module}"
+        for backend, other in ((SQLITE_BACKEND, POSTGRES_BACKEND), (POSTGRES_BACKEND, SQLITE_BACKEND))
+        for name in backend
+        for _, module in imports_of(_modules()[name])
+        if module in other
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize(("driver", "owners"), [
+    ("sqlite3", SQLITE_BACKEND | DRIVER_MAY_BE_NAMED),
+    ("psycopg", POSTGRES_BACKEND | DRIVER_MAY_BE_NAMED),
+])
+def test_a_database_driver_is_imported_only_by_its_backend(driver: str, owners: set[str]) -> None:
+    offenders = [
+        f"{name}:{line} imports {module}"
+        for name, path in _modules().items()
+        if name not in owners
+        for line, module in imports_of(path)
+        if module.split(".")[0] == driver
+    ]
+    assert offenders == []
+
+
+def test_only_the_backends_and_their_registry_import_a_backend_module() -> None:
+    backends = SQLITE_BACKEND | POSTGRES_BACKEND
+    offenders = [
+        f"{name}:{line} imports {module}"
+        for name, path in _modules().items()
+        if name not in backends | KNOWS_BACKENDS
+        for line, module in imports_of(path)
+        if module in backends
+    ]
+    assert offenders == []
+
+
+def test_no_module_outside_the_backends_names_a_backend_class() -> None:
+    """Everything else is written against `Journal`: naming SQLiteJournal or
+    PostgresJournal (an isinstance check, a cast, a type) would make it backend-shaped."""
+    offenders = [
+        f"{name}: {word}"
+        for name, path in _modules().items()
+        if name not in SQLITE_BACKEND | POSTGRES_BACKEND | KNOWS_BACKENDS
+        for word in ("SQLiteJournal", "PostgresJournal", "PgLocation")
+        if word in path.read_text()
+    ]
+    assert offenders == []
+
+
+def test_the_package_journal_is_the_interface_both_backends_implement() -> None:
+    code = (
+        "import eventstore, eventstore.persistence as p, eventstore.sqlite as s\n"
+        "import eventstore.postgres as g\n"
+        "assert eventstore.Journal is p.Journal\n"
+        "assert issubclass(s.SQLiteJournal, p.Journal) and issubclass(g.PostgresJournal, p.Journal)\n"
+        "assert not hasattr(g, 'PgLocation')\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
+
+
+def test_the_sqlite_statement_splitter_agrees_with_sqlite_itself() -> None:
+    """schema.py splits SQLite's migrations without the driver; sqlite3.complete_statement
+    is the authority it must agree with, statement by statement."""
+    import sqlite3  # noqa: PLC0415 - the authority, in the test only
+
+    from eventstore import schema  # noqa: PLC0415
+
+    for _, statements in schema.migrations("sqlite"):
+        for statement in statements:
+            assert sqlite3.complete_statement(statement), statement
+            # No shorter prefix ending at a line end is already complete (else it split late).
+            lines = statement.splitlines()
+            for cut in range(1, len(lines)):
+                prefix = "\n".join(line for line in lines[:cut] if not line.lstrip().startswith("--"))
+                assert not sqlite3.complete_statement(prefix + "\n"), (statement, cut)

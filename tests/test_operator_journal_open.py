@@ -24,7 +24,7 @@ from support import INITIAL, SESSION, evstore_bin, seed, snapshot
 from eventstore import Store, schema
 from eventstore.classify import classify
 from eventstore.events import ItemStatusChanged
-from eventstore.journal import translate
+from eventstore.sqlite import translate
 from projections import DEFAULT
 
 Run = Callable[..., subprocess.CompletedProcess[str]]

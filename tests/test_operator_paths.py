@@ -191,15 +191,15 @@ def test_export_dir_lookups_read_the_partial_index(project: Path) -> None:
     the small partial index, never scan the journal."""
     import sqlite3  # noqa: PLC0415
 
-    from eventstore.journal import _EXPORT_DIR_EVENTS  # noqa: PLC0415
+    from eventstore.persistence import EXPORT_DIR_EVENTS  # noqa: PLC0415
 
     con = sqlite3.connect(project / ".evstore" / "journal.db")
     try:
         one = con.execute(
             "EXPLAIN QUERY PLAN SELECT data FROM events WHERE seq = (SELECT max(seq) FROM events"  # noqa: S608 - a constant
-            f" WHERE stream = ? AND {_EXPORT_DIR_EVENTS})", (SESSION,)).fetchall()
+            f" WHERE stream = ? AND {EXPORT_DIR_EVENTS})", (SESSION,)).fetchall()
         every = con.execute(
-            f"EXPLAIN QUERY PLAN SELECT stream, data FROM events WHERE {_EXPORT_DIR_EVENTS}"  # noqa: S608 - a constant
+            f"EXPLAIN QUERY PLAN SELECT stream, data FROM events WHERE {EXPORT_DIR_EVENTS}"  # noqa: S608 - a constant
             " ORDER BY stream, seq").fetchall()
     finally:
         con.close()

@@ -42,7 +42,7 @@ TASKS = Path("plan") / SESSION / "tasks.json"
 
 
 def pg_journal(url: str, **kwargs: Any) -> Any:
-    from eventstore.pgjournal import PostgresJournal  # noqa: PLC0415 - psycopg may be absent
+    from eventstore.postgres import PostgresJournal  # noqa: PLC0415 - psycopg may be absent
 
     return PostgresJournal(url, **kwargs)
 

@@ -10,7 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from eventstore import InvalidInputError, JournalBusyError, Store
-from eventstore.journal import SQLiteJournal
+from eventstore.sqlite import SQLiteJournal
 from eventstore.retry import RetryPolicy
 from projections import DEFAULT
 from projections.backlog import BacklogState

@@ -28,8 +28,8 @@ from eventstore.atomic import write_atomic
 from eventstore.breaker import CircuitBreaker
 from eventstore.errors import ExportError
 from eventstore.events import ErrorRecorded, ItemStatusChanged
-from eventstore.journal import SQLiteJournal
-from eventstore.runner import ERRORS_STREAM
+from eventstore.sqlite import SQLiteJournal
+from eventstore.persistence import ERRORS_STREAM
 from eventstore.watch import Watcher, stop_on_signals
 from projections import DEFAULT
 from projections.backlog import BacklogState

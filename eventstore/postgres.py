@@ -1,6 +1,6 @@
-"""The PostgreSQL journal (docs/design.md §12): the SQLite journal's semantics on a server.
+"""The PostgreSQL backend of the journal (docs/design.md §12): `Journal` on a server.
 
-Same API and the same guarantees as `SQLiteJournal`, for pipelines on several machines:
+The same contract and guarantees as the SQLite backend, for pipelines on several machines:
 
 - **Gap-free, commit-ordered `seq`.** Every append takes one transaction-scoped advisory
   lock (`pg_advisory_xact_lock(APPEND_LOCK)`) before it reads anything, then assigns
@@ -21,7 +21,7 @@ Same API and the same guarantees as `SQLiteJournal`, for pipelines on several ma
   the server's disk); `normal` sets it to `off` for this connection (the server may
   lose the last few acknowledged appends if *it* crashes, never corrupting anything).
 
-One connection per journal object, behind a lock (thread-safe, as SQLiteJournal).
+One connection per journal object, behind a lock (thread-safe, as every Journal).
 The tables live in the first schema of the connection's `search_path` (`public`, or
 `?options=-csearch_path%3Dname` in the URL).
 """
@@ -29,13 +29,12 @@ The tables live in the first schema of the connection's `search_path` (`public`,
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import socket
 import threading
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
@@ -43,7 +42,6 @@ import psycopg
 from eventstore import schema
 from eventstore.chain import link
 from eventstore.errors import (
-    ConcurrencyError,
     InvalidInputError,
     JournalBusyError,
     JournalCorruptError,
@@ -53,8 +51,10 @@ from eventstore.errors import (
     JournalUnavailableError,
     JournalWriteError,
 )
-from eventstore.journal import (
-    _CURRENT_SCHEMA,
+from eventstore.locate import redact_url
+from eventstore.logs import get_logger
+from eventstore.persistence import (
+    CURRENT_SCHEMA,
     PRUNE_DIGESTS,
     SAVE_CHECKPOINT,
     SAVE_DIGEST,
@@ -62,20 +62,19 @@ from eventstore.journal import (
     AppendResult,
     Checkpoint,
     Durability,
-    JournalReads,
+    Journal,
     StoredEvent,
-    _payloads,
-    _user,
+    check_version,
     checked_event_ids,
     checkpoint_rows,
+    current_user,
     decode_scan_rows,
     duplicate_of,
     format_time,
     new_event_id,
+    serialized,
     utc_now,
 )
-from eventstore.locate import redact_url
-from eventstore.logs import get_logger
 from eventstore.progress import Progress, reporting
 from eventstore.retry import RetryPolicy
 
@@ -127,26 +126,7 @@ _CORRUPT_STATES = frozenset({"XX001", "XX002"})
 _SPACES = re.compile(r"\s+")
 
 
-class PgLocation(str):
-    """`journal.path` of a PostgreSQL journal: its URL with the password hidden.
-
-    A string (what logs and messages show) with the two Path methods callers use on a
-    journal's path, so code written for the SQLite journal keeps working."""
-
-    __slots__ = ()
-
-    def resolve(self) -> PgLocation:
-        return self
-
-    def exists(self) -> bool:
-        return True
-
-    @property
-    def name(self) -> str:
-        return self.rsplit("/", 1)[-1].split("?", 1)[0]
-
-
-class PostgresJournal(JournalReads):
+class PostgresJournal(Journal):
     """The journal in a PostgreSQL database. Thread-safe: one connection behind a lock."""
 
     placeholder = "%s"
@@ -167,7 +147,7 @@ class PostgresJournal(JournalReads):
         tool: str = "evstore-lib",
     ) -> None:
         self._url = url
-        self.path = PgLocation(redact_url(url))
+        self.location = redact_url(url)
         self.durability = durability
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._connect_timeout_s = connect_timeout_s
@@ -180,7 +160,7 @@ class PostgresJournal(JournalReads):
         self._pipelined: bool | None = None
         self._recording = False
         self._id: str | None = None
-        self._meta_base = {"host": socket.gethostname(), "user": _user(), "tool": tool}
+        self._meta_base = {"host": socket.gethostname(), "user": current_user(), "tool": tool}
         self._pg: psycopg.Connection[Any] | None = None
         self._closed = False
         self._password: str | None = None
@@ -194,14 +174,14 @@ class PostgresJournal(JournalReads):
             params = psycopg.conninfo.conninfo_to_dict(url)
         except psycopg.Error as exc:
             raise InvalidInputError(
-                f"invalid PostgreSQL URL {self.path}: {self._clean(exc)}: expected "
+                f"invalid PostgreSQL URL {self.location}: {self._clean(exc)}: expected "
                 "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
             ) from None
         except UnicodeDecodeError:
             # libpq decoded a `%xx` escape into bytes that are not UTF-8 (a password
             # holding a literal `%`): say so, never the password.
             raise InvalidInputError(
-                f"invalid PostgreSQL URL {self.path}: a %-escape in it decodes to bytes "
+                f"invalid PostgreSQL URL {self.location}: a %-escape in it decodes to bytes "
                 "that are not UTF-8: write a literal % as %25 (percent-encode the user "
                 "name and password)"
             ) from None
@@ -231,7 +211,7 @@ class PostgresJournal(JournalReads):
     def _connection(self) -> psycopg.Connection[Any]:
         """The connection, reconnected if it was lost (never after close())."""
         if self._closed:
-            raise JournalError(f"journal {self.path} is closed")
+            raise JournalError(f"journal {self.location} is closed")
         if self._pg is None or self._pg.closed:
             self._pg = self._connect()
         return self._pg
@@ -246,20 +226,20 @@ class PostgresJournal(JournalReads):
             if found > latest:
                 self.close()
                 raise JournalSchemaError(
-                    f"journal {self.path} has schema version {found}, newer than this "
+                    f"journal {self.location} has schema version {found}, newer than this "
                     f"evstore supports ({latest}): upgrade evstore"
                 )
             if found == 0 and foreign:
                 self.close()
                 raise JournalCorruptError(
-                    f"database {self.path} holds a table named {foreign} that evstore did not "
+                    f"database {self.location} holds a table named {foreign} that evstore did not "
                     "create: give evstore its own database (or schema, with "
                     "?options=-csearch_path%3Dname in the URL)"
                 )
             if found == 0 and not create:
                 self.close()
                 raise JournalNotFoundError(
-                    f"no evstore journal in database {self.path}: run "
+                    f"no evstore journal in database {self.location}: run "
                     "`evstore init` with this --db (or EVSTORE_DB) once to create it, or pass "
                     "the right --db"
                 )
@@ -297,7 +277,7 @@ class PostgresJournal(JournalReads):
             found, _ = self._found_version(conn)
             if found > schema.latest_version(self.backend):
                 raise JournalSchemaError(
-                    f"journal {self.path} was just migrated to schema version {found} by a "
+                    f"journal {self.location} was just migrated to schema version {found} by a "
                     "newer evstore: upgrade evstore"
                 )
             for version, statements in schema.migrations(self.backend):
@@ -310,11 +290,16 @@ class PostgresJournal(JournalReads):
                     " ON CONFLICT (singleton) DO UPDATE SET version = excluded.version",
                     (version,),
                 )
-                log.info("journal_migrated", path=str(self.path), to_version=version)
+                log.info("journal_migrated", path=str(self.location), to_version=version)
 
     @property
     def schema_version(self) -> int:
         return int(self._scalar("SELECT version FROM evstore_schema"))
+
+    def migrate(self) -> int:
+        """A PostgreSQL journal is migrated when it is opened (under the migration lock,
+        so one process does it): nothing is left to do."""
+        return self.schema_version
 
     def close(self) -> None:
         with self._lock:
@@ -323,19 +308,13 @@ class PostgresJournal(JournalReads):
                 self._pg.close()
                 self._pg = None
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # --- errors -----------------------------------------------------------------------
 
     def _clean(self, exc: BaseException) -> str:
         """An error's first line (libpq adds hints on further lines), the password
         scrubbed if libpq ever echoed it."""
         text = _SPACES.sub(" ", str(exc).strip().split("\n", 1)[0]).strip()
-        text = text.replace(self._url, str(self.path))
+        text = text.replace(self._url, str(self.location))
         if self._password:
             text = text.replace(self._password, "***")
         return text.removeprefix("connection failed: ").removeprefix("connection is bad: ")
@@ -347,17 +326,17 @@ class PostgresJournal(JournalReads):
         text = self._clean(exc)
         if "does not exist" in text and 'database "' in text:
             return JournalNotFoundError(
-                f"journal {self.path}: {text}: create the database first "
+                f"journal {self.location}: {text}: create the database first "
                 "(createdb, or CREATE DATABASE), then run `evstore init` with this --db"
             )
         if any(word in text for word in ("authentication failed", "pg_hba.conf", 'role "',
                                          "password", "permission denied")):
             return JournalError(
-                f"journal {self.path}: cannot log in: {text}: check the user and password "
+                f"journal {self.location}: cannot log in: {text}: check the user and password "
                 "in the URL (or ~/.pgpass) and the server's pg_hba.conf"
             )
         return JournalUnavailableError(
-            f"journal {self.path} is unavailable ({text}): start the PostgreSQL server or fix "
+            f"journal {self.location} is unavailable ({text}): start the PostgreSQL server or fix "
             "the URL (--db or EVSTORE_DB), then run the command again"
         )
 
@@ -367,28 +346,30 @@ class PostgresJournal(JournalReads):
         text = self._clean(exc)
         if state in _BUSY_STATES:
             return JournalBusyError(
-                f"journal {self.path} is busy: another writer holds it ({state}: {text})"
+                f"journal {self.location} is busy: another writer holds it ({state}: {text})"
             )
         broken = self._pg is not None and self._pg.broken
         if state in _UNAVAILABLE_STATES or state.startswith("08") or (
             not state and (broken or isinstance(exc, psycopg.OperationalError))
         ):
             return JournalUnavailableError(
-                f"journal {self.path} is unavailable ({text or 'connection lost'}): start the "
+                f"journal {self.location} is unavailable ({text or 'connection lost'}): start the "
                 "PostgreSQL server or fix the URL (--db or EVSTORE_DB), then run the command again"
             )
         if state in _WRITE_STATES:
             return JournalWriteError(
-                f"journal {self.path} cannot be written ({state}: {text}): free space on the "
+                f"journal {self.location} cannot be written ({state}: {text}): free space on the "
                 "server, or grant this user write access"
             )
         if state in _CORRUPT_STATES or state == "42P01":
             return JournalCorruptError(
-                f"journal {self.path} is damaged ({state}: {text}): restore it from a backup"
+                f"journal {self.location} is damaged ({state}: {text}): restore it from a backup"
             )
         if state == "3D000":
-            return JournalNotFoundError(f"journal {self.path}: {text}: create the database first")
-        return JournalError(f"journal {self.path}: {state or type(exc).__name__}: {text}")
+            return JournalNotFoundError(
+                f"journal {self.location}: {text}: create the database first"
+            )
+        return JournalError(f"journal {self.location}: {state or type(exc).__name__}: {text}")
 
     @staticmethod
     def _retryable(exc: BaseException) -> bool:
@@ -412,7 +393,7 @@ class PostgresJournal(JournalReads):
                 delay_ms=round(delay_s * 1000, 1),
                 errno=getattr(cause, "sqlstate", None) or type(cause or exc).__name__,
                 error=str(exc),
-                path=str(self.path),
+                path=str(self.location),
                 operation=operation,
             )
 
@@ -420,26 +401,6 @@ class PostgresJournal(JournalReads):
         if failures and record and not self._recording:
             self._record_recovered(failures[-1], len(failures), started, operation)
         return result
-
-    def _record_recovered(self, exc: BaseException, retries: int, started: float,
-                          operation: str) -> None:
-        # As SQLiteJournal: a failure that came free after retries is counted by
-        # `evstore errors`; best effort, and never recursively.
-        from eventstore.classify import classify  # noqa: PLC0415 - only after a retry
-        from eventstore.events import ErrorRecorded  # noqa: PLC0415
-
-        self._recording = True
-        try:
-            self.append("_errors", [ErrorRecorded(
-                component="journal", operation=operation, message=str(exc), retry_count=retries,
-                recovery_strategy="retry", recovery_success=True,
-                resolution_time_ms=round((time.monotonic() - started) * 1000, 1),
-                **classify(exc).fields(),
-            )])
-        except Exception as record_exc:  # noqa: BLE001 - never mask what was recorded
-            log.warning("error_not_recorded", error=str(record_exc))
-        finally:
-            self._recording = False
 
     # --- transactions -----------------------------------------------------------------
 
@@ -496,7 +457,7 @@ class PostgresJournal(JournalReads):
     ) -> AppendResult:
         """Append `events` to `stream` in one transaction: all of them or none.
 
-        Exactly SQLiteJournal.append (see there): expected_version, idempotent
+        As Journal.append (see there): expected_version, idempotent
         event_ids, `check` inside the transaction, `decide` under the append lock,
         `progress` out of 2 * len(events) (the rows go in one statement: their half is
         reported once they are committed).
@@ -505,14 +466,8 @@ class PostgresJournal(JournalReads):
             raise InvalidInputError(f"nothing to append to session {stream!r}")
         ids, given = checked_event_ids(event_ids, len(events))
         twice = 2 * len(events)
-        payloads = _payloads(events if progress is None else reporting(events, progress, twice))
-        meta = {"pid": os.getpid(), **self._meta_base}
-        if correlation_id is not None:
-            meta["correlation_id"] = correlation_id
-        if extra_meta:
-            # The caller's identity (a claim's owner, an MCP client) beside ours; ours wins
-            # so an event always says which process wrote it.
-            meta = {**extra_meta, **meta}
+        payloads = serialized(events if progress is None else reporting(events, progress, twice))
+        meta = self._meta(correlation_id, extra_meta)
         meta_json = orjson.dumps(meta).decode()
         # Ids fixed before the first attempt: when the connection dies while COMMIT is
         # in flight, the retry looks for the ids that attempt wrote to learn whether it
@@ -547,18 +502,14 @@ class PostgresJournal(JournalReads):
                             self._finish(conn, "ROLLBACK")
                             return original
                     version, head, prev_link = head_row.fetchone()  # type: ignore[misc]
-                    if expected_version is not None and version != expected_version:
-                        raise ConcurrencyError(  # noqa: TRY301 - the except below rolls back
-                            f"session {stream!r} is at version {version}, "
-                            f"expected {expected_version}: re-read and retry"
-                        )
+                    check_version(stream, version, expected_version)
                     chosen, chosen_payloads = events, payloads
                     if decide is not None:
                         chosen = list(decide())
                         if not chosen:
                             self._finish(conn, "ROLLBACK")
                             return AppendResult(stream, head + 1, head, version, 0)
-                        chosen_payloads = _payloads(chosen)
+                        chosen_payloads = serialized(chosen)
                     recorded_at = format_time(self._clock())
                     rows = [
                         (
@@ -567,7 +518,7 @@ class PostgresJournal(JournalReads):
                             event_type,
                             data.decode(),
                             own_ids[offset - 1] if decide is None else new_event_id(),
-                            _CURRENT_SCHEMA[event_type],
+                            CURRENT_SCHEMA[event_type],
                         )
                         for offset, (event_type, data) in enumerate(chosen_payloads, start=1)
                     ]
@@ -617,11 +568,6 @@ class PostgresJournal(JournalReads):
             chained.append((*row, prev))
         return chained
 
-    def _journal_id(self) -> str:
-        if self._id is None:
-            self._id = self.identity()[0]
-        return self._id
-
     @staticmethod
     def _insert(conn: psycopg.Connection[Any], stream: str, rows: list[tuple[Any, ...]],
                 meta_json: str, recorded_at: str) -> None:
@@ -662,7 +608,7 @@ class PostgresJournal(JournalReads):
     def scan(
         self, stream: str, *, after: int = 0, until: int | None = None
     ) -> Iterator[StoredEvent]:
-        """What folds need of one stream's events, in `seq` order (see SQLiteJournal.scan):
+        """What folds need of one stream's events, in `seq` order (see Journal.scan):
         `meta` and `event_id` are not loaded (they read as {} and "")."""
         sql = (
             "SELECT seq, version, type, data::text, recorded_at, schema_version FROM events"
@@ -699,9 +645,6 @@ class PostgresJournal(JournalReads):
 
         if checkpoints:
             self._with_retry(attempt, operation="checkpoint")
-
-    def now(self) -> str:
-        return format_time(self._clock())
 
     # --- inspection -------------------------------------------------------------------
 
