@@ -113,11 +113,10 @@ if TYPE_CHECKING:
         UnknownSessionError,
     )
     from eventstore.events import STATUSES, Event, parse_event
-    from eventstore.persistence import AppendResult, StoredEvent
+    from eventstore.persistence import AppendResult, Journal, StoredEvent
     from eventstore.projection import Projection
     from eventstore.retry import RetryPolicy
     from eventstore.runner import ExportResult
     from eventstore.session import FlushStats, Session
     from eventstore.sqlite import SQLiteJournal
-    from eventstore.sqlite import SQLiteJournal as Journal
     from eventstore.store import Store
