@@ -116,6 +116,27 @@ ALTER TABLE checkpoints ADD COLUMN exported_stat TEXT;
 CREATE INDEX events_export_dir ON events (stream, seq)
     WHERE type IN ('SessionCreated', 'SessionMoved');
 
+-- migration: 6
+-- What validating an update needs, kept beside the events (docs/design.md §3): a
+-- projection's lookup entries per stream (for the backlog: each item's level, status
+-- and parent, by id), written in the append's transaction, so checking one update reads
+-- a few rows instead of the whole folded state. `version` is the stream version the
+-- entries are current at: behind the stream (an append that did not keep them), they
+-- are not trusted and the next append rebuilds them from the state.
+CREATE TABLE lookups (
+    projection TEXT NOT NULL,
+    stream     TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    entry      TEXT NOT NULL,
+    PRIMARY KEY (projection, stream, key)
+) WITHOUT ROWID;
+CREATE TABLE lookup_marks (
+    projection TEXT    NOT NULL,
+    stream     TEXT    NOT NULL,
+    version    INTEGER NOT NULL CHECK (version >= 0),
+    PRIMARY KEY (projection, stream)
+) WITHOUT ROWID;
+
 
 -- backend: postgresql
 -- ==========================================================================
@@ -225,3 +246,19 @@ ALTER TABLE checkpoints ADD COLUMN exported_stat text;
 -- Each session's export dir events (SessionCreated, SessionMoved), as in SQLite.
 CREATE INDEX events_export_dir ON events (stream, seq)
     WHERE type IN ('SessionCreated', 'SessionMoved');
+
+-- migration: 6
+-- As SQLite's block 6: lookup entries for validation, and the version they are at.
+CREATE TABLE lookups (
+    projection text NOT NULL,
+    stream     text NOT NULL,
+    key        text NOT NULL,
+    entry      text NOT NULL,
+    PRIMARY KEY (projection, stream, key)
+);
+CREATE TABLE lookup_marks (
+    projection text   NOT NULL,
+    stream     text   NOT NULL,
+    version    bigint NOT NULL CHECK (version >= 0),
+    PRIMARY KEY (projection, stream)
+);

@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, TypeAlias
 
 import orjson
 
@@ -170,6 +170,38 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
+class Lookup:
+    """A projection's lookup entries of one stream (see Journal.lookup): `version` is the
+    stream version they are current at (None: there are none), `entries` those asked for
+    that exist."""
+
+    version: int | None
+    entries: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LookupWrite:
+    """How an append changes a projection's lookup entries of its stream, written in the
+    append's transaction: each key's new entry (None deletes it), all others dropped first
+    when `replace`; `version` is the stream version they are then current at (None: drop
+    them all and the mark, so the next append rebuilds them)."""
+
+    projection: str
+    stream: str
+    version: int | None
+    changes: Mapping[str, Any]
+    replace: bool = False
+
+
+if TYPE_CHECKING:
+    # What an append's `check` is: (head seq before the append, the events as they will be
+    # stored, the events given) -> the lookup writes to make with them, if any.
+    AppendCheck: TypeAlias = Callable[
+        [int, list[StoredEvent], Sequence[Event]], Sequence[LookupWrite] | None
+    ]
+
+
+@dataclass(frozen=True)
 class StreamInfo:
     stream: str
     events: int
@@ -287,7 +319,7 @@ class Journal(ABC):
         event_ids: Sequence[str | None] | None = None,
         correlation_id: str | None = None,
         extra_meta: Mapping[str, Any] | None = None,
-        check: Callable[[int, list[StoredEvent], Sequence[Event]], None] | None = None,
+        check: AppendCheck | None = None,
         decide: Callable[[], Sequence[Event]] | None = None,
         progress: Progress | None = None,
     ) -> AppendResult:
@@ -298,7 +330,8 @@ class Journal(ABC):
         whose ids are all present already, with the same events, returns the original
         result and writes nothing (different events under a known id: ConcurrencyError).
         `check(head_seq, pending, events)` runs inside the transaction, after the version
-        check, and may refuse the events by raising.
+        check, and may refuse the events by raising; the lookup writes it returns are
+        made in the same transaction.
 
         With `decide`, the events are not given but decided inside the transaction,
         under the write lock, from state read there: no other writer can act between
@@ -601,6 +634,30 @@ class Journal(ABC):
         )
         return {row[0] for row in rows}
 
+    def lookup(self, projection: str, stream: str, keys: Sequence[str] = ()) -> Lookup:
+        """The mark and the entries of `keys` of a projection's lookup (schema 6): a few
+        point reads on the primary key, however big the stream's state."""
+        if not self._has_lookups():
+            return Lookup(None, {})
+        mark = self._value(
+            "SELECT version FROM lookup_marks WHERE projection = ? AND stream = ?",
+            projection, stream,
+        )
+        if mark is None or not keys:
+            return Lookup(None if mark is None else int(mark), {})
+        wanted = list(dict.fromkeys(keys))
+        rows = self._query(
+            "SELECT key, entry FROM lookups WHERE projection = ? AND stream = ? AND key IN"  # noqa: S608 - only "?" marks
+            f" ({','.join('?' * len(wanted))})",
+            projection, stream, *wanted,
+        )
+        return Lookup(int(mark), {key: orjson.loads(entry) for key, entry in rows})
+
+    def _has_lookups(self) -> bool:
+        """Whether the journal has the lookup tables (a backend reading an older schema
+        as it is says no)."""
+        return True
+
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         self.save_checkpoints([checkpoint])
 
@@ -631,6 +688,41 @@ PRUNE_DIGESTS = (
     " (SELECT sha256 FROM export_digests WHERE projection = ? AND stream = ?"
     " ORDER BY exported_at DESC, seq DESC LIMIT ?)"
 )
+
+
+_DROP_LOOKUPS = "DELETE FROM lookups WHERE projection = ? AND stream = ?"
+_DROP_MARK = "DELETE FROM lookup_marks WHERE projection = ? AND stream = ?"
+_DELETE_LOOKUP = "DELETE FROM lookups WHERE projection = ? AND stream = ? AND key = ?"
+_SAVE_LOOKUP = (
+    "INSERT INTO lookups (projection, stream, key, entry) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (projection, stream, key) DO UPDATE SET entry = excluded.entry"
+)
+_SAVE_MARK = (
+    "INSERT INTO lookup_marks (projection, stream, version) VALUES (?, ?, ?)"
+    " ON CONFLICT (projection, stream) DO UPDATE SET version = excluded.version"
+)
+
+
+def lookup_statements(writes: Sequence[LookupWrite]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """(SQL in SQLite's `?` style, its parameter rows) that make `writes`, in order."""
+    statements: list[tuple[str, list[tuple[Any, ...]]]] = []
+    dumps = orjson.dumps
+    for write in writes:
+        where = (write.projection, write.stream)
+        if write.replace or write.version is None:
+            statements.append((_DROP_LOOKUPS, [where]))
+        if write.version is None:
+            statements.append((_DROP_MARK, [where]))
+            continue
+        deletes = [(*where, key) for key, entry in write.changes.items() if entry is None]
+        upserts = [(*where, key, dumps(entry).decode())
+                   for key, entry in write.changes.items() if entry is not None]
+        if deletes and not write.replace:
+            statements.append((_DELETE_LOOKUP, deletes))
+        if upserts:
+            statements.append((_SAVE_LOOKUP, upserts))
+        statements.append((_SAVE_MARK, [(*where, write.version)]))
+    return statements
 
 
 def checkpoint_rows(checkpoints: Sequence[Checkpoint]) -> tuple[list[tuple[Any, ...]], ...]:

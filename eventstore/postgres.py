@@ -71,6 +71,7 @@ from eventstore.persistence import (
     decode_scan_rows,
     duplicate_of,
     format_time,
+    lookup_statements,
     new_event_id,
     serialized,
     utc_now,
@@ -83,6 +84,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from eventstore.events import Event
+    from eventstore.persistence import AppendCheck
 
 log = get_logger("evstore.journal")
 
@@ -451,7 +453,7 @@ class PostgresJournal(Journal):
         event_ids: Sequence[str | None] | None = None,
         correlation_id: str | None = None,
         extra_meta: Mapping[str, Any] | None = None,
-        check: Callable[[int, list[StoredEvent], Sequence[Event]], None] | None = None,
+        check: AppendCheck | None = None,
         decide: Callable[[], Sequence[Event]] | None = None,
         progress: Progress | None = None,
     ) -> AppendResult:
@@ -529,7 +531,10 @@ class PostgresJournal(Journal):
                                         meta, recorded_at, row[4], row[5])
                             for row in rows
                         ]
-                        check(head, pending, chosen)
+                        writes = check(head, pending, chosen) or ()
+                        with conn.cursor() as cur:
+                            for sql, params in lookup_statements(writes):
+                                cur.executemany(sql.replace("?", "%s"), params)
                     tracking["written"] = [row[4] for row in rows]
                     tracking["result"] = AppendResult(
                         stream=stream,

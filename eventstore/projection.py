@@ -52,3 +52,36 @@ class PatchingProjection(Projection, Protocol):
     None whenever it cannot be sure, and the runner folds and renders as always."""
 
     def patch(self, previous: bytes, events: Sequence[StoredEvent]) -> bytes | None: ...
+
+
+@runtime_checkable
+class LookupProjection(Projection, Protocol):
+    """A projection that validates most events from a few lookup entries the journal keeps
+    beside the events (docs/design.md §3), not from its whole state: checking one status
+    update on a 100,000-item backlog then reads two rows instead of loading the backlog.
+
+    Entries are JSON values by key, per stream. The store keeps them current in every
+    append's transaction it validates, and trusts them only at the stream's version; an
+    append made without them (a raw journal append, a staged one) leaves them behind, and
+    the next validated append rebuilds them from the state.
+
+    - `lookup_keys(event)`: the keys whose entries are enough to validate `event` and fold
+      it into them; [] when `event` needs nothing of this projection; None when it needs
+      the whole state.
+    - `validate_lookup(entries, event, stream)`: raise InvalidInputError as `validate`
+      would, then fold `event` into `entries` (a key set to None is deleted).
+    - `touched_keys(event)`: the keys whose entries `event` may change (None: any).
+    - `lookup_entries(state, keys)`: the entries of `keys` (all, when None) in `state`,
+      None for a key without one; None when this state cannot be looked up (ids that
+      repeat, say), so validation always uses the state.
+    """
+
+    def lookup_keys(self, event: Event) -> Sequence[str] | None: ...
+
+    def validate_lookup(self, entries: dict[str, Any], event: Event, stream: str) -> None: ...
+
+    def touched_keys(self, event: Event) -> Sequence[str] | None: ...
+
+    def lookup_entries(
+        self, state: Any, keys: Sequence[str] | None
+    ) -> dict[str, Any] | None: ...

@@ -52,6 +52,7 @@ from eventstore.persistence import (
     decode_scan_rows,
     duplicate_of,
     format_time,
+    lookup_statements,
     new_event_id,
     outdated_note,
     serialized,
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from eventstore.events import Event
+    from eventstore.persistence import AppendCheck
     from eventstore.staging import StagedEvents
 
 log = get_logger("evstore.journal")
@@ -507,7 +509,7 @@ class SQLiteJournal(Journal):
         event_ids: Sequence[str | None] | None = None,
         correlation_id: str | None = None,
         extra_meta: Mapping[str, Any] | None = None,
-        check: Callable[[int, list[StoredEvent], Sequence[Event]], None] | None = None,
+        check: AppendCheck | None = None,
         decide: Callable[[], Sequence[Event]] | None = None,
         progress: Progress | None = None,
     ) -> AppendResult:
@@ -557,7 +559,8 @@ class SQLiteJournal(Journal):
                                     meta, recorded_at, row[6], row[7])
                         for i, row in enumerate(rows, start=1)
                     ]
-                    check(head, pending, chosen)
+                    for sql, params in lookup_statements(check(head, pending, chosen) or ()):
+                        conn.executemany(sql, params)
                 conn.executemany(
                     "INSERT INTO events (stream, version, type, data, meta, recorded_at,"
                     " event_id, schema_version, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -726,6 +729,9 @@ class SQLiteJournal(Journal):
         saved = bytes(row[3]) if row[3] is not None else None
         return Checkpoint(row[0], row[1], row[2], saved, row[4], row[5], row[6], state_seq=row[2])
 
+    def _has_lookups(self) -> bool:
+        return self._found_version >= _LOOKUPS_SINCE
+
     def export_digests(self, projection: str, stream: str) -> set[str]:
         if self._found_version < _CHAIN_SINCE:
             return set()  # schema 4 keeps them; an older journal remembers none yet
@@ -771,6 +777,7 @@ def _has_foreign_tables(conn: sqlite3.Connection) -> bool:
 _CHECKPOINTS_SINCE = 2  # the schema block that adds the checkpoints table
 _CHAIN_SINCE = 4  # ... the hash chain, checkpoints' event ids and the export digests
 _STATES_SINCE = 5  # ... checkpoint states apart from positions
+_LOOKUPS_SINCE = 6  # ... lookup entries for validation
 _DAMAGE_CHECKS = 8
 _UNREAD_PAGE = "failed to get page"
 _UNREAD_PAGE_TOO = "unable to get the page"

@@ -23,6 +23,7 @@ from eventstore.locate import (
     project_root,
 )
 from eventstore.logs import get_logger
+from eventstore.lookups import lookup_writes, validate_by_lookup
 from eventstore.paths import (
     export_dir_owner,
     foreign_owner,
@@ -37,6 +38,7 @@ from eventstore.persistence import (
     AppendResult,
     Durability,
     Journal,
+    LookupWrite,
     StoredEvent,
     new_event_id,
     utc_now,
@@ -284,22 +286,10 @@ class Store:
         key_streams = [(p, (p.name, session)) for p in self.projections]
         options["progress"] = _around_validation(progress, len(events))
 
-        def check(head: int, pending: list[StoredEvent], chosen: Sequence[Event]) -> None:
-            if pending[0].version == 1 and not isinstance(chosen[0], SessionCreated):
-                self._require(session)  # a new stream must begin with SessionCreated
-            self._check_placement(session, chosen, pending)
-            states = self._catch_up_all(session, head=head)
-            for index, (projection, key) in enumerate(key_streams):
-                state = states[projection.name]
-                pairs = _validating(chosen, pending, progress, index, len(key_streams))
-                try:
-                    for event, stored in pairs:
-                        projection.validate(state, event, session)
-                        state = projection.fold(state, stored)
-                except BaseException:
-                    self._live.pop(key, None)  # partly folded: rebuild on next use
-                    raise
-                self._live[key] = (pending[-1].seq, state)
+        def check(
+            head: int, pending: list[StoredEvent], chosen: Sequence[Event]
+        ) -> list[LookupWrite]:
+            return self._validate(session, head, pending, chosen, progress)
 
         with self._live_lock:
             try:
@@ -308,6 +298,37 @@ class Store:
                 for _, key in key_streams:
                     self._live.pop(key, None)
                 raise
+
+    def _validate(
+        self, session: str, head: int, pending: list[StoredEvent], chosen: Sequence[Event],
+        progress: Progress | None,
+    ) -> list[LookupWrite]:
+        """Refuse `chosen` (to be stored as `pending`) unless valid, inside the append's
+        transaction; fold them into the live states; the lookup writes that go with them."""
+        if pending[0].version == 1 and not isinstance(chosen[0], SessionCreated):
+            self._require(session)  # a new stream must begin with SessionCreated
+        self._check_placement(session, chosen, pending)
+        key_streams = [(p, (p.name, session)) for p in self.projections]
+        if not all(key in self._live for _, key in key_streams):
+            # States not in memory (a fresh process): a few lookup entries may do.
+            writes = validate_by_lookup(self.journal, self.projections, session, chosen, pending)
+            if writes is not None:
+                return writes
+        states = self._catch_up_all(session, head=head)
+        for index, (projection, key) in enumerate(key_streams):
+            state = states[projection.name]
+            pairs = _validating(chosen, pending, progress, index, len(key_streams))
+            try:
+                for event, stored in pairs:
+                    projection.validate(state, event, session)
+                    state = projection.fold(state, stored)
+            except BaseException:
+                self._live.pop(key, None)  # partly folded: rebuild on next use
+                raise
+            self._live[key] = (pending[-1].seq, state)
+            states[projection.name] = state
+        return lookup_writes(self.journal, self.projections, session, chosen=chosen,
+                             pending=pending, states=states)
 
     def _check_placement(
         self, session: str, chosen: Sequence[Event], pending: list[StoredEvent]

@@ -206,6 +206,78 @@ class TasksProjection:
             _validate_update(state, event, stream)
 
 
+    # --- lookups (eventstore/projection.py LookupProjection, docs/design.md §3) -----------
+    # An item's entry is [depth, status, parent id]; the entry under "" says the session
+    # has a backlog. A status update, nearly every event, needs just those two.
+
+    def lookup_keys(self, event: Event) -> Sequence[str] | None:
+        if isinstance(event, ItemStatusChanged):
+            return (_HAS_BACKLOG, event.item_id)
+        if isinstance(event, (BacklogImported, ItemAdded, ItemUpdated, ItemRemoved)):
+            return None
+        return ()
+
+    def validate_lookup(self, entries: dict[str, Any], event: Event, stream: str) -> None:
+        if not isinstance(event, ItemStatusChanged):
+            return
+        if entries.get(_HAS_BACKLOG) is None:
+            raise InvalidInputError(
+                f"session {stream!r} has no backlog yet: import a tasks.json first"
+            )
+        entry = entries.get(event.item_id)
+        if entry is None:
+            raise InvalidInputError(f"unknown item {event.item_id!r} in session {stream!r}")
+        entries[event.item_id] = [entry[0], event.status, entry[2]]
+
+    def touched_keys(self, event: Event) -> Sequence[str] | None:
+        if isinstance(event, (ItemStatusChanged, ItemUpdated)):
+            return (event.item_id,)
+        if isinstance(event, ItemAdded):
+            return (_HAS_BACKLOG, *(item["id"] for item in _walk([event.item])))
+        if isinstance(event, (BacklogImported, ItemRemoved)):
+            return None
+        return ()
+
+    def lookup_entries(
+        self, state: BacklogState, keys: Sequence[str] | None
+    ) -> dict[str, Any] | None:
+        if state.doc is None:
+            return dict.fromkeys(keys or ())
+        if state.unique_ids is None:
+            state.index  # noqa: B018 - learns whether every id is unique
+        if not state.unique_ids:
+            return None  # which of two items an id names is not for a lookup to say
+        if keys is not None:
+            return {key: _entry_of(state, key) for key in keys}
+        entries: dict[str, Any] = {_HAS_BACKLOG: 1}
+        depths: dict[str | None, int] = {None: -1}
+        stack: list[tuple[list[Any], str | None]] = [(state.doc["backlog"], None)]
+        while stack:  # parents before children, so each depth is its parent's plus one
+            siblings, parent = stack.pop()
+            depth = depths[parent] + 1
+            for item in siblings:
+                if isinstance(item, dict) and isinstance(item.get("id"), str):
+                    item_id = item["id"]
+                    depths[item_id] = depth
+                    entries[item_id] = [depth, item.get("status"), parent]
+                    kids = children_of(item)
+                    if kids is not None:
+                        stack.append((kids, item_id))
+        return entries
+
+
+_HAS_BACKLOG = ""
+
+
+def _entry_of(state: BacklogState, key: str) -> Any:
+    if key == _HAS_BACKLOG:
+        return 1
+    found = state.find(key)
+    if found is None:
+        return None
+    return [_level(state, key), found[0].get("status"), found[2]]
+
+
 def _validate_add(state: BacklogState, event: ItemAdded, stream: str) -> None:
     new_id = event.item["id"]
     if new_id in state.index:

@@ -28,6 +28,8 @@ from eventstore.events import (
 from eventstore.jsonfmt import dumps
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from eventstore.persistence import StoredEvent
 
 BATCH_EVENTS = frozenset(
@@ -124,6 +126,20 @@ class BatchProgressProjection:
     def load_state(self, data: bytes) -> BatchState:
         raw = orjson.loads(data)
         return BatchState(Batch(**raw) if raw else None)
+
+    # Lookups (eventstore/projection.py LookupProjection): a batch event needs the batch,
+    # which is small; every other event needs nothing of this projection.
+    def lookup_keys(self, event: Event) -> Sequence[str] | None:
+        return None if event.type in BATCH_EVENTS else ()
+
+    def validate_lookup(self, entries: dict[str, Any], event: Event, stream: str) -> None:
+        pass  # only events that need nothing of this projection come here
+
+    def touched_keys(self, event: Event) -> Sequence[str] | None:  # noqa: ARG002 - the protocol's
+        return ()
+
+    def lookup_entries(self, state: BatchState, keys: Sequence[str] | None) -> dict[str, Any]:  # noqa: ARG002 - the protocol's
+        return {}
 
     def validate(self, state: BatchState, event: Event, stream: str) -> None:
         if not isinstance(event, (BatchStarted, BatchResumed, BatchItemStarted, BatchItemCompleted,

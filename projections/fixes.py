@@ -14,6 +14,8 @@ import orjson
 from eventstore.jsonfmt import dumps
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from eventstore.events import Event
     from eventstore.persistence import StoredEvent
 
@@ -108,6 +110,19 @@ class _FixProjection:
 
     def validate(self, state: FixState, event: Event, stream: str) -> None:  # noqa: ARG002 - Projection's signature
         return None
+
+    # Lookups (eventstore/projection.py LookupProjection): nothing to validate, ever.
+    def lookup_keys(self, event: Event) -> Sequence[str]:  # noqa: ARG002 - the protocol's
+        return ()
+
+    def validate_lookup(self, entries: dict[str, Any], event: Event, stream: str) -> None:
+        pass
+
+    def touched_keys(self, event: Event) -> Sequence[str]:  # noqa: ARG002 - the protocol's
+        return ()
+
+    def lookup_entries(self, state: FixState, keys: Sequence[str] | None) -> dict[str, Any]:  # noqa: ARG002 - the protocol's
+        return {}
 
 
 class FixHistoryJsonProjection(_FixProjection):

@@ -100,4 +100,4 @@ def test_a_schema_3_journal_is_read_as_it_is_and_migrated_by_a_write(project: Pa
     assert run(project, "append", "-s", SESSION, "P1", "Complete").returncode == 0
     projected = run(project, "project")
     assert projected.returncode == 0, projected.stderr
-    assert json.loads(run(project, "status", "--json").stdout)["journal"]["schema_version"] == 5
+    assert json.loads(run(project, "status", "--json").stdout)["journal"]["schema_version"] == 6

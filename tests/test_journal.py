@@ -36,7 +36,7 @@ def test_new_journal_is_wal_full_and_at_the_latest_schema(journal: SQLiteJournal
     assert pragma(journal.path, "journal_mode") == "wal"
     assert journal._conn.execute("PRAGMA synchronous").fetchone()[0] == 2
     assert journal._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
-    assert journal.schema_version == schema.latest_version("sqlite") == 5
+    assert journal.schema_version == schema.latest_version("sqlite") == 6
 
 
 def test_durability_normal_is_an_explicit_choice(tmp_path: Path) -> None:

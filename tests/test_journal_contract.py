@@ -36,7 +36,7 @@ from eventstore.errors import (
     JournalSchemaError,
 )
 from eventstore.events import ItemStatusChanged, ItemUpdated, SessionCreated
-from eventstore.persistence import Checkpoint, Journal
+from eventstore.persistence import Checkpoint, Journal, Lookup
 from eventstore.retry import RetryPolicy
 from eventstore.sqlite import SQLiteJournal
 from eventstore.staging import StagedEvents
@@ -198,7 +198,7 @@ def journal(backend: Backend) -> Iterator[Journal]:
 
 
 def test_new_journal_is_at_the_latest_schema(backend: Backend, journal: Journal) -> None:
-    assert journal.schema_version == schema.latest_version(backend.name) == 5
+    assert journal.schema_version == schema.latest_version(backend.name) == 6
     assert journal.backend == backend.name
     assert journal.integrity_check() == []
 
@@ -232,9 +232,9 @@ def test_older_journal_is_migrated_keeping_its_events(backend: Backend) -> None:
         assert j.export_dir_of("s") == "x"  # block 4's index covers the events already there
         assert j.checkpoint("tasks", "s") is None
         j.save_checkpoint(Checkpoint("tasks", "s", 1, b"{}", None, None))
-        assert j.schema_version == 5
+        assert j.schema_version == 6
         assert j.append("s", [status()]).first_seq == 2
-    assert [entry["to_version"] for entry in logs if entry["event"] == "journal_migrated"] == [2, 3, 4, 5]
+    assert [entry["to_version"] for entry in logs if entry["event"] == "journal_migrated"] == [2, 3, 4, 5, 6]
 
 
 def test_newer_journal_is_refused_untouched(backend: Backend) -> None:
@@ -805,3 +805,40 @@ def test_a_staged_append_revalidates_when_the_stream_moved(journal: Journal) -> 
         with pytest.raises(InvalidInputError, match="no longer valid"):
             journal.append_staged(events, revalidate=refuse)
     assert journal.head() == 3
+
+
+def test_lookup_writes_are_made_in_the_append_transaction(journal: Journal) -> None:
+    from eventstore.persistence import LookupWrite  # noqa: PLC0415
+
+    assert journal.lookup("p", "s", ["a"]) == Lookup(None, {})
+
+    def keep(head: int, pending: list[Any], chosen: Any) -> list[LookupWrite]:  # noqa: ARG001
+        return [LookupWrite("p", "s", pending[-1].version, {"a": [1, "x"], "b": {"k": None}})]
+
+    journal.append("s", [status()], check=keep)
+    assert journal.lookup("p", "s", ["a", "b", "c"]) == Lookup(1, {"a": [1, "x"], "b": {"k": None}})
+    assert journal.lookup("p", "other", ["a"]) == Lookup(None, {})
+
+    def refuse(head: int, pending: list[Any], chosen: Any) -> list[LookupWrite]:  # noqa: ARG001
+        raise InvalidInputError("no")
+
+    with pytest.raises(InvalidInputError):
+        journal.append("s", [status()], check=refuse)
+
+    def change(head: int, pending: list[Any], chosen: Any) -> list[LookupWrite]:  # noqa: ARG001
+        return [LookupWrite("p", "s", pending[-1].version, {"a": None, "c": 3})]
+
+    journal.append("s", [status()], check=change)
+    assert journal.lookup("p", "s", ["a", "b", "c"]) == Lookup(2, {"b": {"k": None}, "c": 3})
+
+    def rebuild(head: int, pending: list[Any], chosen: Any) -> list[LookupWrite]:  # noqa: ARG001
+        return [LookupWrite("p", "s", pending[-1].version, {"d": 4}, replace=True)]
+
+    journal.append("s", [status()], check=rebuild)
+    assert journal.lookup("p", "s", ["a", "b", "c", "d"]) == Lookup(3, {"d": 4})
+
+    def drop(head: int, pending: list[Any], chosen: Any) -> list[LookupWrite]:  # noqa: ARG001
+        return [LookupWrite("p", "s", None, {})]
+
+    journal.append("s", [status()], check=drop)
+    assert journal.lookup("p", "s", ["d"]) == Lookup(None, {})
