@@ -47,6 +47,8 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
+import orjson
+
 from _common import (
     INSERT_SQL,
     RAW_META,
@@ -515,6 +517,55 @@ def large_session(root: Path, events: int, n: int, rounds: int, runs: int) -> li
     ]
 
 
+def big_backlog_case(root: Path, items: int, runs: int, n: int) -> list[Row]:
+    """One update on a backlog of `items` items beside the same update on the 135-item
+    one: as a command (a fresh process validates from lookup entries, not the backlog)
+    and through a library Store that has the session in memory."""
+    from big_backlog import big_backlog  # noqa: PLC0415 - bench/ is on the path
+
+    from eventstore import Store  # noqa: PLC0415
+    from eventstore.events import ItemStatusChanged  # noqa: PLC0415
+    from projections import DEFAULT  # noqa: PLC0415
+
+    projects, ids = {}, {}
+    for label, data in (("small", backlog_bytes()), ("big", orjson.dumps(big_backlog(items)))):
+        project = root / f"backlog-{label}"
+        (project / ".evstore").mkdir(parents=True)
+        with Store.open(project / ".evstore" / "journal.db", projections=DEFAULT,
+                        create=True) as store:
+            seed(store, SESSION, data, project / "plan" / SESSION)
+            ids[label] = [i for i in item_ids(store.state(SESSION, "tasks").doc) if i.count(".") == 3]
+        projects[label] = project
+    exe = evstore_command()
+    timed = {}
+    for label, project in projects.items():
+        procs = Processes(project, child_env(root), runs)
+        timed[label] = procs.timed(
+            lambda p: [exe, "append", "--session", SESSION, p["item_id"], p["status"]],
+            status_payloads(ids[label], runs + 1))
+    library = {}
+    for label, project in projects.items():
+        with Store.open(project / ".evstore" / "journal.db", projections=DEFAULT,
+                        durability="normal") as store:
+            store.state(SESSION, "tasks")  # in memory, as a long-running orchestrator has it
+            events = [ItemStatusChanged(**p) for p in status_payloads(ids[label], n, start=7)]
+            start = time.perf_counter()
+            for event in events:
+                store.append(SESSION, [event])
+            library[label] = (time.perf_counter() - start) / n
+    big_n = f"{items:,}"
+    return [
+        Row(f"9 evstore append, {big_n}-item backlog", "time", statistics.median(timed["big"]),
+            statistics.median(timed["small"]), "same command, 135-item backlog", "s",
+            target=1.3, note=f"median of {runs} processes each; the session imported, never "
+                             "exported (no checkpoint): validation reads lookup entries",
+            samples={"evstore": timed["big"], "baseline": timed["small"]}),
+        Row(f"9 store.append, {big_n}-item backlog", "time", library["big"], library["small"],
+            "same on the 135-item backlog", "s", target=1.1,
+            note=f"{n} appends of 1 status update each, NORMAL, the session in memory"),
+    ]
+
+
 class LockProbe:
     """Another writer trying `BEGIN IMMEDIATE` every few ms without waiting: the longest
     stretch it failed is how long someone held the write lock."""
@@ -599,12 +650,12 @@ def main() -> int:
         params = {"per_txn_full": 50, "per_txn_normal": 50, "per_txn_rounds": 3,
                   "batch": 2_000, "batch_rounds": 3, "process_runs": 3,
                   "large_events": 10_000, "large_per_txn": 20, "large_rounds": 3,
-                  "jsonl_lines": 20_000}
+                  "jsonl_lines": 20_000, "big_items": 20_000, "big_appends": 50}
     else:
         params = {"per_txn_full": 500, "per_txn_normal": 500, "per_txn_rounds": 7,
                   "batch": 10_000, "batch_rounds": 7, "process_runs": 7,
                   "large_events": 100_000, "large_per_txn": 100, "large_rounds": 3,
-                  "jsonl_lines": 1_000_000}
+                  "jsonl_lines": 1_000_000, "big_items": 100_000, "big_appends": 300}
     es = es_version is not None
     rows: list[Row] = []
     with scratch("append") as root:
@@ -616,7 +667,9 @@ def main() -> int:
         rows += large_session(root, params["large_events"], params["large_per_txn"],
                               params["large_rounds"], params["process_runs"])
         rows += big_jsonl(root, params["jsonl_lines"])
-    order = {"1": 0, "2": 1, "6": 2, "7": 3, "8": 4}
+        rows += big_backlog_case(root, params["big_items"], params["process_runs"],
+                                 params["big_appends"])
+    order = {"1": 0, "2": 1, "6": 2, "7": 3, "8": 4, "9": 5}
     rows.sort(key=lambda r: order.get(r.case[0], 9))
     if not es:
         print("eventsourcing is not installed (pip install -e '.[bench]'): case 6 skipped\n")

@@ -11,7 +11,7 @@ state as always, and rebuilds them from it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from eventstore.persistence import LookupWrite
 from eventstore.projection import LookupProjection
@@ -36,7 +36,7 @@ def validate_by_lookup(
     them (or its entries are not current), and nothing was decided."""
     needs: list[tuple[LookupProjection, list[str]]] = []
     for projection in projections:
-        if not isinstance(projection, LookupProjection):
+        if not _keeps_lookups(projection):
             return None
         keys: list[str] = []
         for event in chosen:
@@ -76,7 +76,7 @@ def lookup_writes(  # noqa: PLR0913 - the journal, what is appended, and the sta
     writes = []
     before, after = pending[0].version - 1, pending[-1].version
     for projection in projections:
-        if not isinstance(projection, LookupProjection):
+        if not _keeps_lookups(projection):
             continue
         touched = _touched(projection, chosen)
         if touched == []:
@@ -94,6 +94,19 @@ def lookup_writes(  # noqa: PLR0913 - the journal, what is appended, and the sta
         else:
             writes.append(LookupWrite(projection.name, session, after, entries, replace=replace))
     return writes
+
+
+_KEEPS: dict[type, bool] = {}
+
+
+def _keeps_lookups(projection: Projection) -> TypeGuard[LookupProjection]:
+    """isinstance against the protocol, once per class: a runtime protocol check walks
+    every member each time, and this runs on every append."""
+    kind = type(projection)
+    keeps = _KEEPS.get(kind)
+    if keeps is None:
+        keeps = _KEEPS[kind] = isinstance(projection, LookupProjection)
+    return keeps
 
 
 def _touched(projection: LookupProjection, chosen: Sequence[Event]) -> list[str] | None:
