@@ -118,23 +118,17 @@ CREATE INDEX events_export_dir ON events (stream, seq)
 
 -- migration: 6
 -- What validating an update needs, kept beside the events (docs/design.md §3): a
--- projection's lookup entries per stream (for the backlog: each item's level, status
+-- projection's lookup entries per stream (for the backlog: each item's depth, status
 -- and parent, by id), written in the append's transaction, so checking one update reads
--- a few rows instead of the whole folded state. `version` is the stream version the
--- entries are current at: behind the stream (an append that did not keep them), they
--- are not trusted and the next append rebuilds them from the state.
+-- a few rows instead of the whole folded state. The entry under the empty key is the
+-- stream version the others are current at: behind the stream (an append that did not
+-- keep them), they are not trusted and the next append rebuilds them from the state.
 CREATE TABLE lookups (
     projection TEXT NOT NULL,
     stream     TEXT NOT NULL,
     key        TEXT NOT NULL,
     entry      TEXT NOT NULL,
     PRIMARY KEY (projection, stream, key)
-) WITHOUT ROWID;
-CREATE TABLE lookup_marks (
-    projection TEXT    NOT NULL,
-    stream     TEXT    NOT NULL,
-    version    INTEGER NOT NULL CHECK (version >= 0),
-    PRIMARY KEY (projection, stream)
 ) WITHOUT ROWID;
 
 
@@ -248,17 +242,11 @@ CREATE INDEX events_export_dir ON events (stream, seq)
     WHERE type IN ('SessionCreated', 'SessionMoved');
 
 -- migration: 6
--- As SQLite's block 6: lookup entries for validation, and the version they are at.
+-- As SQLite's block 6: lookup entries for validation, the version under the empty key.
 CREATE TABLE lookups (
     projection text NOT NULL,
     stream     text NOT NULL,
     key        text NOT NULL,
     entry      text NOT NULL,
     PRIMARY KEY (projection, stream, key)
-);
-CREATE TABLE lookup_marks (
-    projection text   NOT NULL,
-    stream     text   NOT NULL,
-    version    bigint NOT NULL CHECK (version >= 0),
-    PRIMARY KEY (projection, stream)
 );

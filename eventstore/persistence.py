@@ -44,6 +44,9 @@ _NO_META: dict[str, Any] = {}
 # The predicate of schema.sql's partial index events_export_dir, verbatim: SQLite uses a
 # partial index only for a query that repeats its WHERE term.
 EXPORT_DIR_EVENTS = "type IN ('SessionCreated', 'SessionMoved')"
+# The lookup entry that holds the stream version the others are current at: a
+# projection's own keys are never empty.
+MARK_KEY = ""
 
 
 def utc_now() -> datetime:
@@ -182,9 +185,9 @@ class Lookup:
 @dataclass(frozen=True)
 class LookupWrite:
     """How an append changes a projection's lookup entries of its stream, written in the
-    append's transaction: each key's new entry (None deletes it), all others dropped first
-    when `replace`; `version` is the stream version they are then current at (None: drop
-    them all and the mark, so the next append rebuilds them)."""
+    append's transaction: each key's new entry (None deletes it; keys are never empty),
+    all others dropped first when `replace`; `version` is the stream version they are then
+    current at (None: drop them all, so the next append rebuilds them)."""
 
     projection: str
     stream: str
@@ -635,23 +638,21 @@ class Journal(ABC):
         return {row[0] for row in rows}
 
     def lookup(self, projection: str, stream: str, keys: Sequence[str] = ()) -> Lookup:
-        """The mark and the entries of `keys` of a projection's lookup (schema 6): a few
-        point reads on the primary key, however big the stream's state."""
+        """The version and the entries of `keys` of a projection's lookup (schema 6): one
+        read of a few rows on the primary key, however big the stream's state."""
         if not self._has_lookups():
             return Lookup(None, {})
-        mark = self._value(
-            "SELECT version FROM lookup_marks WHERE projection = ? AND stream = ?",
-            projection, stream,
-        )
-        if mark is None or not keys:
-            return Lookup(None if mark is None else int(mark), {})
-        wanted = list(dict.fromkeys(keys))
+        wanted = [MARK_KEY, *dict.fromkeys(keys)]
         rows = self._query(
             "SELECT key, entry FROM lookups WHERE projection = ? AND stream = ? AND key IN"  # noqa: S608 - only "?" marks
             f" ({','.join('?' * len(wanted))})",
             projection, stream, *wanted,
         )
-        return Lookup(int(mark), {key: orjson.loads(entry) for key, entry in rows})
+        entries = {key: orjson.loads(entry) for key, entry in rows}
+        version = entries.pop(MARK_KEY, None)
+        if version is None:
+            return Lookup(None, {})
+        return Lookup(int(version), entries)
 
     def _has_lookups(self) -> bool:
         """Whether the journal has the lookup tables (a backend reading an older schema
@@ -691,20 +692,16 @@ PRUNE_DIGESTS = (
 
 
 _DROP_LOOKUPS = "DELETE FROM lookups WHERE projection = ? AND stream = ?"
-_DROP_MARK = "DELETE FROM lookup_marks WHERE projection = ? AND stream = ?"
 _DELETE_LOOKUP = "DELETE FROM lookups WHERE projection = ? AND stream = ? AND key = ?"
 _SAVE_LOOKUP = (
     "INSERT INTO lookups (projection, stream, key, entry) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (projection, stream, key) DO UPDATE SET entry = excluded.entry"
 )
-_SAVE_MARK = (
-    "INSERT INTO lookup_marks (projection, stream, version) VALUES (?, ?, ?)"
-    " ON CONFLICT (projection, stream) DO UPDATE SET version = excluded.version"
-)
 
 
 def lookup_statements(writes: Sequence[LookupWrite]) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    """(SQL in SQLite's `?` style, its parameter rows) that make `writes`, in order."""
+    """(SQL in SQLite's `?` style, its parameter rows) that make `writes`, in order: the
+    usual update is one statement, its entries and the version together."""
     statements: list[tuple[str, list[tuple[Any, ...]]]] = []
     dumps = orjson.dumps
     for write in writes:
@@ -712,16 +709,14 @@ def lookup_statements(writes: Sequence[LookupWrite]) -> list[tuple[str, list[tup
         if write.replace or write.version is None:
             statements.append((_DROP_LOOKUPS, [where]))
         if write.version is None:
-            statements.append((_DROP_MARK, [where]))
             continue
         deletes = [(*where, key) for key, entry in write.changes.items() if entry is None]
-        upserts = [(*where, key, dumps(entry).decode())
-                   for key, entry in write.changes.items() if entry is not None]
         if deletes and not write.replace:
             statements.append((_DELETE_LOOKUP, deletes))
-        if upserts:
-            statements.append((_SAVE_LOOKUP, upserts))
-        statements.append((_SAVE_MARK, [(*where, write.version)]))
+        upserts = [(*where, MARK_KEY, str(write.version))]
+        upserts += [(*where, key, dumps(entry).decode())
+                    for key, entry in write.changes.items() if entry is not None]
+        statements.append((_SAVE_LOOKUP, upserts))
     return statements
 
 

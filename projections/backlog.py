@@ -207,12 +207,13 @@ class TasksProjection:
 
 
     # --- lookups (eventstore/projection.py LookupProjection, docs/design.md §3) -----------
-    # An item's entry is [depth, status, parent id]; the entry under "" says the session
-    # has a backlog. A status update, nearly every event, needs just those two.
+    # An item's entry, under "item:" + its id, is [depth, status, parent id]; the entry
+    # "doc" says the session has a backlog. A status update, nearly every event, needs
+    # just those two.
 
     def lookup_keys(self, event: Event) -> Sequence[str] | None:
         if isinstance(event, ItemStatusChanged):
-            return (_HAS_BACKLOG, event.item_id)
+            return (_HAS_BACKLOG, _ITEM + event.item_id)
         if isinstance(event, (BacklogImported, ItemAdded, ItemUpdated, ItemRemoved)):
             return None
         return ()
@@ -224,16 +225,17 @@ class TasksProjection:
             raise InvalidInputError(
                 f"session {stream!r} has no backlog yet: import a tasks.json first"
             )
-        entry = entries.get(event.item_id)
+        key = _ITEM + event.item_id
+        entry = entries.get(key)
         if entry is None:
             raise InvalidInputError(f"unknown item {event.item_id!r} in session {stream!r}")
-        entries[event.item_id] = [entry[0], event.status, entry[2]]
+        entries[key] = [entry[0], event.status, entry[2]]
 
     def touched_keys(self, event: Event) -> Sequence[str] | None:
         if isinstance(event, (ItemStatusChanged, ItemUpdated)):
-            return (event.item_id,)
+            return (_ITEM + event.item_id,)
         if isinstance(event, ItemAdded):
-            return (_HAS_BACKLOG, *(item["id"] for item in _walk([event.item])))
+            return (_HAS_BACKLOG, *(_ITEM + item["id"] for item in _walk([event.item])))
         if isinstance(event, (BacklogImported, ItemRemoved)):
             return None
         return ()
@@ -259,23 +261,25 @@ class TasksProjection:
                 if isinstance(item, dict) and isinstance(item.get("id"), str):
                     item_id = item["id"]
                     depths[item_id] = depth
-                    entries[item_id] = [depth, item.get("status"), parent]
+                    entries[_ITEM + item_id] = [depth, item.get("status"), parent]
                     kids = children_of(item)
                     if kids is not None:
                         stack.append((kids, item_id))
         return entries
 
 
-_HAS_BACKLOG = ""
+_HAS_BACKLOG = "doc"
+_ITEM = "item:"
 
 
 def _entry_of(state: BacklogState, key: str) -> Any:
     if key == _HAS_BACKLOG:
         return 1
-    found = state.find(key)
+    item_id = key.removeprefix(_ITEM)
+    found = state.find(item_id)
     if found is None:
         return None
-    return [_level(state, key), found[0].get("status"), found[2]]
+    return [_level(state, item_id), found[0].get("status"), found[2]]
 
 
 def _validate_add(state: BacklogState, event: ItemAdded, stream: str) -> None:

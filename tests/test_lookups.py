@@ -44,16 +44,13 @@ def fresh(project: Path) -> Store:
 
 
 def table(project: Path) -> tuple[int | None, dict[str, Any]]:
-    """(the mark, every entry) of the tasks projection, read with sqlite3 itself."""
+    """(the version, every other entry) of the tasks projection, read with sqlite3 itself."""
     with sqlite3.connect(project / ".evstore" / "journal.db") as conn:
-        mark = conn.execute(
-            "SELECT version FROM lookup_marks WHERE projection = 'tasks' AND stream = ?",
-            (SESSION,),
-        ).fetchone()
         rows = conn.execute(
             "SELECT key, entry FROM lookups WHERE projection = 'tasks' AND stream = ?", (SESSION,)
         ).fetchall()
-    return (mark[0] if mark else None), {key: orjson.loads(entry) for key, entry in rows}
+    entries = {key: orjson.loads(entry) for key, entry in rows}
+    return entries.pop("", None), entries
 
 
 def agrees_with_the_state(project: Path) -> None:
@@ -71,9 +68,9 @@ def status(item: str, value: str = "Complete") -> ItemStatusChanged:
 def test_import_writes_every_entry_in_its_own_transaction(project: Path) -> None:
     mark, entries = table(project)
     assert mark == 2  # SessionCreated, BacklogImported
-    assert entries[""] == 1
-    assert entries["P1.M1.T1.S1"] == [3, "Planned", "P1.M1.T1"]
-    assert entries["P1"][0] == 0 and entries["P1"][2] is None
+    assert entries["doc"] == 1
+    assert entries["item:P1.M1.T1.S1"] == [3, "Planned", "P1.M1.T1"]
+    assert entries["item:P1"][0] == 0 and entries["item:P1"][2] is None
     agrees_with_the_state(project)
 
 
@@ -86,7 +83,7 @@ def test_a_fresh_process_validates_a_status_update_without_loading_any_state(
         with pytest.raises(InvalidInputError, match="unknown item 'P9.M9' in session"):
             store.append(SESSION, [status("P9.M9")])
         assert store._live == {}  # noqa: SLF001
-    assert table(project)[1]["P1.M1.T1.S1"] == [3, "Complete", "P1.M1.T1"]
+    assert table(project)[1]["item:P1.M1.T1.S1"] == [3, "Complete", "P1.M1.T1"]
     agrees_with_the_state(project)
 
 
@@ -123,8 +120,8 @@ def test_entries_follow_adds_updates_and_removals_from_any_path(project: Path) -
             store.append(SESSION, events)
         agrees_with_the_state(project)
     mark, entries = table(project)
-    assert "P1.M1.T2" not in entries
-    assert not any(key.startswith("P1.M1.T2.") for key in entries)
+    assert "item:P1.M1.T2" not in entries
+    assert not any(key.startswith("item:P1.M1.T2.") for key in entries)
     with fresh(project) as store, pytest.raises(InvalidInputError, match="unknown item"):
         store.append(SESSION, [status("P1.M1.T2.S1")])
 
@@ -140,7 +137,7 @@ def test_entries_left_behind_are_not_trusted_and_are_rebuilt(project: Path) -> N
     with fresh(project) as store:
         store.append(SESSION, [status("P1.M1.T1.S2")])
     agrees_with_the_state(project)
-    assert "P1.M1.T1.S1" not in table(project)[1]
+    assert "item:P1.M1.T1.S1" not in table(project)[1]
 
 
 def test_a_refused_append_writes_no_entry(project: Path) -> None:
@@ -168,7 +165,7 @@ def test_repeated_ids_leave_validation_to_the_state(project: Path) -> None:
 def test_an_older_journal_gains_its_entries_on_the_first_append(project: Path) -> None:
     db = project / ".evstore" / "journal.db"
     with sqlite3.connect(db) as conn:
-        conn.executescript("DROP TABLE lookups; DROP TABLE lookup_marks; PRAGMA user_version=5;")
+        conn.executescript("DROP TABLE lookups; PRAGMA user_version=5;")
     with fresh(project) as store:
         assert store.journal.schema_version == 5
         store.append(SESSION, [status("P1.M1.T1.S1")])
