@@ -73,6 +73,7 @@ from eventstore.persistence import (
     format_time,
     lookup_statements,
     new_event_id,
+    pending_data,
     serialized,
     utc_now,
 )
@@ -475,9 +476,11 @@ class PostgresJournal(Journal):
         # in flight, the retry looks for the ids that attempt wrote to learn whether it
         # landed (and then answers as if it had not been interrupted).
         own_ids = [event_id or new_event_id() for event_id in ids]
-        tracking: dict[str, Any] = {"committing": False, "written": None, "result": None}
+        tracking: dict[str, Any] = {"committing": False, "written": None, "result": None,
+                                    "tries": 0}
 
         def attempt() -> AppendResult:  # one transaction, step by step
+            tracking["tries"] += 1
             unsure = tracking["committing"]
             tracking["committing"] = False
             with self._lock:
@@ -522,14 +525,16 @@ class PostgresJournal(Journal):
                             own_ids[offset - 1] if decide is None else new_event_id(),
                             CURRENT_SCHEMA[event_type],
                         )
-                        for offset, (event_type, data) in enumerate(chosen_payloads, start=1)
+                        for offset, (event_type, data, _) in enumerate(chosen_payloads, start=1)
                     ]
                     rows = self._chained(rows, stream, prev_link)
                     if check is not None:
+                        datas = pending_data(chosen_payloads,
+                                             fresh=tracking["tries"] == 1 or decide is not None)
                         pending = [
-                            StoredEvent(row[0], stream, row[1], row[2], orjson.loads(row[3]),
-                                        meta, recorded_at, row[4], row[5])
-                            for row in rows
+                            StoredEvent(row[0], stream, row[1], row[2], data, meta, recorded_at,
+                                        row[4], row[5])
+                            for row, data in zip(rows, datas, strict=True)
                         ]
                         writes = check(head, pending, chosen) or ()
                         with conn.cursor() as cur:

@@ -55,6 +55,7 @@ from eventstore.persistence import (
     lookup_statements,
     new_event_id,
     outdated_note,
+    pending_data,
     serialized,
     utc_now,
 )
@@ -523,8 +524,10 @@ class SQLiteJournal(Journal):
         payloads = serialized(events if progress is None else reporting(events, progress, twice))
         meta = self._meta(correlation_id, extra_meta)
         meta_json = orjson.dumps(meta).decode()
+        tries = [0]
 
         def attempt() -> AppendResult:
+            tries[0] += 1
             with self._write() as conn:
                 if given:
                     original = self._existing(conn, stream, given, payloads)
@@ -550,14 +553,16 @@ class SQLiteJournal(Journal):
                         ids[offset - 1] if decide is None and ids[offset - 1] else new_event_id(),
                         CURRENT_SCHEMA[event_type],
                     )
-                    for offset, (event_type, data) in enumerate(chosen_payloads, start=1)
+                    for offset, (event_type, data, _) in enumerate(chosen_payloads, start=1)
                 ]
                 rows = self._chained(rows, head, prev_link)
                 if check is not None:
+                    datas = pending_data(chosen_payloads,
+                                         fresh=tries[0] == 1 or decide is not None)
                     pending = [
-                        StoredEvent(head + i, stream, row[1], row[2], orjson.loads(row[3]),
-                                    meta, recorded_at, row[6], row[7])
-                        for i, row in enumerate(rows, start=1)
+                        StoredEvent(head + i, stream, row[1], row[2], data, meta, recorded_at,
+                                    row[6], row[7])
+                        for i, (row, data) in enumerate(zip(rows, datas, strict=True), start=1)
                     ]
                     for sql, params in lookup_statements(check(head, pending, chosen) or ()):
                         conn.executemany(sql, params)
@@ -659,7 +664,7 @@ class SQLiteJournal(Journal):
         conn: sqlite3.Connection,
         stream: str,
         given: list[str],
-        payloads: Sequence[tuple[str, bytes]],
+        payloads: Sequence[tuple[Any, ...]],
     ) -> AppendResult | None:
         marks = ",".join("?" * len(given))
         found = conn.execute(

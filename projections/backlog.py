@@ -245,11 +245,11 @@ class TasksProjection:
     ) -> dict[str, Any] | None:
         if state.doc is None:
             return dict.fromkeys(keys or ())
-        if state.unique_ids is None:
-            state.index  # noqa: B018 - learns whether every id is unique
-        if not state.unique_ids:
-            return None  # which of two items an id names is not for a lookup to say
         if keys is not None:
+            if state.unique_ids is None:
+                state.index  # noqa: B018 - learns whether every id is unique
+            if not state.unique_ids:
+                return None  # which of two items an id names is not for a lookup to say
             return {key: _entry_of(state, key) for key in keys}
         entries: dict[str, Any] = {_HAS_BACKLOG: 1}
         depths: dict[str | None, int] = {None: -1}
@@ -260,6 +260,9 @@ class TasksProjection:
             for item in siblings:
                 if isinstance(item, dict) and isinstance(item.get("id"), str):
                     item_id = item["id"]
+                    if item_id in depths:
+                        state.unique_ids = False
+                        return None  # which of two items an id names is not for a lookup to say
                     depths[item_id] = depth
                     entries[_ITEM + item_id] = [depth, item.get("status"), parent]
                     kids = children_of(item)

@@ -842,3 +842,23 @@ def test_lookup_writes_are_made_in_the_append_transaction(journal: Journal) -> N
 
     journal.append("s", [status()], check=drop)
     assert journal.lookup("p", "s", ["d"]) == Lookup(None, {})
+
+
+def test_a_retried_append_checks_the_events_as_given_not_as_a_check_left_them(
+    journal: Journal,
+) -> None:
+    """The check sees the serialized dicts, not a parse of the bytes; a retry must not see
+    what the first attempt's check did to them."""
+    from eventstore.errors import JournalBusyError  # noqa: PLC0415
+
+    seen: list[str] = []
+
+    def check(head: int, pending: list[Any], chosen: Any) -> None:  # noqa: ARG001
+        seen.append(pending[0].data["item_id"])
+        pending[0].data["item_id"] = "changed by the check"
+        if len(seen) == 1:
+            raise JournalBusyError("busy, as if another writer came in")
+
+    journal.append("s", [status("P1")], check=check)
+    assert seen == ["P1", "P1"]
+    assert [e.data["item_id"] for e in journal.read("s")] == ["P1"]
