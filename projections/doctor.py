@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import orjson
 
 from eventstore import schema
+from eventstore.atomic import drift_name, keep_copy, move_aside
 from eventstore.chain import first_break
-from eventstore.copies import drift_name, keep_copy, move_aside
 from eventstore.errors import (
     EvstoreError,
     InvalidInputError,
