@@ -1,8 +1,11 @@
-"""What lies at the journal's path, looked at before SQLite may touch it (docs/design.md §3).
+"""What lies at the journal's path, looked at before SQLite may touch it (docs/design.md §3),
+and what `doctor` reads of it without writing (§10).
 
 `sqlite3.connect` opens anything: an empty file becomes a new database, a FIFO blocks the
 open forever. So the path is judged first, by `stat` (which never blocks) and by reading
 the 16-byte header; only a regular file that starts as an SQLite database is handed over.
+`inspect_sqlite` then reads its schema version and integrity through a connection that
+cannot write (SQLiteJournal would migrate an old journal on open).
 """
 
 from __future__ import annotations
@@ -11,15 +14,24 @@ import errno
 import os
 import sqlite3
 import stat
+import time
 import urllib.parse
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
+from eventstore import schema
 from eventstore.errors import (
     JournalCorruptError,
     JournalError,
     JournalNotFoundError,
+    JournalSchemaError,
     JournalWriteError,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_T = TypeVar("_T")
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -173,3 +185,87 @@ def wal_holds_commits(path: Path) -> bool:
         return Path(f"{path}-wal").stat().st_size > 0
     except FileNotFoundError:
         return False
+
+
+# --- what doctor reads of an SQLite journal -----------------------------------------------------
+
+
+def inspect_sqlite(path: Path) -> tuple[int | None, list[str], bool]:
+    """(user_version, integrity failures, whether it is another application's database),
+    read without writing; a journal from a newer evstore is refused (JournalSchemaError)."""
+    from eventstore.journal import translate  # noqa: PLC0415 - eventstore.journal imports this module
+
+    latest = schema.latest_version("sqlite")
+    try:
+        conn, _ = open_read_only(path)
+    except sqlite3.Error as exc:
+        raise translate(exc, path) from exc
+    try:
+        return retry_reads(lambda: examine_sqlite(conn, path, latest))
+    except sqlite3.DatabaseError as exc:
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if not name.startswith("SQLITE_CORRUPT"):
+            raise translate(exc, path) from exc  # an I/O error every time: exit 5
+        # Malformed on every attempt: the check itself cannot get through the file.
+        return None, [f"fails its integrity check: {exc}"], False
+    finally:
+        conn.close()
+
+
+class ReadFailedDuringCheck(sqlite3.DatabaseError):
+    """The integrity check could not read some pages: no verdict on the file."""
+
+    sqlite_errorname = "SQLITE_IOERR_READ"
+
+
+def retry_reads(read: Callable[[], _T], attempts: int = 9) -> _T:
+    """`read()` again, briefly later, while SQLite fails to read a page in a way that may
+    pass (an I/O error, or a malformed page met mid-read): on the same connection, which
+    keeps the pages it did read, so each attempt gets further. The last error stands."""
+    for attempt in range(attempts):
+        try:
+            return read()
+        except sqlite3.DatabaseError as exc:
+            name = getattr(exc, "sqlite_errorname", "") or ""
+            if attempt == attempts - 1 or not name.startswith(("SQLITE_IOERR", "SQLITE_CORRUPT")):
+                raise
+            time.sleep(min(0.2, 0.01 * 2 ** attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def examine_sqlite(
+    conn: sqlite3.Connection, path: Path, latest: int
+) -> tuple[int | None, list[str], bool]:
+    """One attempt of `inspect_sqlite` on an open connection; errors that may pass are
+    raised for `retry_reads`."""
+    from eventstore.journal import (  # noqa: PLC0415 - eventstore.journal imports this module
+        check_findings,
+        read_failed_during_check,
+        translate,
+    )
+
+    version = None
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > latest:
+            raise JournalSchemaError(
+                f"journal {path} has schema version {version}, newer than this evstore "
+                f"supports ({latest}): upgrade evstore"
+            )
+        findings = check_findings(conn.execute("PRAGMA integrity_check").fetchall())
+        if read_failed_during_check(findings):
+            raise ReadFailedDuringCheck(findings[0])
+        failures = [f"fails its integrity check: {line}" for line in findings]
+        tables = conn.execute(
+            "SELECT count(*) FROM sqlite_master"
+            " WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ).fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if name.startswith(("SQLITE_CORRUPT", "SQLITE_IOERR")):
+            raise  # for retry_reads: it may pass
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN")):
+            raise translate(exc, path) from exc
+        step = "cannot be read" if version is None else "fails its integrity check"
+        return version, [f"{step}: {exc}"], False
+    return version, failures, version == 0 and tables > 0
