@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from pathlib import Path
 
-    from eventstore.persistence import AppendResult
+    from eventstore.records import AppendResult
     from eventstore.store import Store
 
 
@@ -68,7 +68,7 @@ def import_file(  # noqa: C901, PLR0913, PLR0915 - the file, where it goes, and 
                         f"{store.export_dir(session)}")
     legacy_written_at = None
     if recovery is not None:
-        from projections.doctor import read_legacy  # noqa: PLC0415
+        from projections.legacy import read_legacy  # noqa: PLC0415
 
         legacy = read_legacy(data, source=source)
         legacy_written_at = legacy[1] if legacy else None
@@ -184,7 +184,7 @@ def _events_for(  # noqa: PLR0913, PLR0917 - the file as parsed, and the session
     if is_recovery:
         # A recovery file was written against an older state: apply what it changed,
         # never undo what the journal recorded since (as `doctor --fix` does).
-        from projections.doctor import recovery_events  # noqa: PLC0415
+        from projections.legacy import recovery_events  # noqa: PLC0415
 
         pending = recovery_events(store, session, parsed, written_at, current, source=source)
         notes = [f"{source}: {pending.clock_skew}"] if pending.clock_skew else []

@@ -419,7 +419,7 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
     def history(item_id: ItemArg, session: SessionArg = None) -> CallToolResult:
         """Everything that happened to an item: statuses and how long each held, who set
         it (tool, user, host, the agent's client), failures, fix tasks, batch outcomes."""
-        from eventstore.persistence import utc_now  # noqa: PLC0415
+        from eventstore.records import utc_now  # noqa: PLC0415
         from projections.history import item_history  # noqa: PLC0415
 
         name = server.session(session)
@@ -488,7 +488,7 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
     def item_history_resource(session: str, item: str) -> str:
         import orjson  # noqa: PLC0415
 
-        from eventstore.persistence import utc_now  # noqa: PLC0415
+        from eventstore.records import utc_now  # noqa: PLC0415
         from projections.history import item_history  # noqa: PLC0415
 
         with server.guarded():

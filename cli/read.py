@@ -156,7 +156,7 @@ def history(obj: AppContext, item: str, session: str | None, *, as_json: bool) -
       evstore history P1.M1.T1.S1 --session 001
     """
     from eventstore.errors import InvalidInputError  # noqa: PLC0415
-    from eventstore.persistence import utc_now  # noqa: PLC0415
+    from eventstore.records import utc_now  # noqa: PLC0415
     from projections.history import item_history  # noqa: PLC0415
 
     store = obj.store(read_only=True)

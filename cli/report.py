@@ -75,7 +75,7 @@ def report_page(store: Store, sessions: list[str], until_seq: int | None, *,
     """The report of `sessions` as of `until_seq` (None: the head), as HTML bytes."""
     from cli.report_html import render_report  # noqa: PLC0415
     from eventstore._version import __version__  # noqa: PLC0415
-    from eventstore.persistence import format_time, utc_now  # noqa: PLC0415
+    from eventstore.records import format_time, utc_now  # noqa: PLC0415
     from eventstore.reports import error_summary  # noqa: PLC0415
     from projections.batch_runs import parse_time  # noqa: PLC0415
     from projections.report import session_report  # noqa: PLC0415

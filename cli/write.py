@@ -16,8 +16,8 @@ from cli.context import AppContext
 from cli.output import emit_json
 
 if TYPE_CHECKING:
-    from eventstore.persistence import AppendResult
     from eventstore.progress import Progress
+    from eventstore.records import AppendResult
 
 pass_app = click.make_pass_decorator(AppContext)
 

@@ -13,7 +13,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "AppendResult": "eventstore.persistence",
+    "AppendResult": "eventstore.records",
     "ConcurrencyError": "eventstore.errors",
     "Event": "eventstore.events",
     "EvstoreError": "eventstore.errors",
@@ -40,7 +40,7 @@ _EXPORTS = {
     "SQLiteJournal": "eventstore.sqlite",
     "Session": "eventstore.session",
     "Store": "eventstore.store",
-    "StoredEvent": "eventstore.persistence",
+    "StoredEvent": "eventstore.records",
     "UnknownSessionError": "eventstore.errors",
     "parse_event": "eventstore.events",
 }
@@ -113,8 +113,9 @@ if TYPE_CHECKING:
         UnknownSessionError,
     )
     from eventstore.events import STATUSES, Event, parse_event
-    from eventstore.persistence import AppendResult, Journal, StoredEvent
+    from eventstore.persistence import Journal
     from eventstore.projection import Projection
+    from eventstore.records import AppendResult, StoredEvent
     from eventstore.retry import RetryPolicy
     from eventstore.runner import ExportResult
     from eventstore.session import FlushStats, Session

@@ -7,12 +7,13 @@ so a machine without psycopg runs every SQLite command.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eventstore.errors import JournalError
 from eventstore.locate import find_journal, is_url, journal_from_env
-from eventstore.persistence import utc_now
+from eventstore.records import utc_now
 
 if TYPE_CHECKING:
     import os
@@ -50,3 +51,28 @@ def open_journal(  # noqa: PLR0913 - every knob is keyword-only and has a defaul
     path = Path(db) if db is not None else find_journal(Path.cwd())
     return SQLiteJournal(path, create=create, read_only=read_only, durability=durability,
                          clock=clock, tool=tool)
+
+
+@dataclass(frozen=True)
+class JournalFile:
+    """What lies at a journal file's path, read without writing anything (`evstore doctor`
+    judges a journal before opening it, which could migrate it): `defect` when it is no
+    database at all (empty, a FIFO, another format), else its schema version, what its
+    integrity check finds, and whether it is another application's database."""
+
+    defect: str | None
+    version: int | None
+    failures: list[str]
+    foreign: bool
+
+
+def inspect_journal_file(path: Path) -> JournalFile:
+    """The journal file at `path` as `JournalFile` (only the SQLite backend keeps one);
+    FileNotFoundError when there is none."""
+    from eventstore.sqlite_file import inspect_sqlite, journal_file_defect  # noqa: PLC0415
+
+    defect = journal_file_defect(path, path.stat())
+    if defect is not None:
+        return JournalFile(defect[0], None, [], foreign=False)
+    version, failures, foreign = inspect_sqlite(path)
+    return JournalFile(None, version, failures, foreign)

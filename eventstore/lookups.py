@@ -13,15 +13,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from eventstore.persistence import LookupWrite
 from eventstore.projection import LookupProjection
+from eventstore.records import LookupWrite
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from eventstore.events import Event
-    from eventstore.persistence import Journal, StoredEvent
+    from eventstore.persistence import Journal
     from eventstore.projection import Projection
+    from eventstore.records import StoredEvent
 
 
 def validate_by_lookup(

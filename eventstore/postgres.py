@@ -53,32 +53,33 @@ from eventstore.errors import (
 )
 from eventstore.locate import redact_url
 from eventstore.logs import get_logger
-from eventstore.persistence import (
+from eventstore.persistence import Durability, Journal
+from eventstore.progress import Progress, reporting
+from eventstore.records import (
     CURRENT_SCHEMA,
+    AppendResult,
+    Checkpoint,
+    StoredEvent,
+    decode_scan_rows,
+    format_time,
+    new_event_id,
+    utc_now,
+)
+from eventstore.retry import RetryPolicy
+from eventstore.writes import (
     PRUNE_DIGESTS,
     SAVE_CHECKPOINT,
     SAVE_DIGEST,
     SAVE_STATE,
-    AppendResult,
-    Checkpoint,
-    Durability,
-    Journal,
-    StoredEvent,
     check_version,
     checked_event_ids,
     checkpoint_rows,
     current_user,
-    decode_scan_rows,
     duplicate_of,
-    format_time,
     lookup_statements,
-    new_event_id,
     pending_data,
     serialized,
-    utc_now,
 )
-from eventstore.progress import Progress, reporting
-from eventstore.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from eventstore.events import Event
-    from eventstore.persistence import StoredEvent
+    from eventstore.records import StoredEvent
 
 
 @runtime_checkable

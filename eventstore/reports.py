@@ -13,7 +13,8 @@ from eventstore.persistence import ERRORS_STREAM
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from eventstore.persistence import Journal, StoredEvent
+    from eventstore.persistence import Journal
+    from eventstore.records import StoredEvent
     from eventstore.store import Store
 
 BREAKER_COMPONENT = "breaker"

@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
-from eventstore.atomic import fsync_directory, remove_atomic, write_atomic
+from eventstore.atomic import drift_name, fsync_directory, keep_copy, remove_atomic, write_atomic
 from eventstore.classify import classify
-from eventstore.copies import drift_name, keep_copy
 from eventstore.errnos import errno_name, is_retryable
 from eventstore.errors import ExportError
 from eventstore.events import ErrorRecorded
 from eventstore.logs import get_logger
-from eventstore.persistence import ERRORS_STREAM, Checkpoint, Journal, StoredEvent
+from eventstore.persistence import ERRORS_STREAM, Journal
 from eventstore.progress import Progress, reporting
 from eventstore.projection import PatchingProjection, Projection
+from eventstore.records import Checkpoint, StoredEvent
 from eventstore.retry import RetryPolicy
 
 if TYPE_CHECKING:

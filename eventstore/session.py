@@ -12,7 +12,7 @@ from eventstore.events import ItemStatusChanged, validate_status
 from eventstore.logs import get_logger
 
 if TYPE_CHECKING:
-    from eventstore.persistence import AppendResult
+    from eventstore.records import AppendResult
     from eventstore.store import Store
 
 log = get_logger("evstore.session")

@@ -33,39 +33,42 @@ from eventstore.errors import (
     JournalWriteError,
 )
 from eventstore.logs import get_logger
-from eventstore.persistence import (
+from eventstore.persistence import Durability, Journal, outdated_note
+from eventstore.progress import Progress, reporting
+from eventstore.records import (
     CURRENT_SCHEMA,
+    AppendResult,
+    Checkpoint,
+    StoredEvent,
+    decode_rows,
+    decode_scan_rows,
+    format_time,
+    new_event_id,
+    utc_now,
+)
+from eventstore.retry import RetryPolicy
+from eventstore.sqlite_detach import close_without_checkpoint
+from eventstore.sqlite_file import (
+    check_findings,
+    check_journal_file,
+    on_read_only_file_system,
+    open_read_only,
+    read_failed_during_check,
+    translate,
+)
+from eventstore.writes import (
     PRUNE_DIGESTS,
     SAVE_CHECKPOINT,
     SAVE_DIGEST,
     SAVE_STATE,
-    AppendResult,
-    Checkpoint,
-    Durability,
-    Journal,
-    StoredEvent,
     check_version,
     checked_event_ids,
     checkpoint_rows,
     current_user,
-    decode_rows,
-    decode_scan_rows,
     duplicate_of,
-    format_time,
     lookup_statements,
-    new_event_id,
-    outdated_note,
     pending_data,
     serialized,
-    utc_now,
-)
-from eventstore.progress import Progress, reporting
-from eventstore.retry import RetryPolicy
-from eventstore.sqlite_detach import close_without_checkpoint
-from eventstore.sqlite_file import (
-    check_journal_file,
-    on_read_only_file_system,
-    open_read_only,
 )
 
 if TYPE_CHECKING:
@@ -78,8 +81,6 @@ if TYPE_CHECKING:
 
 log = get_logger("evstore.journal")
 
-_BUSY_NAMES = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_BUSY_SNAPSHOT"})
-_CORRUPT_NAMES = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
 _sha256 = hashlib.sha256
 # The append's one read: the stream's version, the head, and the head's chain link (the
 # last two are the rowid's last entry: no extra page beyond what the head read touches).
@@ -88,57 +89,7 @@ _HEAD_AND_LINK = (
     " (SELECT coalesce(max(seq), 0) FROM events),"
     " (SELECT chain FROM events ORDER BY seq DESC LIMIT 1)"
 )
-# Errors of reading a page that say nothing about the file's contents.
-_READ_ERROR_NAMES = frozenset({
-    "SQLITE_IOERR", "SQLITE_IOERR_READ", "SQLITE_IOERR_SHORT_READ", "SQLITE_IOERR_CORRUPTFS",
-    "SQLITE_IOERR_SHMREAD", "SQLITE_IOERR_SHMMAP", "SQLITE_IOERR_NOMEM",
-})
 T = TypeVar("T")
-
-
-def translate(exc: sqlite3.Error, path: Path) -> JournalError:  # noqa: PLR0911 - one per result-code family
-    """Map an sqlite3 error to evstore's tree by SQLite's result code, never its message."""
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    if name in _BUSY_NAMES or (not name and "locked" in str(exc)):
-        return JournalBusyError(f"journal {path} is busy: another writer holds it ({exc})")
-    if name in _CORRUPT_NAMES or name.startswith("SQLITE_CORRUPT"):
-        # A malformed page can be a read that failed on its way from the disk: damage is
-        # only said (with a restore to advise) once an integrity check finds it.
-        return JournalReadError(
-            f"journal {path} could not be read ({name}: {exc}): no integrity check confirms "
-            "damage, so this may be a passing read error: run the command again; if it "
-            "persists, run `evstore doctor`",
-            suspect_damage=True,
-        )
-    if name in _READ_ERROR_NAMES:
-        return JournalReadError(
-            f"journal {path} could not be read ({name}: {exc}): an I/O error that may pass: "
-            "run the command again; if it persists, check the disk (dmesg)"
-        )
-    if name == "SQLITE_IOERR_FSYNC":
-        # The commit's frames may be in the WAL already: after a crash SQLite can recover
-        # them. Saying "not written" would invite a duplicate append.
-        return JournalWriteError(
-            f"journal {path}: the commit could not be made durable ({name}: {exc}); its "
-            "outcome is unknown: check `evstore log` before appending again, or retry with "
-            "the same --event-id"
-        )
-    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY")) and on_read_only_file_system(path):
-        return JournalWriteError(
-            f"journal {path} is on a read-only file system ({name}): commands that write "
-            "need it writable; the read-only ones (status, log, show, history, report, "
-            "errors, doctor without --fix, replay --out) work as it is"
-        )
-    if name.startswith("SQLITE_CANTOPEN"):
-        return JournalWriteError(
-            f"journal {path} cannot be opened ({name}: {exc}): check the path, its "
-            "permissions and the open-file limit (ulimit -n)"
-        )
-    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY")):
-        return JournalWriteError(
-            f"journal {path} cannot be written ({name}: {exc}): free space or fix permissions"
-        )
-    return JournalError(f"journal {path}: {name or type(exc).__name__}: {exc}")
 
 
 class SQLiteJournal(Journal):
@@ -784,21 +735,6 @@ _CHAIN_SINCE = 4  # ... the hash chain, checkpoints' event ids and the export di
 _STATES_SINCE = 5  # ... checkpoint states apart from positions
 _LOOKUPS_SINCE = 6  # ... lookup entries for validation
 _DAMAGE_CHECKS = 8
-_UNREAD_PAGE = "failed to get page"
-_UNREAD_PAGE_TOO = "unable to get the page"
-
-
-def check_findings(rows: Iterable[tuple[Any, ...]]) -> list[str]:
-    """The lines of an integrity_check or quick_check result that report something."""
-    return [line for (row, *_) in rows for line in str(row).splitlines()
-            if line not in ("ok", "*** in database main ***")]
-
-
-def read_failed_during_check(findings: Sequence[str]) -> bool:
-    """Whether the check could not read some pages ("failed to get page 35", "unable to
-    get the page. error code=266"): then its other findings (pages "never used") follow
-    from that, and say nothing about the file."""
-    return any(_UNREAD_PAGE in line or _UNREAD_PAGE_TOO in line for line in findings)
 
 
 def _transient(exc: BaseException) -> bool:

@@ -1,8 +1,12 @@
-"""What lies at the journal's path, looked at before SQLite may touch it (docs/design.md §3).
+"""The SQLite journal's file: what lies at its path, looked at before SQLite may touch it
+(docs/design.md §3), SQLite's errors in evstore's terms, and what `doctor` reads of the file
+without writing (§10).
 
 `sqlite3.connect` opens anything: an empty file becomes a new database, a FIFO blocks the
 open forever. So the path is judged first, by `stat` (which never blocks) and by reading
 the 16-byte header; only a regular file that starts as an SQLite database is handed over.
+`inspect_sqlite` then reads its schema version and integrity through a connection that
+cannot write (SQLiteJournal would migrate an old journal on open).
 """
 
 from __future__ import annotations
@@ -11,15 +15,26 @@ import errno
 import os
 import sqlite3
 import stat
+import time
 import urllib.parse
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from eventstore import schema
 from eventstore.errors import (
+    JournalBusyError,
     JournalCorruptError,
     JournalError,
     JournalNotFoundError,
+    JournalReadError,
+    JournalSchemaError,
     JournalWriteError,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+_T = TypeVar("_T")
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -173,3 +188,150 @@ def wal_holds_commits(path: Path) -> bool:
         return Path(f"{path}-wal").stat().st_size > 0
     except FileNotFoundError:
         return False
+
+
+# --- SQLite's errors in evstore's terms -----------------------------------------------------------
+
+_BUSY_NAMES = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_BUSY_SNAPSHOT"})
+_CORRUPT_NAMES = frozenset({"SQLITE_NOTADB", "SQLITE_CORRUPT"})
+# Errors of reading a page that say nothing about the file's contents.
+_READ_ERROR_NAMES = frozenset({
+    "SQLITE_IOERR", "SQLITE_IOERR_READ", "SQLITE_IOERR_SHORT_READ", "SQLITE_IOERR_CORRUPTFS",
+    "SQLITE_IOERR_SHMREAD", "SQLITE_IOERR_SHMMAP", "SQLITE_IOERR_NOMEM",
+})
+_UNREAD_PAGE = "failed to get page"
+_UNREAD_PAGE_TOO = "unable to get the page"
+
+
+def translate(exc: sqlite3.Error, path: Path) -> JournalError:  # noqa: PLR0911 - one per result-code family
+    """Map an sqlite3 error to evstore's tree by SQLite's result code, never its message."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name in _BUSY_NAMES or (not name and "locked" in str(exc)):
+        return JournalBusyError(f"journal {path} is busy: another writer holds it ({exc})")
+    if name in _CORRUPT_NAMES or name.startswith("SQLITE_CORRUPT"):
+        # A malformed page can be a read that failed on its way from the disk: damage is
+        # only said (with a restore to advise) once an integrity check finds it.
+        return JournalReadError(
+            f"journal {path} could not be read ({name}: {exc}): no integrity check confirms "
+            "damage, so this may be a passing read error: run the command again; if it "
+            "persists, run `evstore doctor`",
+            suspect_damage=True,
+        )
+    if name in _READ_ERROR_NAMES:
+        return JournalReadError(
+            f"journal {path} could not be read ({name}: {exc}): an I/O error that may pass: "
+            "run the command again; if it persists, check the disk (dmesg)"
+        )
+    if name == "SQLITE_IOERR_FSYNC":
+        # The commit's frames may be in the WAL already: after a crash SQLite can recover
+        # them. Saying "not written" would invite a duplicate append.
+        return JournalWriteError(
+            f"journal {path}: the commit could not be made durable ({name}: {exc}); its "
+            "outcome is unknown: check `evstore log` before appending again, or retry with "
+            "the same --event-id"
+        )
+    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY")) and on_read_only_file_system(path):
+        return JournalWriteError(
+            f"journal {path} is on a read-only file system ({name}): commands that write "
+            "need it writable; the read-only ones (status, log, show, history, report, "
+            "errors, doctor without --fix, replay --out) work as it is"
+        )
+    if name.startswith("SQLITE_CANTOPEN"):
+        return JournalWriteError(
+            f"journal {path} cannot be opened ({name}: {exc}): check the path, its "
+            "permissions and the open-file limit (ulimit -n)"
+        )
+    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY")):
+        return JournalWriteError(
+            f"journal {path} cannot be written ({name}: {exc}): free space or fix permissions"
+        )
+    return JournalError(f"journal {path}: {name or type(exc).__name__}: {exc}")
+
+
+def check_findings(rows: Iterable[tuple[Any, ...]]) -> list[str]:
+    """The lines of an integrity_check or quick_check result that report something."""
+    return [line for (row, *_) in rows for line in str(row).splitlines()
+            if line not in ("ok", "*** in database main ***")]
+
+
+def read_failed_during_check(findings: Sequence[str]) -> bool:
+    """Whether the check could not read some pages ("failed to get page 35", "unable to
+    get the page. error code=266"): then its other findings (pages "never used") follow
+    from that, and say nothing about the file."""
+    return any(_UNREAD_PAGE in line or _UNREAD_PAGE_TOO in line for line in findings)
+
+
+# --- what doctor reads of an SQLite journal -----------------------------------------------------
+
+
+def inspect_sqlite(path: Path) -> tuple[int | None, list[str], bool]:
+    """(user_version, integrity failures, whether it is another application's database),
+    read without writing; a journal from a newer evstore is refused (JournalSchemaError)."""
+    latest = schema.latest_version("sqlite")
+    try:
+        conn, _ = open_read_only(path)
+    except sqlite3.Error as exc:
+        raise translate(exc, path) from exc
+    try:
+        return retry_reads(lambda: examine_sqlite(conn, path, latest))
+    except sqlite3.DatabaseError as exc:
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if not name.startswith("SQLITE_CORRUPT"):
+            raise translate(exc, path) from exc  # an I/O error every time: exit 5
+        # Malformed on every attempt: the check itself cannot get through the file.
+        return None, [f"fails its integrity check: {exc}"], False
+    finally:
+        conn.close()
+
+
+class ReadFailedDuringCheck(sqlite3.DatabaseError):
+    """The integrity check could not read some pages: no verdict on the file."""
+
+    sqlite_errorname = "SQLITE_IOERR_READ"
+
+
+def retry_reads(read: Callable[[], _T], attempts: int = 9) -> _T:
+    """`read()` again, briefly later, while SQLite fails to read a page in a way that may
+    pass (an I/O error, or a malformed page met mid-read): on the same connection, which
+    keeps the pages it did read, so each attempt gets further. The last error stands."""
+    for attempt in range(attempts):
+        try:
+            return read()
+        except sqlite3.DatabaseError as exc:
+            name = getattr(exc, "sqlite_errorname", "") or ""
+            if attempt == attempts - 1 or not name.startswith(("SQLITE_IOERR", "SQLITE_CORRUPT")):
+                raise
+            time.sleep(min(0.2, 0.01 * 2 ** attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def examine_sqlite(
+    conn: sqlite3.Connection, path: Path, latest: int
+) -> tuple[int | None, list[str], bool]:
+    """One attempt of `inspect_sqlite` on an open connection; errors that may pass are
+    raised for `retry_reads`."""
+    version = None
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > latest:
+            raise JournalSchemaError(
+                f"journal {path} has schema version {version}, newer than this evstore "
+                f"supports ({latest}): upgrade evstore"
+            )
+        findings = check_findings(conn.execute("PRAGMA integrity_check").fetchall())
+        if read_failed_during_check(findings):
+            raise ReadFailedDuringCheck(findings[0])
+        failures = [f"fails its integrity check: {line}" for line in findings]
+        tables = conn.execute(
+            "SELECT count(*) FROM sqlite_master"
+            " WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ).fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if name.startswith(("SQLITE_CORRUPT", "SQLITE_IOERR")):
+            raise  # for retry_reads: it may pass
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN")):
+            raise translate(exc, path) from exc
+        step = "cannot be read" if version is None else "fails its integrity check"
+        return version, [f"{step}: {exc}"], False
+    return version, failures, version == 0 and tables > 0

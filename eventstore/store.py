@@ -31,19 +31,17 @@ from eventstore.paths import (
     resolved,
     shared_export_dirs,
 )
-from eventstore.persistence import (
+from eventstore.persistence import ERRORS_STREAM, Durability, Journal
+from eventstore.progress import Progress, reporting, shares, span
+from eventstore.records import (
     _NO_META,
     CURRENT_SCHEMA,
-    ERRORS_STREAM,
     AppendResult,
-    Durability,
-    Journal,
     LookupWrite,
     StoredEvent,
     new_event_id,
     utc_now,
 )
-from eventstore.progress import Progress, reporting, shares, span
 from eventstore.retry import RetryPolicy
 from eventstore.runner import ExportResult, ProjectionRunner, resume_point
 from eventstore.session import Session

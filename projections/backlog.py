@@ -34,7 +34,7 @@ from projections.backlog_schema import (
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-    from eventstore.persistence import StoredEvent
+    from eventstore.records import StoredEvent
 
 # Which list holds an item's children, by the item's type.
 CHILD_KEY = {"Phase": "milestones", "Milestone": "tasks", "Task": "subtasks"}

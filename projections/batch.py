@@ -30,7 +30,7 @@ from eventstore.jsonfmt import dumps
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from eventstore.persistence import StoredEvent
+    from eventstore.records import StoredEvent
 
 BATCH_EVENTS = frozenset(
     {
@@ -170,6 +170,26 @@ class BatchProgressProjection:
         # Whether an item may be marked done, failed or skipped is the workflow's call
         # (projections.batch_runs): an imported legacy batch records outcomes of items it
         # never saw start.
+
+
+def batch_progress_defect(data: bytes) -> str | None:
+    """Why `data` is not a schema v1 batch-progress.json, or None when it is one: `doctor`
+    sets aside a file the orchestrator could not read back."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return f"not valid JSON ({exc})"
+    if not isinstance(doc, dict):
+        return f"not a schema v1 batch progress document (a JSON {type(doc).__name__})"
+    version = doc.get("schema_version")
+    if version != 1 or isinstance(version, bool):
+        return f"not a schema v1 batch progress document (schema_version {version!r})"
+    if not isinstance(doc.get("session_id"), str) or not isinstance(doc.get("queued_items"), list):
+        return "not a schema v1 batch progress document (session_id or queued_items missing)"
+    for name in ("completed", "failed", "skipped"):
+        if name in doc and not isinstance(doc[name], list):
+            return f"not a schema v1 batch progress document ({name} is not a list)"
+    return None
 
 
 def _fold(state: BatchState, kind: str, data: dict[str, Any], at: str) -> None:  # noqa: C901, PLR0912 - one branch per event type

@@ -30,7 +30,7 @@ from eventstore.events import (
 from eventstore.logs import get_logger
 from eventstore.numbers import MAX_PARALLEL
 from eventstore.owner import is_alive, start_ticks, this_host
-from eventstore.persistence import utc_now
+from eventstore.records import utc_now
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

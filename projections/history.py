@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from datetime import datetime
 
-    from eventstore.persistence import StoredEvent
+    from eventstore.records import StoredEvent
 
 _BATCH_KINDS = {
     "BatchItemStarted": "started",

@@ -28,7 +28,7 @@ from eventstore.events import (
 )
 from eventstore.jsonerrors import json_problem
 from eventstore.jsonfmt import loads
-from eventstore.persistence import StoredEvent
+from eventstore.records import StoredEvent
 from projections.backlog import BacklogState, TasksProjection, child_key, children_of
 
 

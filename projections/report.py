@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from datetime import datetime
 
-    from eventstore.persistence import StoredEvent
+    from eventstore.records import StoredEvent
 
 # The pipeline's statuses, roughly from done to not started; others follow by name.
 STATUS_ORDER = (

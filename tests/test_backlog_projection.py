@@ -86,7 +86,7 @@ def test_after_status_updates_only_those_statuses_differ(store: Store) -> None:
 
 
 def fold_all(events: list[object], doc: dict[str, object]) -> dict[str, object]:
-    from eventstore.persistence import StoredEvent
+    from eventstore.records import StoredEvent
     from projections.backlog import TasksProjection
 
     projection = TasksProjection()

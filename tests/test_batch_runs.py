@@ -35,7 +35,7 @@ from support import INITIAL, SESSION, evstore_bin, seed, snapshot
 from eventstore import Store
 from eventstore.errors import ConcurrencyError, InvalidInputError
 from eventstore.events import BatchStarted
-from eventstore.persistence import utc_now
+from eventstore.records import utc_now
 from eventstore.owner import is_alive, start_ticks, this_host
 from projections import DEFAULT
 from projections.batch_runs import BatchRun

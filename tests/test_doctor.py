@@ -31,7 +31,7 @@ from support import INITIAL, SESSION, seed, snapshot
 
 from eventstore import Store, schema
 from eventstore.events import ItemStatusChanged
-from eventstore.persistence import utc_now
+from eventstore.records import utc_now
 from eventstore.jsonfmt import loads
 from projections import DEFAULT
 from projections.batch_runs import BatchRun

@@ -230,7 +230,7 @@ def test_relative_export_dirs_resolve_against_the_project_root(seeded: Path, mon
 def test_an_unreadable_checkpoint_is_rebuilt_from_the_journal(seeded: Path) -> None:
     """Checkpoints are a cache: state this version cannot read is set aside (warning) and
     the projection folded from the start; the file comes out right either way."""
-    from eventstore.persistence import Checkpoint
+    from eventstore.records import Checkpoint
 
     with Store.open(seeded / ".evstore" / "journal.db", projections=DEFAULT) as store:
         store.project(SESSION)

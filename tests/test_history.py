@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import Result
 
-from eventstore.persistence import StoredEvent, format_time
+from eventstore.records import StoredEvent, format_time
 from projections.history import item_history
 from support import SESSION
 

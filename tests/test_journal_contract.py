@@ -36,7 +36,8 @@ from eventstore.errors import (
     JournalSchemaError,
 )
 from eventstore.events import ItemStatusChanged, ItemUpdated, SessionCreated
-from eventstore.persistence import Checkpoint, Journal, Lookup
+from eventstore.persistence import Journal
+from eventstore.records import Checkpoint, Lookup
 from eventstore.retry import RetryPolicy
 from eventstore.sqlite import SQLiteJournal
 from eventstore.staging import StagedEvents
@@ -293,7 +294,7 @@ def test_rows_carry_type_data_meta_time_and_ids(backend: Backend) -> None:
 def test_data_keeps_its_key_order_and_text(backend: Backend, journal: Journal) -> None:
     """Payloads come back with their keys in the order written (no jsonb reordering),
     byte for byte as orjson wrote them, unicode and all."""
-    changes = {"zeta": 1, "alpha": {"y": [3, 2, 1], "b": None}, "mid": "ünï 漢字 \u0000 \"q\""}
+    changes = {"zeta": 1, "alpha": {"y": [3, 2, 1], "b": None}, "mid": 'ünï 漢字 \u0000 "q"'}
     event = ItemUpdated(item_id="P1", changes=changes)
     journal.append("s", [event])
     (stored,) = journal.read()
@@ -631,7 +632,7 @@ PROJECTOR = r"""
 import json, sys, time, os
 sys.path.insert(0, sys.argv[4])
 from contract_helpers import open_journal
-from eventstore.persistence import Checkpoint
+from eventstore.records import Checkpoint
 
 db, expected, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 journal = open_journal(db)
@@ -723,7 +724,7 @@ def test_seq_is_commit_order_a_following_projector_misses_nothing(
     assert switches > 4 * WRITERS, f"the writers ran one after another ({switches} switches)"
 
 
-HELPERS = '''
+HELPERS = """
 from eventstore.locate import is_url
 
 
@@ -733,7 +734,7 @@ def open_journal(db):
         return PostgresJournal(db, busy_timeout_ms=60000)
     from eventstore.sqlite import SQLiteJournal
     return SQLiteJournal(db, durability="normal", busy_timeout_ms=60000)
-'''
+"""
 
 
 def test_a_known_event_id_with_different_content_is_a_conflict(journal: Journal) -> None:
@@ -808,7 +809,7 @@ def test_a_staged_append_revalidates_when_the_stream_moved(journal: Journal) -> 
 
 
 def test_lookup_writes_are_made_in_the_append_transaction(journal: Journal) -> None:
-    from eventstore.persistence import LookupWrite  # noqa: PLC0415
+    from eventstore.records import LookupWrite  # noqa: PLC0415
 
     assert journal.lookup("p", "s", ["a"]) == Lookup(None, {})
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventstore.persistence import StoredEvent
+from eventstore.records import StoredEvent
 from eventstore.jsonfmt import dumps, loads, needs_js_numbers
 from projections.backlog import TasksProjection
 from support import TASKS_FILES

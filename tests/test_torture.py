@@ -127,8 +127,8 @@ def test_kill_between_rename_and_checkpoint_is_not_reported_as_drift(tmp_path: P
     arrive: `project` logs projection_drift_overwritten and `doctor` reports
     PROJECTION_DRIFT (its --fix would set the file aside as a `.drift-` copy).
 
-    eventstore/runner.py ProjectionRunner._export_one and projections/doctor.py
-    (_session) both take `on_disk not in (checkpoint sha, head sha)` for an outside edit;
+    eventstore/runner.py ProjectionRunner._export_one and projections/doctor_files.py
+    (FileChecks._session) both take `on_disk not in (checkpoint sha, head sha)` for an outside edit;
     bytes equal to the rendering of a prefix between the checkpoint and the head are
     evstore's own interrupted export. Fix: in that (rare) branch only, re-fold from the
     checkpoint rendering each step and treat a match as ours (stale, not drift); or record

@@ -40,14 +40,14 @@ def test_the_unpacked_wheel_creates_a_journal_without_the_source_tree(wheel: Pat
     zipfile.ZipFile(wheel).extractall(site)
     code = (
         "import sys; sys.path = [p for p in sys.path if p not in (%r, '')]; sys.path.insert(0, %r)\n"
-        "import eventstore.schema as s, eventstore.journal as j\n"
+        "import eventstore.schema as s, eventstore.sqlite as j\n"
         "assert s.__file__.startswith(%r), s.__file__\n"
         "journal = j.SQLiteJournal(%r, create=True)\n"
         "print(journal.schema_version)\n"
     ) % (str(ROOT), str(site), str(site), str(tmp_path / "j.db"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=False)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "5"
+    assert out.stdout.strip() == "6"
 
 
 def test_the_unpacked_wheel_renders_a_report(wheel: Path, tmp_path: Path) -> None:
