@@ -146,8 +146,9 @@ def main() -> None:
     app.main(prog_name="evstore")
 
 
-# Each module registers its commands on `app`.
-from cli import (  # noqa: E402, F401
+# The command modules define their commands; only this module puts them on the group (so
+# none of them imports it back). Their order here does not matter: `list_commands` orders.
+from cli import (  # noqa: E402 - the group above comes first
     agents,
     batch,
     doctor,
@@ -161,3 +162,11 @@ from cli import (  # noqa: E402, F401
     work,
     write,
 )
+
+for _command in (
+    write.init, write.import_, write.append, batch.batch, recovery.fail,
+    work.next_, work.release, work.ready, work.blocked,
+    read.show, read.log, read.history, report.report, ops.status, ops.errors,
+    maintain.project, maintain.replay, watch.watch, doctor.doctor, sessions.session, agents.mcp,
+):
+    app.add_command(_command)
