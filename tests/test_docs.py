@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cli.app import app
 from support import SESSION
+
+from cli.app import app
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()
