@@ -12,6 +12,20 @@ from typing import Any
 
 import click
 
+from cli import (
+    agents,
+    batch,
+    doctor,
+    maintain,
+    ops,
+    read,
+    recovery,
+    report,
+    sessions,
+    watch,
+    work,
+    write,
+)
 from cli.context import AppContext
 from cli.logs import configure_logging
 from eventstore._version import __version__
@@ -146,23 +160,8 @@ def main() -> None:
     app.main(prog_name="evstore")
 
 
-# The command modules define their commands; only this module puts them on the group (so
-# none of them imports it back). Their order here does not matter: `list_commands` orders.
-from cli import (  # noqa: E402 - the group above comes first
-    agents,
-    batch,
-    doctor,
-    maintain,
-    ops,
-    read,
-    recovery,
-    report,
-    sessions,
-    watch,
-    work,
-    write,
-)
-
+# The command modules define their commands and import nothing of this module: it adds them
+# to the group (in any order: `list_commands` orders them for --help).
 for _command in (
     write.init, write.import_, write.append, batch.batch, recovery.fail,
     work.next_, work.release, work.ready, work.blocked,
