@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from cli.app import app
-from cli.context import AppContext
-from cli.write import _session_id
+from cli.options import optional_session, pass_app
 
-pass_app = click.make_pass_decorator(AppContext)
+if TYPE_CHECKING:
+    from cli.context import AppContext
 
 
-@app.command()
-@click.option("--session", "-s", callback=_session_id,
-              help="The session tools act on when a call names none.")
+@click.command()
+@optional_session("The session tools act on when a call names none.")
 @click.option("--project/--no-project", default=True, show_default=True,
               help="Export the session's files after each write (with a circuit breaker).")
 @click.option("--flush-retries", type=click.IntRange(0, 10), default=3, show_default=True,

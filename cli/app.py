@@ -12,6 +12,20 @@ from typing import Any
 
 import click
 
+from cli import (
+    agents,
+    batch,
+    doctor,
+    maintain,
+    ops,
+    read,
+    recovery,
+    report,
+    sessions,
+    watch,
+    work,
+    write,
+)
 from cli.context import AppContext
 from cli.logs import configure_logging
 from eventstore._version import __version__
@@ -146,18 +160,12 @@ def main() -> None:
     app.main(prog_name="evstore")
 
 
-# Each module registers its commands on `app`.
-from cli import (  # noqa: E402, F401
-    agents,
-    batch,
-    doctor,
-    maintain,
-    ops,
-    read,
-    recovery,
-    report,
-    sessions,
-    watch,
-    work,
-    write,
-)
+# The command modules define their commands and import nothing of this module: it adds them
+# to the group (in any order: `list_commands` orders them for --help).
+for _command in (
+    write.init, write.import_, write.append, batch.batch, recovery.fail,
+    work.next_, work.release, work.ready, work.blocked,
+    read.show, read.log, read.history, report.report, ops.status, ops.errors,
+    maintain.project, maintain.replay, watch.watch, doctor.doctor, sessions.session, agents.mcp,
+):
+    app.add_command(_command)

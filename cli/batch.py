@@ -7,17 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli.app import app
 from cli.bounded import BoundedInt
-from cli.context import AppContext
+from cli.options import json_option, pass_app, session_option
 from cli.output import emit_json
-from cli.write import session_option
 from eventstore.numbers import MAX_PARALLEL, MAX_PID
 
 if TYPE_CHECKING:
+    from cli.context import AppContext
     from projections.batch_runs import BatchRun
-
-pass_app = click.make_pass_decorator(AppContext)
 
 
 def _run(obj: AppContext, session: str, *, create: bool = False,
@@ -27,7 +24,7 @@ def _run(obj: AppContext, session: str, *, create: bool = False,
     return BatchRun(obj.store(), session, create=create, export_dir=export_dir)
 
 
-@app.group()
+@click.group()
 def batch() -> None:
     """Run a batch that resumes after a crash (batch-progress.json).
 
@@ -55,7 +52,7 @@ def batch() -> None:
               help="The owning process (default: the parent of evstore).")
 @click.option("--export-dir", type=click.Path(file_okay=False),
               help="For a new session: where batch-progress.json goes (default: the project root).")
-@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+@json_option("Print the outcome as JSON.")
 @pass_app
 def start(  # noqa: PLR0913 - one parameter per option
     obj: AppContext, items: tuple[str, ...], session: str, parallel: int, *,
@@ -89,8 +86,7 @@ def start(  # noqa: PLR0913 - one parameter per option
 
 @batch.command("next")
 @session_option
-@click.option("--json", "as_json", is_flag=True,
-              help='Print {"item": ID or null, "batch_id": ...}.')
+@json_option('Print {"item": ID or null, "batch_id": ...}.')
 @pass_app
 def next_(obj: AppContext, session: str, *, as_json: bool) -> None:
     """Take the next item, mark it in flight; prints its id, or nothing.
@@ -183,9 +179,8 @@ def finish(obj: AppContext, session: str) -> None:
 
 @batch.command("status")
 @session_option
-@click.option("--json", "as_json", is_flag=True,
-              help="The progress document plus remaining, in_flight, host and errors; null when "
-                   "none.")
+@json_option("The progress document plus remaining, in_flight, host and errors; null "
+             "when none.")
 @pass_app
 def status(obj: AppContext, session: str, *, as_json: bool) -> None:
     """Show the unfinished batch: owner, queue, outcomes, what remains.

@@ -6,20 +6,18 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cli.app import app
-from cli.context import AppContext
+from cli.options import json_option, pass_app
 from cli.output import emit_json
 
 if TYPE_CHECKING:
+    from cli.context import AppContext
     from projections.doctor import Problem, Report
 
-pass_app = click.make_pass_decorator(AppContext)
 
-
-@app.command()
+@click.command()
 @click.option("--fix", is_flag=True, help="Repair what can be repaired (migrate, append, "
               "re-export, move aside), then check again.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (fields below).")
+@json_option("Print the report as JSON (fields below).")
 @pass_app
 def doctor(obj: AppContext, *, fix: bool, as_json: bool) -> None:
     """Check the journal and every session's files; with --fix, repair them.

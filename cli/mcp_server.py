@@ -455,11 +455,12 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
     def status() -> CallToolResult:
         """Where everything stands: the journal, each session's projections and their lag,
         unfinished batches, the last recorded error."""
-        from cli.ops import status_report  # noqa: PLC0415
+        from projections.status import status_report  # noqa: PLC0415
 
         report = status_report(store)
         return result(
-            "all projections current" if report["current"] else "some projections lag", report
+            "all projections current" if report.current else "some projections lag",
+            report.as_dict(),
         )
 
     @app.tool(
@@ -502,7 +503,7 @@ def build(server: Server) -> MCPServer:  # noqa: C901, PLR0915 - one tool after 
         description="The HTML report of every session (backlog, status chart, timelines).",
     )
     def report_resource() -> str:
-        from cli.report import report_page  # noqa: PLC0415
+        from cli.report_html import report_page  # noqa: PLC0415
 
         with server.guarded():
             return report_page(store, store.sessions(), None).decode()

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from cli.app import app
-from cli.context import AppContext
+from cli.options import json_option, pass_app
 from cli.output import emit_json
 
 if TYPE_CHECKING:
-    from eventstore.store import Store
+    from cli.context import AppContext
+    from projections.status import StatusReport
 
-pass_app = click.make_pass_decorator(AppContext)
 
-
-@app.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
+@click.command()
+@json_option("Print the whole report as JSON.")
 @pass_app
 def status(obj: AppContext, *, as_json: bool) -> None:
     """Where everything stands; exit 1 when any projection lags or failed.
@@ -31,115 +29,67 @@ def status(obj: AppContext, *, as_json: bool) -> None:
     Example:
       evstore status || evstore project
     """
+    from projections.status import status_report  # noqa: PLC0415 - lazy: fast --help
+
     report = status_report(obj.store(read_only=True))
     if as_json:
-        emit_json(report)
+        emit_json(report.as_dict())
     else:
         _print_status(report)
-    if not report["current"]:
+    if not report.current:
         raise click.exceptions.Exit(1)
 
 
-def status_report(store: Store) -> dict[str, Any]:
-    """What `evstore status --json` prints (also the MCP server's `status` tool)."""
-    from eventstore.owner import is_alive, this_host  # noqa: PLC0415 - lazy: fast --help
-    from eventstore.reports import breaker_states, journal_size, last_error, projection_status  # noqa: PLC0415
-    from eventstore.schema import latest_version  # noqa: PLC0415
-
-    journal = store.journal
-    sessions: list[dict[str, Any]] = []
-    sharing = store.sharing()
-    for info in journal.streams():
-        if info.stream not in store.sessions():
-            continue
-        shared_with = sharing.get(info.stream, [])
-        projections = projection_status(store, info.stream, shared_with=shared_with)
-        batch = store.state(info.stream, "batch").batch
-        sessions.append({
-            "session": info.stream,
-            "events": info.events,
-            "version": info.version,
-            "export_dir": str(store.export_dir(info.stream)),
-            "shared_with": shared_with,
-            "projections": [
-                {"name": p.name, "path": p.path, "checkpoint_seq": p.checkpoint_seq, "lag": p.lag,
-                 "exported_at": p.exported_at, "file_present": p.file_present, "current": p.current}
-                for p in projections
-            ],
-            "batch": None if batch is None else {
-                "batch_id": batch.batch_id, "owner_pid": batch.pid, "owner_host": batch.host,
-                "owner_alive": batch.host == this_host() and is_alive(batch.pid, batch.pid_start),
-                "updated_at": batch.updated_at, "remaining": len(batch.remaining),
-                "in_flight": list(batch.in_flight),
-            },
-        })
-    exports = [p["exported_at"] for s in sessions for p in s["projections"] if p["exported_at"]]
-    return {
-        "journal": {"path": str(journal.file.resolve()) if journal.file else journal.location,
-                    "bytes": journal_size(journal),
-                    "schema_version": journal.schema_version,
-                    "latest_schema_version": latest_version(journal.backend),
-                    "head_seq": journal.head()},
-        "sessions": sessions,
-        "last_export_at": max(exports) if exports else None,
-        "last_error": last_error(store),
-        "breakers": breaker_states(store),
-        "current": all(p["current"] for s in sessions for p in s["projections"]),
-    }
-
-
-def _print_status(report: dict[str, Any]) -> None:
-    journal = report["journal"]
-    size = f"{journal['bytes']:,} bytes, " if journal["bytes"] is not None else ""
-    schema = f"schema {journal['schema_version']}"
-    if journal["schema_version"] < journal["latest_schema_version"]:
+def _print_status(report: StatusReport) -> None:
+    journal = report.journal
+    size = f"{journal.bytes:,} bytes, " if journal.bytes is not None else ""
+    schema = f"schema {journal.schema_version}"
+    if journal.outdated:
         from eventstore.persistence import outdated_note  # noqa: PLC0415 - only for an old journal
 
-        schema = outdated_note(journal["schema_version"])
-    click.echo(f"journal {journal['path']} ({size}{schema}, head seq {journal['head_seq']})")
-    for session in report["sessions"]:
-        click.echo(f"session {session['session']}: {session['events']} events → "
-                   f"{session['export_dir']}")
-        if session["shared_with"]:
-            click.echo(f"  export dir shared with session(s) {', '.join(session['shared_with'])}: "
+        schema = outdated_note(journal.schema_version)
+    click.echo(f"journal {journal.path} ({size}{schema}, head seq {journal.head_seq})")
+    for session in report.sessions:
+        click.echo(f"session {session.session}: {session.events} events → {session.export_dir}")
+        if session.shared_with:
+            click.echo(f"  export dir shared with session(s) {', '.join(session.shared_with)}: "
                        "not exported until one moves (`evstore doctor` says how)")
-        for p in session["projections"]:
+        for p in session.projections:
             state = (
                 "current"
-                if p["current"]
+                if p.current
                 else (
-                    f"{p['lag']} event(s) behind"
-                    if p["checkpoint_seq"] is not None
-                    else f"never exported ({p['lag']} event(s))"
+                    f"{p.lag} event(s) behind"
+                    if p.checkpoint_seq is not None
+                    else f"never exported ({p.lag} event(s))"
                 )
             )
             click.echo(
-                f"  {p['name']:<18} {state}"
-                + (f", exported {p['exported_at']}" if p["exported_at"] else "")
+                f"  {p.name:<18} {state}" + (f", exported {p.exported_at}" if p.exported_at else "")
             )
-        batch = session["batch"]
+        batch = session.batch
         if batch:
-            owner = "alive" if batch["owner_alive"] else "not running here"
-            click.echo(f"  batch {batch['batch_id']}: owner pid {batch['owner_pid']} on "
-                       f"{batch['owner_host']} ({owner}), "
-                       f"{batch['remaining']} remaining, in flight: "
-                       f"{', '.join(batch['in_flight']) or 'none'}")
-    for directory, breaker in report["breakers"].items():
+            owner = "alive" if batch.owner_alive else "not running here"
+            click.echo(f"  batch {batch.batch_id}: owner pid {batch.owner_pid} on "
+                       f"{batch.owner_host} ({owner}), "
+                       f"{batch.remaining} remaining, in flight: "
+                       f"{', '.join(batch.in_flight) or 'none'}")
+    for directory, breaker in report.breakers.items():
         click.echo(f"breaker {directory}: {breaker['state']} since {breaker['since']}")
-    error = report["last_error"]
+    error = report.last_error
     if error:
         click.echo(f"last error (seq {error['seq']}, {error['recorded_at']}): {error['component']} "
                    f"{error['operation']} "
                    f"{error['errno'] or ''} [{error['error_type']}/{error['severity']}] "
                    f"{'recovered' if error['recovery_success'] else 'failed'}: {error['message']}")
     lag = "some projections lag: run `evstore project`"
-    click.echo("all projections current" if report["current"] else lag)
+    click.echo("all projections current" if report.current else lag)
 
 
-@app.command()
+@click.command()
 @click.option("--since", metavar="SEQ|TIME",
               help="Only errors after this seq, or recorded after this ISO 8601 time.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option("Print the summary as JSON.")
 @pass_app
 def errors(obj: AppContext, since: str | None, *, as_json: bool) -> None:
     """Summarize recorded failures: counts, retries, resolution, the last 10.
@@ -152,11 +102,11 @@ def errors(obj: AppContext, since: str | None, *, as_json: bool) -> None:
     Example:
       evstore errors --since 2026-11-22T00:00:00Z --json
     """
-    from cli.maintain import _parse_until  # noqa: PLC0415
     from eventstore.reports import error_summary  # noqa: PLC0415
+    from eventstore.until import parse_until  # noqa: PLC0415
 
     store = obj.store(read_only=True)
-    after = _parse_until(store, since, option="--since") if since is not None else 0
+    after = parse_until(store.journal, since, option="--since") if since is not None else 0
     summary = error_summary(store, after=after)
     if as_json:
         emit_json(summary)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli.app import app
 from cli.bounded import BoundedInt
-from cli.context import AppContext
+from cli.options import json_option, optional_session, pass_app
 from cli.output import emit_json
-from cli.write import _session_id
 
-pass_app = click.make_pass_decorator(AppContext)
+if TYPE_CHECKING:
+    from cli.context import AppContext
 
 STATUS_STYLE = {
     "Complete": "green",
@@ -27,11 +26,11 @@ STATUS_STYLE = {
 }
 
 
-@app.command()
-@click.option("--session", "-s", callback=_session_id, help="Only this session (default: all).")
+@click.command()
+@optional_session()
 @click.option("--depth", type=BoundedInt(1, 4), default=4, show_default=True,
               help="Levels to show: 1 phases ... 4 subtasks.")
-@click.option("--json", "as_json", is_flag=True, help="Print status counts as JSON.")
+@json_option("Print status counts as JSON.")
 @pass_app
 def show(obj: AppContext, session: str | None, depth: int, *, as_json: bool) -> None:
     """Show the backlog as a tree with coloured statuses and counts.
@@ -95,14 +94,13 @@ def _grow(node: Any, items: list[dict[str, Any]], depth: int) -> None:
             _grow(branch, kids, depth - 1)
 
 
-@app.command()
-@click.option("--session", "-s", callback=_session_id, help="Only this session (default: all).")
+@click.command()
+@optional_session()
 @click.option("--since", type=BoundedInt(0, clamp=True), default=0,
               help="Only events with seq greater than this.")
 @click.option("--limit", type=BoundedInt(1, clamp=True), help="At most this many events.")
-@click.option("--json", "as_json", is_flag=True,
-              help="One JSON object per line: seq, stream, version, type, data, meta, recorded_at, "
-                   "event_id.")
+@json_option("One JSON object per line: seq, stream, version, type, data, meta, "
+             "recorded_at, event_id.")
 @pass_app
 def log(
     obj: AppContext, session: str | None, since: int, limit: int | None, *, as_json: bool
@@ -140,13 +138,11 @@ def _summary(event_type: str, data: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, (dict, list)))[:120]
 
 
-@app.command()
+@click.command()
 @click.argument("item")
-@click.option("--session", "-s", callback=_session_id,
-              help="The item's session (default: the only one that has it).")
-@click.option("--json", "as_json", is_flag=True,
-              help="A list of entries: seq, at, kind, by {tool, user, host, pid}, and the fields "
-                   "of their kind (README: JSON output).")
+@optional_session("The item's session (default: the only one that has it).")
+@json_option("A list of entries: seq, at, kind, by {tool, user, host, pid}, and the "
+             "fields of their kind (README: JSON output).")
 @pass_app
 def history(obj: AppContext, item: str, session: str | None, *, as_json: bool) -> None:
     """Show an item's timeline: statuses, durations, authors, fixes, batches.

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from cli.app import app
 from cli.bounded import BoundedInt
-from cli.context import AppContext
+from cli.options import json_option, pass_app, session_option
 from cli.output import emit_json
-from cli.write import session_option
 
-pass_app = click.make_pass_decorator(AppContext)
+if TYPE_CHECKING:
+    from cli.context import AppContext
 
 
-@app.command()
+@click.command()
 @click.argument("item")
 @session_option
 @click.option("--error", required=True, help="The failure; its first line titles the fix task.")
 @click.option("--max-fix-tasks", type=BoundedInt(1, 10), default=3, show_default=True,
               help="Fix tasks allowed per original before giving up (exit 6).")
-@click.option("--json", "as_json", is_flag=True, help="Print the whole fix record as JSON.")
+@json_option("Print the whole fix record as JSON.")
 @pass_app
 def fail(  # noqa: PLR0913 - one parameter per option
     obj: AppContext, *, item: str, session: str, error: str, max_fix_tasks: int, as_json: bool,

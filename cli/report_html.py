@@ -13,6 +13,9 @@ import orjson
 if TYPE_CHECKING:
     import jinja2
 
+    from eventstore.progress import Progress
+    from eventstore.store import Store
+
 HERE = Path(__file__).parent
 ASSETS = HERE / "assets"
 STATUS_COLOURS = {
@@ -32,9 +35,19 @@ STATUS_COLOURS = {
 SHOWN_LEVELS = 2
 
 
+def report_page(
+    store: Store, sessions: list[str], until_seq: int | None, *, progress: Progress | None = None
+) -> bytes:
+    """The page of `sessions` as of `until_seq` (None: the head)."""
+    from projections.report_context import report_context  # noqa: PLC0415
+
+    return render_report(report_context(store, sessions, until_seq, progress=progress))
+
+
 def render_report(context: dict[str, Any]) -> bytes:
     """The page for `context`: title, generated_at, journal, head, until, sessions (each a
-    projections.report.session_report), errors (eventstore.reports.error_summary).
+    projections.report.session_report), errors (eventstore.reports.error_summary): what
+    projections.report_context.report_context gives.
 
     A big session (`session_report(...)["big"]`) keeps its page small: the tree below
     SHOWN_LEVELS and the timelines travel gzip-compressed (base64, in a

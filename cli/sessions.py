@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from cli.app import app
-from cli.context import AppContext
-from cli.write import _session_id
+from cli.options import check_session_id, pass_app
 
-pass_app = click.make_pass_decorator(AppContext)
+if TYPE_CHECKING:
+    from cli.context import AppContext
 
 
-@app.group()
+@click.group()
 def session() -> None:
     """Manage sessions: where their files are exported.
 
@@ -24,7 +25,7 @@ def session() -> None:
 
 
 @session.command()
-@click.argument("session_id", metavar="SESSION", callback=_session_id)
+@click.argument("session_id", metavar="SESSION", callback=check_session_id)
 @click.argument("export_dir", metavar="DIR", type=click.Path(file_okay=False))
 @pass_app
 def move(obj: AppContext, session_id: str, export_dir: str) -> None:

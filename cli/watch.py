@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from cli.app import app
-from cli.context import AppContext
-from cli.maintain import _retries
-from cli.write import _session_id
+from cli.options import flush_retries_option, json_option, optional_session, pass_app
 
-pass_app = click.make_pass_decorator(AppContext)
+if TYPE_CHECKING:
+    from cli.context import AppContext
+    from eventstore.runner import ExportResult
 
 
 def _interval(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int:
@@ -20,26 +19,16 @@ def _interval(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     return DEFAULT_INTERVAL_MS if value is None else parse_interval(value)
 
 
-@app.command()
-@click.option(
-    "--session", "-s", callback=_session_id,
-    help="Only this session (default: all, including sessions imported while it runs).",
-)
+@click.command()
+@optional_session("Only this session (default: all, including sessions imported while it runs).")
 @click.option(
     "--interval",
     callback=_interval,
     metavar="MS",
     help="Milliseconds between polls of the journal, 10-86400000. Default 500.",
 )
-@click.option(
-    "--flush-retries",
-    envvar="EVSTORE_FLUSH_RETRIES",
-    callback=_retries,
-    metavar="N",
-    help="Retries after the first attempt for transient write errors (EBUSY, EAGAIN, EIO, "
-    "ENFILE), 0-10. Default 3; env EVSTORE_FLUSH_RETRIES.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print each file written as a JSON line.")
+@flush_retries_option
+@json_option("Print each file written as a JSON line.")
 @pass_app
 def watch(
     obj: AppContext, session: str | None, interval: int, flush_retries: int, *, as_json: bool
@@ -72,16 +61,14 @@ def watch(
         watcher.run()
 
 
-def _report(results: list[Any], *, as_json: bool) -> None:
+def _report(results: list[ExportResult], *, as_json: bool) -> None:
     for r in results:
         if r.action not in ("written", "removed"):
             continue  # unchanged bytes, or a projection with nothing to write
         if as_json:
             from cli.output import emit_json  # noqa: PLC0415
 
-            emit_json({"session": r.session, "projection": r.projection, "path": str(r.path),
-                       "seq": r.seq, "action": r.action, "events_applied": r.events_applied,
-                       "bytes": r.bytes}, pretty=False)
+            emit_json(r.as_dict(), pretty=False)
         else:
             click.echo(
                 f"{r.session}: {r.path} {r.action} (seq {r.seq}, +{r.events_applied} event(s))"

@@ -7,15 +7,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cli.app import app
-from cli.context import AppContext
+from cli.options import json_option, pass_app, session_option
 from cli.output import emit_json
-from cli.write import session_option
 
 if TYPE_CHECKING:
+    from cli.context import AppContext
     from eventstore.selection import WorkItem
-
-pass_app = click.make_pass_decorator(AppContext)
 
 status_option = click.option(
     "--status", "statuses", multiple=True, metavar="STATUS",
@@ -25,7 +22,6 @@ level_option = click.option(
     "--level", type=click.Choice(["any", "task", "subtask"]), default="any", show_default=True,
     help="Which items may be taken: any level (pre-order), only tasks, or only subtasks.",
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
 def _pending(statuses: tuple[str, ...]) -> tuple[str, ...]:
@@ -38,7 +34,7 @@ def _warn(warnings: tuple[str, ...] | list[str]) -> None:
         click.echo(f"evstore: warning: {warning}", err=True)
 
 
-@app.command("next")
+@click.command("next")
 @session_option
 @click.option("--claim", is_flag=True,
               help="Also mark it Implementing, in the same transaction: no one else gets it.")
@@ -47,7 +43,7 @@ def _warn(warnings: tuple[str, ...] | list[str]) -> None:
 @click.option("--reason", help="Recorded with the claim (default: claimed by OWNER).")
 @status_option
 @level_option
-@json_option
+@json_option()
 @pass_app
 def next_(  # noqa: PLR0913 - one parameter per option
     obj: AppContext, *, session: str, statuses: tuple[str, ...], level: str,
@@ -76,7 +72,7 @@ def next_(  # noqa: PLR0913 - one parameter per option
         click.echo(found.item.id)
 
 
-@app.command()
+@click.command()
 @click.argument("item")
 @session_option
 @click.option("--reason", required=True, help="Why the claim is given up (recorded).")
@@ -93,11 +89,11 @@ def release(obj: AppContext, item: str, session: str, reason: str, owner: str | 
     click.echo(f"{session} {item} → Planned (seq {seq})")
 
 
-@app.command()
+@click.command()
 @session_option
 @status_option
 @level_option
-@json_option
+@json_option()
 @pass_app
 def ready(obj: AppContext, session: str, statuses: tuple[str, ...], level: str, *,
           as_json: bool) -> None:
@@ -115,11 +111,11 @@ def ready(obj: AppContext, session: str, statuses: tuple[str, ...], level: str, 
         click.echo(f"{item.id:<16} {item.type:<9} {item.status:<12} {item.title}")
 
 
-@app.command()
+@click.command()
 @session_option
 @status_option
 @level_option
-@json_option
+@json_option()
 @pass_app
 def blocked(obj: AppContext, session: str, statuses: tuple[str, ...], level: str, *,
             as_json: bool) -> None:

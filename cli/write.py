@@ -10,33 +10,16 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from cli.app import app
 from cli.bounded import BoundedInt
-from cli.context import AppContext
+from cli.options import json_option, pass_app, session_option
 from cli.output import emit_json
 
 if TYPE_CHECKING:
-    from eventstore.progress import Progress
+    from cli.context import AppContext
     from eventstore.records import AppendResult
 
-pass_app = click.make_pass_decorator(AppContext)
 
-
-def _session_id(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    if value is None:
-        return None
-    from eventstore.events import validate_session_id  # noqa: PLC0415
-
-    return validate_session_id(value)
-
-
-session_option = click.option(
-    "--session", "-s", "session", required=True, callback=_session_id,
-    help="Session id (the PRP session, e.g. 001_14b9dc2a33c7).",
-)
-
-
-@app.command()
+@click.command()
 @click.option("--force", is_flag=True,
               help="Make a separate project here even inside another project's directory.")
 @pass_app
@@ -76,7 +59,7 @@ def init(obj: AppContext, *, force: bool) -> None:
     click.echo(f"{verb} evstore journal in {path.resolve()}")
 
 
-@app.command("import")
+@click.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=False), required=False)
 @session_option
 @click.option(
@@ -92,7 +75,7 @@ def init(obj: AppContext, *, force: bool) -> None:
 )
 @click.option("--strict", is_flag=True, help="Refuse (exit 2) a file that breaks the pipeline's "
               "backlog schema, instead of importing it with a warning per problem.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option()
 @pass_app
 def import_(  # noqa: PLR0913 - one parameter per option
     obj: AppContext, file: str | None, session: str, batch_progress: str | None,
@@ -113,8 +96,8 @@ def import_(  # noqa: PLR0913 - one parameter per option
       evstore import plan/001/tasks.json.failed --session 001
       evstore import --batch-progress .wreckit/batch-progress.json --session wreckit
     """
-    from cli.importing import import_batch_progress, import_file  # noqa: PLC0415
     from cli.progress import progress_bar  # noqa: PLC0415
+    from projections.importer import import_batch_progress, import_file  # noqa: PLC0415
 
     if (file is None) == (batch_progress is None):
         raise click.UsageError("give FILE or --batch-progress FILE, one of them")
@@ -125,23 +108,24 @@ def import_(  # noqa: PLR0913 - one parameter per option
     else:
         assert file is not None  # noqa: S101 - checked above
         with progress_bar(f"importing {file}") as bar:  # gone before the output
-            outcome = import_file(store, Path(file), session, export_dir, bar=bar, strict=strict)
+            outcome = import_file(store, Path(file), session, export_dir, strict=strict,
+                                  progress=bar.callback, stage=bar.stage)
         shown = file
     if as_json:
-        emit_json(outcome)
+        emit_json(outcome.as_dict())
         return
-    for warning in outcome["warnings"]:
+    for warning in outcome.warnings:
         click.echo(f"evstore: warning: {warning}", err=True)
-    if outcome["events"] == 0:
+    if outcome.events == 0:
         click.echo(f"{shown}: no changes to session {session}")
     else:
         click.echo(
-            f"imported {shown} into session {session}: {outcome['events']} event(s), "
-            f"seq {outcome['first_seq']}..{outcome['last_seq']}, export dir {outcome['export_dir']}"
+            f"imported {shown} into session {session}: {outcome.events} event(s), "
+            f"seq {outcome.first_seq}..{outcome.last_seq}, export dir {outcome.export_dir}"
         )
 
 
-@app.command()
+@click.command()
 @click.argument("item", required=False)
 @click.argument("status", required=False)
 @session_option
@@ -152,7 +136,7 @@ def import_(  # noqa: PLR0913 - one parameter per option
               help="Idempotency key: an append with an id already present writes nothing.")
 @click.option("--expected-version", type=BoundedInt(0),
               help="Refuse (exit 3) unless the session is at this version.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option()
 @pass_app
 def append(  # noqa: PLR0913 - one option per knob of an append
     obj: AppContext,
@@ -228,10 +212,9 @@ def _append_jsonl(
     obj: AppContext, scope: contextlib.ExitStack, jsonl: IO[bytes], session: str,
     expected_version: int | None,
 ) -> tuple[AppendResult, int]:
-    """Stream the lines into a staged append (parsed and validated without the write lock,
-    one line in memory at a time), then insert them under it."""
-    from cli.jsonl import count_lines, iter_jsonl  # noqa: PLC0415
+    """The lines of `jsonl` (a file, a pipe or someone typing) appended, with a bar."""
     from cli.progress import progress_bar  # noqa: PLC0415
+    from eventstore.jsonl import append_jsonl, count_lines  # noqa: PLC0415
 
     stdin = jsonl is sys.stdin.buffer or getattr(jsonl, "name", "-") == "-"
     name = "<stdin>" if stdin else str(jsonl.name)
@@ -241,18 +224,5 @@ def _append_jsonl(
     total = count_lines(lines)  # None for a pipe: the bar then counts without an end
     store = obj.store()
     bar = scope.enter_context(progress_bar(f"parsing {name}"))
-    parsed = None if bar.callback is None else _out_of(bar.callback, total)
-    staged = scope.enter_context(store.stage(session, iter_jsonl(lines, source=name),
-                                             progress=parsed))
-    bar.stage(f"appending {staged.count:,} event(s) to {session}")
-    result = store.append_staged(staged, expected_version=expected_version, progress=bar.callback)
-    return result, staged.count
-
-
-def _out_of(progress: Progress, total: int | None) -> Progress:
-    """`progress` with the total the library cannot know while it reads (the lines)."""
-
-    def report(done: int, _unknown: int | None) -> None:
-        progress(done, total)
-
-    return report
+    return append_jsonl(store, session, lines, source=name, expected_version=expected_version,
+                        lines_total=total, progress=bar.callback, stage=bar.stage)

@@ -89,6 +89,12 @@ class ProjectionStatus:
     def current(self) -> bool:
         return self.lag == 0 and self.checkpoint_seq is not None and not self.shared_with
 
+    def as_dict(self) -> dict[str, Any]:
+        """As `evstore status --json` lists it (`shared_with` is said once per session)."""
+        return {"name": self.name, "path": self.path, "checkpoint_seq": self.checkpoint_seq,
+                "lag": self.lag, "exported_at": self.exported_at,
+                "file_present": self.file_present, "current": self.current}
+
 
 def projection_status(
     store: Store, session: str, *, shared_with: Sequence[str] = ()

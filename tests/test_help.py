@@ -238,6 +238,27 @@ def test_the_tree_is_walked() -> None:
     assert set(app.commands) <= {path[0] for path in SUBCOMMANDS}
 
 
+def test_every_command_a_module_defines_is_on_the_group() -> None:
+    """The command modules define commands and cli/app.py adds them: none is left out."""
+    import importlib  # noqa: PLC0415
+    import pkgutil  # noqa: PLC0415
+
+    import cli  # noqa: PLC0415
+
+    on_tree = {id(command) for command in TREE.values()}
+    defined = {
+        f"{info.name}.{name}": command
+        for info in pkgutil.iter_modules(cli.__path__, "cli.")
+        if info.name not in ("cli.mcp_server", "cli.__main__")  # the MCP SDK; runs the CLI
+        for name, command in vars(importlib.import_module(info.name)).items()
+        if isinstance(command, click.Command) and command.callback is not None
+        and command.callback.__module__ == info.name
+    }
+    left_out = {name for name, command in defined.items() if id(command) not in on_tree}
+    assert "cli.write.import_" in defined
+    assert left_out == set()
+
+
 @pytest.mark.parametrize("path", SUBCOMMANDS, ids=ids)
 def test_summary_is_one_short_line(path: tuple[str, ...]) -> None:
     command = TREE[path]

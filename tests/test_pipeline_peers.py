@@ -132,7 +132,7 @@ def test_import_of_a_changed_file_is_item_by_item_with_stray_child_keys(
     moves a status imports as per-item events (no snapshot), so history has the step."""
     from support import INITIAL  # noqa: PLC0415
 
-    from cli.importing import import_file  # noqa: PLC0415
+    from projections.importer import import_file  # noqa: PLC0415
 
     doc = json.loads(INITIAL.read_bytes())
     stray = project_dir / "stray.json"
@@ -140,14 +140,14 @@ def test_import_of_a_changed_file_is_item_by_item_with_stray_child_keys(
     first = import_file(store, stray, SESSION, None)
     # The schema says a Milestone holds no `subtasks`: the file is kept as it is, warned
     # about, and (as no event may add such a key) imported whole.
-    assert any('has "subtasks"' in w and "kept as is" in w for w in first["warnings"])
+    assert any('has "subtasks"' in w and "kept as is" in w for w in first.warnings)
     doc = json.loads(INITIAL.read_bytes())
     doc["backlog"][0]["milestones"][0]["tasks"][0]["subtasks"][0]["status"] = "Complete"
     later = project_dir / "later.json"
     later.write_text(json.dumps(doc, indent=2))
     second = import_file(store, later, SESSION, None)
-    assert not any("snapshot" in w for w in second["warnings"])
-    events = store.read(SESSION, after=second["first_seq"] - 1)
+    assert not any("snapshot" in w for w in second.warnings)
+    events = store.read(SESSION, after=second.first_seq - 1)
     assert [(e.type, e.data.get("item_id")) for e in events] == [
         ("ItemUpdated", "P1.M1"), ("ItemStatusChanged", "P1.M1.T1.S1"),
     ]
@@ -160,7 +160,7 @@ def test_a_snapshot_import_says_so(store: Store, project_dir: Path) -> None:
     to a snapshot and warns."""
     from support import INITIAL  # noqa: PLC0415
 
-    from cli.importing import import_file  # noqa: PLC0415
+    from projections.importer import import_file  # noqa: PLC0415
 
     doc = json.loads(INITIAL.read_bytes())
     tasks = doc["backlog"][0]["milestones"][0]["tasks"]
@@ -169,8 +169,8 @@ def test_a_snapshot_import_says_so(store: Store, project_dir: Path) -> None:
     path = project_dir / "moved.json"
     path.write_text(json.dumps(doc, indent=2))
     outcome = import_file(store, path, SESSION, None)
-    assert [e.type for e in store.read(SESSION, after=outcome["first_seq"] - 1)] == ["BacklogImported"]
-    assert any("imported as a whole new snapshot" in w for w in outcome["warnings"])
+    assert [e.type for e in store.read(SESSION, after=outcome.first_seq - 1)] == ["BacklogImported"]
+    assert any("imported as a whole new snapshot" in w for w in outcome.warnings)
 
 
 def test_item_updated_may_not_touch_the_level_child_key(store: Store) -> None:

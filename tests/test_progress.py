@@ -28,9 +28,9 @@ from typing import Any
 import pytest
 from support import INITIAL, SESSION, evstore_bin, imports_of, seed
 
-from cli.jsonl import read_jsonl
 from cli.progress import DEFAULT_AFTER_S, after_seconds
 from eventstore import Store
+from eventstore.jsonl import read_jsonl
 from eventstore.progress import reporting, shares, span
 from projections import DEFAULT
 from projections.doctor import Doctor

@@ -1,5 +1,11 @@
-"""`append --jsonl`: one event per line, validated before anything is appended, read as a
-stream so that memory does not grow with the number of lines."""
+"""Events written one JSON object per line (what `evstore append --jsonl` reads): each line
+parsed and validated before anything is appended, read as a stream so that memory does not
+grow with the number of lines.
+
+A line is an event with a "type" (fields at the top level, or under "data" as
+`evstore log --json` prints them), or the shorthand {"item_id": ..., "status": ...}; an
+optional "event_id" is the event's idempotency key. Events that create, seed or move a
+session are refused: they have commands of their own."""
 
 from __future__ import annotations
 
@@ -21,7 +27,10 @@ from eventstore.jsonerrors import json_problem
 from eventstore.progress import Progress, reporting
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
+
+    from eventstore.records import AppendResult
+    from eventstore.store import Store
 
 # Keys of `evstore log --json` lines that describe where an event was, not what it is.
 _ENVELOPE = ("seq", "stream", "version", "meta", "recorded_at", "schema_version")
@@ -51,6 +60,41 @@ def iter_jsonl(lines: Iterable[bytes], *, source: str) -> Iterator[tuple[Event, 
             yield _line(raw, f"{source}:{number}")
     if not found:
         raise InvalidInputError(f"{source}: no events (only blank lines)")
+
+
+def append_jsonl(  # noqa: PLR0913 - keyword-only knobs of one append
+    store: Store,
+    session: str,
+    lines: Iterable[bytes],
+    *,
+    source: str,
+    expected_version: int | None = None,
+    lines_total: int | None = None,
+    progress: Progress | None = None,
+    stage: Callable[[str], None] | None = None,
+) -> tuple[AppendResult, int]:
+    """Append the events of `lines` to `session` in one transaction, all or nothing:
+    (the append's result, the number of events). The lines are parsed and validated
+    without the write lock, one in memory at a time (Store.stage), then inserted under it.
+
+    `progress(done, total)` follows the lines read (out of `lines_total`, when the caller
+    could count them: count_lines) and then the rows inserted; `stage(description)` is
+    told when the second step begins."""
+    parsing = None if progress is None else _out_of(progress, lines_total)
+    with store.stage(session, iter_jsonl(lines, source=source), progress=parsing) as staged:
+        if stage is not None:
+            stage(f"appending {staged.count:,} event(s) to {session}")
+        result = store.append_staged(staged, expected_version=expected_version, progress=progress)
+    return result, staged.count
+
+
+def _out_of(progress: Progress, total: int | None) -> Progress:
+    """`progress` with the total the library cannot know while it reads (the lines)."""
+
+    def report(done: int, _unknown: int | None) -> None:
+        progress(done, total)
+
+    return report
 
 
 def count_lines(handle: IO[bytes]) -> int | None:

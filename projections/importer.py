@@ -1,10 +1,19 @@
-"""`evstore import`: read a file, decide what it is, append what it changes."""
+"""Importing a file into a session (`evstore import`): read it, decide what it is, append
+what it changes.
+
+A tasks.json seeds a new session whole, and into an existing session brings only its
+differences. A legacy tasks.json.failed brings the updates the journal has not superseded
+since it was written. A legacy batch-progress.json becomes the session's unfinished batch.
+
+    outcome = import_file(store, Path("plan/001/tasks.json"), "001")
+    outcome.events, outcome.first_seq, outcome.warnings
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cli.progress import NullBar
 from eventstore.errors import ConcurrencyError, InvalidInputError
 from eventstore.events import BacklogImported, Event, SessionCreated
 from projections.backlog_schema import backlog_problems
@@ -17,32 +26,67 @@ from projections.imports import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
     from pathlib import Path
 
+    from eventstore.progress import Progress
     from eventstore.records import AppendResult
     from eventstore.store import Store
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What an import appended (`events` 0: the file changed nothing) and where the session
+    stands after it; `warnings` name what was kept as is or left as the journal has it."""
+
+    session: str
+    events: int
+    first_seq: int | None  # None when nothing was appended
+    last_seq: int | None
+    version: int
+    export_dir: Path
+    warnings: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """What `evstore import --json` prints."""
+        return {
+            "session": self.session,
+            "events": self.events,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "version": self.version,
+            "export_dir": str(self.export_dir),
+            "warnings": list(self.warnings),
+        }
+
+
+def _no_stage(_description: str) -> None:
+    """A caller that shows no steps."""
 
 
 def import_file(  # noqa: C901, PLR0913, PLR0915 - the file, where it goes, and how
     store: Store,
     path: Path,
     session: str,
-    export_dir: str | None,
+    export_dir: str | None = None,
     *,
-    bar: NullBar | None = None,
     strict: bool = False,
-) -> dict[str, Any]:
-    """Import `path` into `session`; `bar` (a progress bar) is told each step. With
-    `strict`, a file that breaks the pipeline's backlog schema is refused."""
-    bar = bar or NullBar()
-    bar.stage(f"reading {path}")
+    progress: Progress | None = None,
+    stage: Callable[[str], None] | None = None,
+) -> ImportOutcome:
+    """Import `path` into `session`. A new session exports to `export_dir` (default: the
+    file's directory). With `strict`, a file that breaks the pipeline's backlog schema is
+    refused (InvalidInputError). `stage(description)` is told each step of the work and
+    `progress` follows the append (eventstore.progress); neither is needed."""
+    stage = stage or _no_stage
+    stage(f"reading {path}")
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from None
     source = str(path)
-    bar.stage(f"parsing {path}")
+    stage(f"parsing {path}")
     recovery = read_recovery_file(data, source=source)
     if recovery is not None:
         parsed, session_path = recovery
@@ -88,19 +132,19 @@ def import_file(  # noqa: C901, PLR0913, PLR0915 - the file, where it goes, and 
         return decided["events"], decided["superseded"]
 
     if store.has_session(session):
-        bar.stage(f"comparing {path} with session {session}")
+        stage(f"comparing {path} with session {session}")
         events, superseded = decide()
         if not events:
             warnings += decided["notes"]
             return _outcome(store, session, None, 0, _superseded(warnings, superseded, source))
-        bar.stage(f"appending {len(events):,} event(s) to session {session}")
+        stage(f"appending {len(events):,} event(s) to session {session}")
     else:
-        bar.stage(f"appending {path} to new session {session}")
+        stage(f"appending {path} to new session {session}")
         events, superseded = decide()
     appended: AppendResult | None
     try:
         appended = store.append(session, events, expected_version=decided["version"],
-                                progress=bar.callback)
+                                progress=progress)
     except ConcurrencyError:
         # Another writer appended since the comparison. The import asked for no version,
         # so this is not a conflict: compare again inside the write transaction, where
@@ -113,8 +157,8 @@ def import_file(  # noqa: C901, PLR0913, PLR0915 - the file, where it goes, and 
 
 
 def import_batch_progress(
-    store: Store, path: Path, session: str, export_dir: str | None
-) -> dict[str, Any]:
+    store: Store, path: Path, session: str, export_dir: str | None = None
+) -> ImportOutcome:
     """A legacy batch-progress.json as the session's unfinished batch (a new session
     exports beside the file, as the orchestrator expects to find it)."""
     import orjson  # noqa: PLC0415
@@ -202,14 +246,14 @@ def _events_for(  # noqa: PLR0913, PLR0917 - the file as parsed, and the session
 
 
 def _outcome(
-    store: Store, session: str, result: Any, count: int, warnings: list[str]
-) -> dict[str, Any]:
-    return {
-        "session": session,
-        "events": count,
-        "first_seq": result.first_seq if result else None,
-        "last_seq": result.last_seq if result else None,
-        "version": result.last_version if result else store.journal.stream_version(session),
-        "export_dir": str(store.export_dir(session)),
-        "warnings": warnings,
-    }
+    store: Store, session: str, result: AppendResult | None, count: int, warnings: list[str]
+) -> ImportOutcome:
+    return ImportOutcome(
+        session=session,
+        events=count,
+        first_seq=result.first_seq if result else None,
+        last_seq=result.last_seq if result else None,
+        version=result.last_version if result else store.journal.stream_version(session),
+        export_dir=store.export_dir(session),
+        warnings=tuple(warnings),
+    )
