@@ -56,6 +56,31 @@ def normalize(value: Any) -> Any:
     return value
 
 
+def normalize_document(value: Any) -> tuple[Any, bool]:
+    """`normalize(value)` and `needs_js_numbers` of the result, in one walk: a document
+    folded from an import is a hundred thousand items, and floats are rare in it."""
+    floats: list[float] = []
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            for key, item in node.items():
+                if isinstance(item, (dict, list, float)):
+                    node[key] = walk(item)
+            return js_key_order(node)
+        if isinstance(node, list):
+            for index, item in enumerate(node):
+                if isinstance(item, (dict, list, float)):
+                    node[index] = walk(item)
+            return node
+        normal = normalize(node)
+        if isinstance(normal, float):
+            floats.append(normal)
+        return normal
+
+    normal = walk(value)
+    return normal, any(needs_js_numbers(number) for number in floats)
+
+
 def js_key_order(obj: dict[str, Any]) -> dict[str, Any]:
     """Reorder `obj` in place as a JavaScript object lists its keys."""
     for key in obj:

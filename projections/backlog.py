@@ -21,7 +21,7 @@ from eventstore.events import (
     ItemStatusChanged,
     ItemUpdated,
 )
-from eventstore.jsonfmt import dumps, js_key_order, needs_js_numbers, normalize
+from eventstore.jsonfmt import dumps, js_key_order, needs_js_numbers, normalize, normalize_document
 from projections.backlog_patch import patch_statuses, status_changes
 from projections.backlog_schema import (
     CHILDREN,
@@ -387,8 +387,7 @@ def _level(state: BacklogState, item_id: str) -> int:
 
 
 def _imported(state: BacklogState, data: dict[str, Any]) -> None:
-    state.doc = normalize(data["backlog"])
-    state.js_numbers = needs_js_numbers(state.doc)
+    state.doc, state.js_numbers = normalize_document(data["backlog"])
     state.invalidate()
 
 

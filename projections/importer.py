@@ -19,10 +19,11 @@ from eventstore.events import BacklogImported, Event, SessionCreated
 from projections.backlog_schema import backlog_problems
 from projections.imports import (
     ParsedBacklog,
+    backlog_of,
     diff_backlogs,
     import_event,
-    parse_backlog,
-    read_recovery_file,
+    parse_json,
+    recovery_of,
 )
 
 if TYPE_CHECKING:
@@ -87,14 +88,15 @@ def import_file(  # noqa: C901, PLR0913, PLR0915 - the file, where it goes, and 
         raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from None
     source = str(path)
     stage(f"parsing {path}")
-    recovery = read_recovery_file(data, source=source)
+    doc = parse_json(data, source=source)  # once: a big backlog takes a while to parse
+    recovery = recovery_of(doc, source=source)
     if recovery is not None:
         parsed, session_path = recovery
         default_dir = path.parent
         if session_path and export_dir is None and not store.has_session(session):
             default_dir = store.confined(session_path, source=f"sessionPath in {path}")
     else:
-        parsed = parse_backlog(data, source=source)
+        parsed = backlog_of(doc, data, source=source)
         default_dir = path.parent
     if strict:
         _refuse_schema_problems(parsed, source)

@@ -41,10 +41,19 @@ class ParsedBacklog:
 
 def parse_backlog(data: bytes, *, source: str) -> ParsedBacklog:
     """Parse and check a tasks.json document; errors name `source` and the problem."""
+    return backlog_of(parse_json(data, source=source), data, source=source)
+
+
+def parse_json(data: bytes, *, source: str) -> Any:
+    """`data` parsed as JavaScript would hold it; errors name `source` and the problem."""
     try:
-        doc = loads(data)
+        return loads(data)
     except orjson.JSONDecodeError as exc:
         raise InvalidInputError(f"{source}: {json_problem(exc, data)}") from None
+
+
+def backlog_of(doc: Any, data: bytes, *, source: str) -> ParsedBacklog:
+    """The tasks.json document `doc`, parsed from `data`, checked."""
     check_backlog(doc, source=source)
     return ParsedBacklog(doc, hashlib.sha256(data).hexdigest(), unknown_statuses(doc))
 
@@ -208,10 +217,11 @@ def _reproduces(old: dict[str, Any], new: dict[str, Any], events: list[Event]) -
 def read_recovery_file(data: bytes, *, source: str) -> tuple[ParsedBacklog, str | None] | None:
     """A legacy `tasks.json.failed` ({version, timestamp, sessionPath, pendingUpdates,
     error, pendingCount}) as (its pending backlog, its sessionPath); None if not one."""
-    try:
-        doc = loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInputError(f"{source}: {json_problem(exc, data)}") from None
+    return recovery_of(parse_json(data, source=source), source=source)
+
+
+def recovery_of(doc: Any, *, source: str) -> tuple[ParsedBacklog, str | None] | None:
+    """`read_recovery_file` of a document already parsed."""
     if not (isinstance(doc, dict) and "pendingUpdates" in doc and "backlog" not in doc):
         return None
     pending = doc["pendingUpdates"]

@@ -86,3 +86,14 @@ def test_numbers_and_strings_as_javascript_writes_them(text: bytes, written: byt
 
 def test_no_trailing_newline() -> None:
     assert not dumps({"backlog": []}).endswith(b"\n")
+
+
+@given(documents)
+@settings(max_examples=300, deadline=None)
+def test_normalize_document_is_normalize_and_needs_js_numbers_in_one_walk(doc: object) -> None:
+    from eventstore.jsonfmt import needs_js_numbers, normalize, normalize_document  # noqa: PLC0415
+
+    once, needs = normalize_document(orjson.loads(orjson.dumps(doc)))
+    twice = normalize(orjson.loads(orjson.dumps(doc)))
+    assert orjson.dumps(once) == orjson.dumps(twice)
+    assert needs == needs_js_numbers(twice)
