@@ -3,10 +3,14 @@
 A command that appends one status update in a fresh process would otherwise load the
 session's whole folded state (on a 100,000-item backlog, tens of megabytes) to learn that
 one item exists. Projections that implement `LookupProjection` name the few entries an
-event needs; the journal keeps those entries beside the events, written in the same
-transaction as each append the store validates, with the stream version they are current
-at. Entries behind the stream are never trusted: the append then validates from the
-state as always, and rebuilds them from it.
+event needs; the journal keeps those entries beside the events, with the stream version
+they are current at, written in the same transaction as each append the store validates.
+Entries behind the stream are never trusted: the append then validates from the state as
+always, and rebuilds them from it.
+
+An append that changes no entry (a status update: statuses are not entries) still moves
+the version on, one small row; `Marks` remembers the versions this process wrote, so an
+append with the states in memory need not read it back.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ if TYPE_CHECKING:
     from eventstore.projection import Projection
     from eventstore.records import StoredEvent
 
+# (projection, stream) -> the version this process last made its entries current at.
+Marks = dict[tuple[str, str], int]
+
 
 def validate_by_lookup(
     journal: Journal,
@@ -37,7 +44,7 @@ def validate_by_lookup(
     them (or its entries are not current), and nothing was decided."""
     needs: list[tuple[LookupProjection, list[str]]] = []
     for projection in projections:
-        if not _keeps_lookups(projection):
+        if not _looks_up(projection):
             return None
         keys: list[str] = []
         for event in chosen:
@@ -45,7 +52,7 @@ def validate_by_lookup(
             if wanted is None:
                 return None
             keys.extend(wanted)
-        if keys:
+        if projection.keeps_entries:
             needs.append((projection, keys))
     before, after = pending[0].version - 1, pending[-1].version
     read = []
@@ -56,9 +63,13 @@ def validate_by_lookup(
         read.append((projection, found.entries))
     writes = []
     for projection, entries in read:
+        original = dict(entries)
         for event in chosen:
             projection.validate_lookup(entries, event, session)
-        writes.append(LookupWrite(projection.name, session, after, entries))
+        changes: dict[str, Any] = {key: value for key, value in entries.items()
+                                   if key not in original or original[key] != value}
+        changes.update((key, None) for key in original if key not in entries)
+        writes.append(LookupWrite(projection.name, session, after, changes))
     return writes
 
 
@@ -70,44 +81,46 @@ def lookup_writes(  # noqa: PLR0913 - the journal, what is appended, and the sta
     chosen: Sequence[Event],
     pending: list[StoredEvent],
     states: dict[str, Any],
+    marks: Marks,
 ) -> list[LookupWrite]:
     """The writes that bring each projection's entries to `states` (the states after
-    `chosen`): only the keys the events touch when the entries were current before them,
-    else every entry, rebuilt."""
+    `chosen`): only the keys the events touch when the entries were current before them
+    (known from `marks` without a read when this process made them so), else every entry,
+    rebuilt."""
     writes = []
     before, after = pending[0].version - 1, pending[-1].version
     for projection in projections:
-        if not _keeps_lookups(projection):
+        if not _looks_up(projection) or not projection.keeps_entries:
             continue
-        touched = _touched(projection, chosen)
-        if touched == []:
-            continue
-        state = states[projection.name]
-        current = journal.lookup(projection.name, session).version == before
-        if current and touched is not None:
-            entries = projection.lookup_entries(state, touched)
-            replace = False
-        else:
-            entries = projection.lookup_entries(state, None)
-            replace = True
+        name = projection.name
+        current = (marks.get((name, session)) == before
+                   or journal.lookup(name, session).version == before)
+        touched = _touched(projection, chosen) if current else None
+        state = states[name]
+        entries = projection.lookup_entries(state, touched)
         if entries is None:  # this state cannot be looked up: validate from it always
-            writes.append(LookupWrite(projection.name, session, None, {}))
+            writes.append(LookupWrite(name, session, None, {}))
         else:
-            writes.append(LookupWrite(projection.name, session, after, entries, replace=replace))
+            writes.append(LookupWrite(name, session, after, entries, replace=touched is None))
     return writes
 
 
-_KEEPS: dict[type, bool] = {}
+def marks_of(writes: Sequence[LookupWrite]) -> Marks:
+    """The versions `writes` make entries current at (to remember once they commit)."""
+    return {(w.projection, w.stream): w.version for w in writes if w.version is not None}
 
 
-def _keeps_lookups(projection: Projection) -> TypeGuard[LookupProjection]:
+_LOOKS_UP: dict[type, bool] = {}
+
+
+def _looks_up(projection: Projection) -> TypeGuard[LookupProjection]:
     """isinstance against the protocol, once per class: a runtime protocol check walks
     every member each time, and this runs on every append."""
     kind = type(projection)
-    keeps = _KEEPS.get(kind)
-    if keeps is None:
-        keeps = _KEEPS[kind] = isinstance(projection, LookupProjection)
-    return keeps
+    found = _LOOKS_UP.get(kind)
+    if found is None:
+        found = _LOOKS_UP[kind] = isinstance(projection, LookupProjection)
+    return found
 
 
 def _touched(projection: LookupProjection, chosen: Sequence[Event]) -> list[str] | None:

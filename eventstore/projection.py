@@ -65,6 +65,8 @@ class LookupProjection(Projection, Protocol):
     append made without them (a raw journal append, a staged one) leaves them behind, and
     the next validated append rebuilds them from the state.
 
+    - `keeps_entries`: whether it keeps any entry (False: it only says, with
+      `lookup_keys`, which events need nothing of it, such as a batch for a status update).
     - `lookup_keys(event)`: the keys whose entries are enough to validate `event` and fold
       it into them; [] when `event` needs nothing of this projection; None when it needs
       the whole state.
@@ -75,6 +77,8 @@ class LookupProjection(Projection, Protocol):
       None for a key without one; None when this state cannot be looked up (ids that
       repeat, say), so validation always uses the state.
     """
+
+    keeps_entries: bool
 
     def lookup_keys(self, event: Event) -> Sequence[str] | None: ...
 

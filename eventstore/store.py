@@ -23,7 +23,7 @@ from eventstore.locate import (
     project_root,
 )
 from eventstore.logs import get_logger
-from eventstore.lookups import lookup_writes, validate_by_lookup
+from eventstore.lookups import Marks, lookup_writes, marks_of, validate_by_lookup
 from eventstore.paths import (
     export_dir_owner,
     foreign_owner,
@@ -84,6 +84,7 @@ class Store:
             kwargs["write_file"] = write_file
         self.runner = ProjectionRunner(journal, self.projections, **kwargs)
         self._live: dict[tuple[str, str], tuple[int, Any]] = {}
+        self._marks: Marks = {}  # lookup versions this store wrote (eventstore/lookups.py)
         self._live_lock = threading.RLock()
         # Added to the meta of every event this store appends (who is behind this process:
         # the MCP server puts its client's name and version here); per-call meta wins.
@@ -125,6 +126,7 @@ class Store:
         rescued = self.journal.reopen()
         with self._live_lock:
             self._live.clear()
+            self._marks.clear()
         return rescued
 
     def __enter__(self) -> Self:
@@ -284,18 +286,26 @@ class Store:
         key_streams = [(p, (p.name, session)) for p in self.projections]
         options["progress"] = _around_validation(progress, len(events))
 
+        made: list[LookupWrite] = []
+
         def check(
             head: int, pending: list[StoredEvent], chosen: Sequence[Event]
         ) -> list[LookupWrite]:
-            return self._validate(session, head, pending, chosen, progress)
+            made[:] = self._validate(session, head, pending, chosen, progress)
+            return made
 
         with self._live_lock:
             try:
-                return self.journal.append(session, events, check=check, decide=decide, **options)
+                result = self.journal.append(session, events, check=check, decide=decide,
+                                             **options)
             except BaseException:
                 for _, key in key_streams:
                     self._live.pop(key, None)
                 raise
+            # Only once committed: a mark remembered from a rolled-back append would vouch
+            # for entries the journal never got.
+            self._marks.update(marks_of(made))
+            return result
 
     def _validate(
         self, session: str, head: int, pending: list[StoredEvent], chosen: Sequence[Event],
@@ -326,7 +336,7 @@ class Store:
             self._live[key] = (pending[-1].seq, state)
             states[projection.name] = state
         return lookup_writes(self.journal, self.projections, session, chosen=chosen,
-                             pending=pending, states=states)
+                             pending=pending, states=states, marks=self._marks)
 
     def _check_placement(
         self, session: str, chosen: Sequence[Event], pending: list[StoredEvent]

@@ -207,9 +207,12 @@ class TasksProjection:
 
 
     # --- lookups (eventstore/projection.py LookupProjection, docs/design.md §3) -----------
-    # An item's entry, under "item:" + its id, is [depth, status, parent id]; the entry
-    # "doc" says the session has a backlog. A status update, nearly every event, needs
-    # just those two.
+    # An item's entry, under "item:" + its id, is [depth, parent id]; the entry "doc" says
+    # the session has a backlog. A status update, nearly every event, reads just those two
+    # and changes neither (statuses are not kept here: writing one on every update would
+    # cost every append a page of the journal file).
+
+    keeps_entries = True
 
     def lookup_keys(self, event: Event) -> Sequence[str] | None:
         if isinstance(event, ItemStatusChanged):
@@ -225,15 +228,12 @@ class TasksProjection:
             raise InvalidInputError(
                 f"session {stream!r} has no backlog yet: import a tasks.json first"
             )
-        key = _ITEM + event.item_id
-        entry = entries.get(key)
-        if entry is None:
+        if entries.get(_ITEM + event.item_id) is None:
             raise InvalidInputError(f"unknown item {event.item_id!r} in session {stream!r}")
-        entries[key] = [entry[0], event.status, entry[2]]
 
     def touched_keys(self, event: Event) -> Sequence[str] | None:
         if isinstance(event, (ItemStatusChanged, ItemUpdated)):
-            return (_ITEM + event.item_id,)
+            return ()  # neither an item's depth nor its parent changes
         if isinstance(event, ItemAdded):
             return (_HAS_BACKLOG, *(_ITEM + item["id"] for item in _walk([event.item])))
         if isinstance(event, (BacklogImported, ItemRemoved)):
@@ -264,7 +264,7 @@ class TasksProjection:
                         state.unique_ids = False
                         return None  # which of two items an id names is not for a lookup to say
                     depths[item_id] = depth
-                    entries[_ITEM + item_id] = [depth, item.get("status"), parent]
+                    entries[_ITEM + item_id] = [depth, parent]
                     kids = children_of(item)
                     if kids is not None:
                         stack.append((kids, item_id))
@@ -282,7 +282,7 @@ def _entry_of(state: BacklogState, key: str) -> Any:
     found = state.find(item_id)
     if found is None:
         return None
-    return [_level(state, item_id), found[0].get("status"), found[2]]
+    return [_level(state, item_id), found[2]]
 
 
 def _validate_add(state: BacklogState, event: ItemAdded, stream: str) -> None:

@@ -129,6 +129,8 @@ class BatchProgressProjection:
 
     # Lookups (eventstore/projection.py LookupProjection): a batch event needs the batch,
     # which is small; every other event needs nothing of this projection.
+    keeps_entries = False
+
     def lookup_keys(self, event: Event) -> Sequence[str] | None:
         return None if event.type in BATCH_EVENTS else ()
 

@@ -112,6 +112,8 @@ class _FixProjection:
         return None
 
     # Lookups (eventstore/projection.py LookupProjection): nothing to validate, ever.
+    keeps_entries = False
+
     def lookup_keys(self, event: Event) -> Sequence[str]:  # noqa: ARG002 - the protocol's
         return ()
 
