@@ -48,6 +48,7 @@ bench: venv
 	$(BIN)/python bench/project.py
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/agent_call.py
+	$(BIN)/python bench/importing.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) dist build .pytest_cache .hypothesis .mypy_cache .ruff_cache

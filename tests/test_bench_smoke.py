@@ -13,7 +13,7 @@ ROOT = Path(__file__).parent.parent
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script", ["append.py", "project.py", "report.py", "agent_call.py"])
+@pytest.mark.parametrize("script", ["append.py", "project.py", "report.py", "agent_call.py", "importing.py"])
 def test_benchmark_runs_quick(script: str, tmp_path: Path) -> None:
     out = tmp_path / "result.json"
     result = subprocess.run(
