@@ -496,10 +496,10 @@ class Store:
         if found is None:
             raise InvalidInputError(f"unknown projection {projection!r}")
         with self._live_lock:
-            return self._catch_up(found, session)
-
-    def _catch_up(self, projection: Projection, session: str) -> Any:
-        return self._catch_up_all(session, [projection])[projection.name]
+            # Every projection, in one read of the journal: the next append validates
+            # against all of them, and a second read of a big session (its import is one
+            # event of the whole document) would decode it all again.
+            return self._catch_up_all(session)[found.name]
 
     def _catch_up_all(
         self,

@@ -49,8 +49,11 @@ def child_key(item: dict[str, Any]) -> str | None:
 
 
 def children_of(item: dict[str, Any]) -> list[dict[str, Any]] | None:
-    key = child_key(item)
-    value = item.get(key) if key is not None else None
+    # child_key inlined: every walk of a backlog calls this once per item.
+    key = CHILD_KEY.get(item.get("type"))  # type: ignore[arg-type]
+    if key is None:
+        return None
+    value = item.get(key)
     return value if isinstance(value, list) else None
 
 
@@ -137,6 +140,12 @@ class BacklogState:
     def invalidate(self) -> None:
         self._index = None
         self.unique_ids = None
+
+    def built_index(
+        self,
+    ) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]], str | None]] | None:
+        """The id index if it is built (None: not built since the last change)."""
+        return self._index
 
 
 class TasksProjection:
@@ -435,7 +444,37 @@ def _added(state: BacklogState, data: dict[str, Any]) -> None:
     item = normalize(data["item"])
     siblings.insert(position, item)
     state.js_numbers = state.js_numbers or needs_js_numbers(item)
-    state.invalidate()
+    _index_added(state, item, siblings, parent_id)
+
+
+def _index_added(
+    state: BacklogState, item: dict[str, Any], siblings: list[dict[str, Any]],
+    parent_id: str | None,
+) -> None:
+    """Add the new subtree to a built index rather than dropping it: a diff import adds
+    items between status updates, and rebuilding the index of a big backlog after each
+    costs a walk of all of it. Only when every new id is new (else which occurrence an id
+    names depends on the walk: build it again)."""
+    index = state.built_index()
+    if index is None or not state.unique_ids:
+        state.invalidate()
+        return
+    found: list[tuple[str, tuple[dict[str, Any], list[dict[str, Any]], str | None]]] = []
+    stack: list[tuple[dict[str, Any], list[dict[str, Any]], str | None]] = [
+        (item, siblings, parent_id)]
+    while stack:
+        node, holder, parent = stack.pop()
+        node_id = node.get("id")
+        if not isinstance(node_id, str):
+            continue
+        if node_id in index or any(node_id == seen for seen, _ in found):
+            state.invalidate()
+            return
+        found.append((node_id, (node, holder, parent)))
+        kids = children_of(node)
+        if kids is not None:
+            stack.extend((kid, kids, node_id) for kid in kids if isinstance(kid, dict))
+    index.update(found)
 
 
 def _removed(state: BacklogState, data: dict[str, Any]) -> None:

@@ -254,3 +254,28 @@ def test_statuses_outside_the_vocabulary_are_kept_and_reported() -> None:
     parsed = parse_backlog(b'{"backlog": [{"id": "P1", "type": "Phase", "status": "InProgress"}]}', source="f")
     assert parsed.unknown_statuses == {"P1": "InProgress"}
     assert import_event(parsed, source="f").backlog["backlog"][0]["status"] == "InProgress"
+
+
+def test_an_added_subtree_joins_a_built_index_as_a_rebuild_would_find_it() -> None:
+    from eventstore.records import StoredEvent  # noqa: PLC0415
+    from projections.backlog import BacklogState, TasksProjection  # noqa: PLC0415
+
+    doc = orjson.loads(INITIAL.read_bytes())
+    task = doc["backlog"][0]["milestones"][0]["tasks"][0]
+    new_task = {**task, "id": "P1.M1.T99", "subtasks": [
+        {**task["subtasks"][0], "id": "P1.M1.T99.S1"}, {**task["subtasks"][1], "id": "P1.M1.T99.S2"}]}
+    projection = TasksProjection()
+    state = projection.fold(projection.initial(), StoredEvent(
+        1, "s", 1, "BacklogImported", {"backlog": doc, "source": "", "sha256": ""}, {}, "", "", 1))
+    assert state.index  # built
+    for seq, (parent, item) in enumerate([("P1.M1", new_task), ("P1.M1.T1", {
+            **task["subtasks"][0], "id": "P1.M1.T1.S77"})], start=2):
+        state = projection.fold(state, StoredEvent(
+            seq, "s", seq, "ItemAdded", {"item": item, "parent_id": parent, "after_id": None},
+            {}, "", "", 1))
+        built = state.built_index()
+        assert built is not None  # kept, not dropped
+        rebuilt = BacklogState(state.doc).index
+        assert {k: (id(v[0]), id(v[1]), v[2]) for k, v in built.items()} == {
+            k: (id(v[0]), id(v[1]), v[2]) for k, v in rebuilt.items()}
+    assert state.index["P1.M1.T99.S2"][2] == "P1.M1.T99"
