@@ -8,7 +8,13 @@ import secrets
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
+    from typing import TypeAlias
+
+    # A file's bytes: whole, or as parts written one after another. A big file patched in
+    # a few places is written from its parts, never joined into a second copy first.
+    Content: TypeAlias = bytes | Sequence[bytes | memoryview]
 
 FILE_MODE = 0o644
 
@@ -19,7 +25,7 @@ def temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
 
 
-def write_atomic(target: Path, data: bytes) -> None:
+def write_atomic(target: Path, data: Content) -> None:
     """Temp file (exclusive) → write → fsync → rename over target → fsync the directory.
 
     On any failure the temp file is removed and the target is untouched; the error
@@ -30,10 +36,11 @@ def write_atomic(target: Path, data: bytes) -> None:
     try:
         try:
             os.fchmod(fd, FILE_MODE)  # the umask must not decide who can read a projection
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            for part in (data,) if isinstance(data, bytes) else data:
+                view = memoryview(part)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
             os.fsync(fd)
         finally:
             os.close(fd)
