@@ -51,6 +51,9 @@ Action = Literal["written", "unchanged", "removed", "absent"]
 SNAPSHOT_EVERY = 1000
 # At most this many new events are patched into the last export (PatchingProjection).
 PATCH_AT_MOST = 50
+# From this size on a patched file is hashed on another thread while it is written; below
+# it, starting and joining the thread costs more than the hash (a 100 kB file: 50 µs).
+HASH_ASIDE_FROM = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,8 @@ def file_stat(path: Path) -> str | None:
     be read to know them. Any write moves the mtime and the ctime, a replacement the inode;
     `os.utime` can put an mtime back, but it moves the ctime, which nothing but the kernel
     sets. A change of metadata alone (a chmod, a hard link) also moves the ctime: that costs
-    one read of the file, never a wrong answer."""
+    one read of the file, never a wrong answer. What it cannot see (a change in the very
+    tick of the file system's clock as the export's rename): docs/design.md §6."""
     try:
         info = path.stat()
     except OSError:
@@ -149,6 +153,18 @@ def _size_of(stat: str) -> int:
 def _digest_parts(digest: Any, parts: Sequence[bytes | memoryview]) -> None:
     for part in parts:
         digest.update(part)
+
+
+def _hashing_aside(digest: Any, parts: Sequence[bytes | memoryview]) -> threading.Thread | None:
+    """A thread feeding `parts` to `digest`, started; None when none can be had (a
+    process limit): the caller hashes them itself."""
+    hasher = threading.Thread(target=_digest_parts, args=(digest, parts),
+                              name="evstore-export-sha256", daemon=True)
+    try:
+        hasher.start()
+    except RuntimeError:
+        return None
+    return hasher
 
 
 def _well_formed(edits: Sequence[Edit], size: int) -> bool:
@@ -517,23 +533,20 @@ class ProjectionRunner:
     def _write_patch(self, path: Path, patch: _Patch, pending: int) -> tuple[str, int, Action]:
         """Write the edited last export: (its sha256, size, what was done). `_patched` saw
         the file as exported (its stat before and after reading it), so it holds no hand
-        edit to keep and its sha is the one recorded: only the new bytes need hashing,
-        which another thread does while they are written (sha256, the write and its fsync
-        all release the GIL), since it is the one cost here beside the write itself."""
+        edit to keep and its sha is the one recorded: only the new bytes need hashing. For
+        a big file another thread does that while they are written (sha256, the write and
+        its fsync all release the GIL): it is the one cost here beside the write itself."""
         if not patch.changed:  # statuses set to what they were, or nothing new
             return patch.exported_sha256, patch.size, "unchanged"
         parts = edited(patch.previous, patch.edits)
         digest = hashlib.sha256()
-        hasher = threading.Thread(target=_digest_parts, args=(digest, parts),
-                                  name="evstore-export-sha256", daemon=True)
-        try:
-            hasher.start()
-        except RuntimeError:  # no thread to be had (a process limit): hash here, first
+        hasher = _hashing_aside(digest, parts) if patch.size >= HASH_ASIDE_FROM else None
+        if hasher is None:
             _digest_parts(digest, parts)
         try:
             self._with_retry(lambda: self._write_file(path, parts), path, pending)
         finally:
-            if hasher.ident is not None:
+            if hasher is not None:
                 hasher.join()
         return digest.hexdigest(), patch.size, "written"
 
