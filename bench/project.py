@@ -332,7 +332,6 @@ def big_session_cases(root: Path, items: int, rounds: int, cycles: int) -> list[
     doc = generated(items)
     ids = subtask_ids(doc)
     path = root / "big-session.db"
-    wal = path.with_name(path.name + "-wal")
     with open_store(path) as store:
         seed(store, "big", orjson.dumps(doc), root / "big-session")
         store.project("big")
@@ -404,32 +403,59 @@ def big_session_cases(root: Path, items: int, rounds: int, cycles: int) -> list[
 
     # Growth: `cycles` append+project cycles in one long-lived Store. Its connection stays
     # open, so the -wal is never removed at a close: its largest size is what it costs.
+    rows += growth_rows(path, label, size, cycles, next_event)
+    return rows
+
+
+def growth_rows(path: Path, label: str, size: int, cycles: int, next_event: Any) -> list[Row]:
+    """How the journal file and its -wal grow over `cycles` append+project cycles in one
+    long-lived Store (as `evstore watch` or the MCP server runs), told apart: the cycles
+    that saved a state snapshot (every SNAPSHOT_EVERY events) and all the others."""
+    import time  # noqa: PLC0415
+
+    wal = path.with_name(path.name + "-wal")
+
+    def wal_size() -> int:
+        return wal.stat().st_size if wal.exists() else 0
+
     before = path.stat().st_size
-    wal_peak, times = 0, []
+    wal_peak, times, grew, snapshot_cycles = 0, [], [], []
     with open_existing(path) as store:
-        for _ in range(cycles):
+        for n in range(cycles):
+            start_size = path.stat().st_size
             store.append("big", [next_event()])
             started = time.perf_counter()
             store.project("big")
             times.append(time.perf_counter() - started)
-            wal_peak = max(wal_peak, wal.stat().st_size if wal.exists() else 0)
-        wal_end = wal.stat().st_size if wal.exists() else 0
+            checkpoint = store.journal.checkpoint("tasks", "big", with_state=False)
+            if checkpoint is not None and checkpoint.state_seq == checkpoint.seq:
+                snapshot_cycles.append(n)
+            grew.append(path.stat().st_size - start_size)
+            wal_peak = max(wal_peak, wal_size())
+        wal_end = wal_size()
     growth = path.stat().st_size - before
-    per_cycle = growth / max(cycles, 1)
-    snapshots = sum(1 for x in times if x > 3 * med(times))
-    rows.append(Row(f"6 journal file growth per append+project cycle, {label} session",
-                    "time", per_cycle, size, "tasks.json size", "B", target=0.01,
-                    note=f"over {cycles:,} cycles in one Store the journal file grew "
-                         f"{growth / 1024:,.0f} KiB ({per_cycle:,.0f} B per cycle); its -wal "
-                         f"peaked at {wal_peak / 1e6:,.1f} MB and was {wal_end / 1e6:,.1f} MB "
-                         f"at the end (the state snapshot, saved every {snapshot_every():,} "
-                         f"events, passes through it); project per cycle: median "
-                         f"{med(times) * 1000:,.0f} ms, slowest {max(times) * 1000:,.0f} ms "
-                         f"({snapshots} cycle(s) over 3x the median: snapshots)",
-                    samples={"project": times}))
-    rows.append(Row(f"6 journal -wal peak over {cycles:,} cycles, {label} session", "info",
-                    wal_peak, size, "tasks.json size", "B"))
-    return rows
+    plain = [g for n, g in enumerate(grew) if n not in snapshot_cycles]
+    per_cycle = sum(plain) / max(len(plain), 1)
+    at_snapshots = sum(grew[n] for n in snapshot_cycles)
+    plain_times = [t for n, t in enumerate(times) if n not in snapshot_cycles] or times
+    snap_ms = ", ".join(f"{times[n] * 1000:,.0f}" for n in snapshot_cycles) or "none"
+    return [
+        Row(f"6 journal file growth per append+project cycle, {label} session", "time",
+            per_cycle, size, "tasks.json size", "B", target=0.01,
+            note=f"{cycles:,} cycles in one Store: the journal file grew {growth / 1e6:,.1f} MB in "
+                 f"all, {per_cycle:,.0f} B per cycle outside the {len(snapshot_cycles)} that "
+                 f"saved a state snapshot (every {snapshot_every():,} events) and "
+                 f"{at_snapshots / 1e6:,.1f} MB at those (a snapshot is written before the old "
+                 "one is freed, so the file holds room for two; later snapshots reuse it); "
+                 f"project per cycle: median {med(plain_times) * 1000:,.0f} ms, at the "
+                 f"snapshots {snap_ms} ms",
+            samples={"project": times, "growth": [float(g) for g in grew]}),
+        Row(f"6 journal -wal peak over {cycles:,} cycles, {label} session", "info",
+            wal_peak, size, "tasks.json size", "B",
+            note=f"{wal_end / 1e6:,.1f} MB at the end; without a snapshot the -wal stays "
+                 "within SQLite's 1,000-page autocheckpoint, a snapshot (the state, twice) "
+                 "passes through it, and an open connection never shrinks the file"),
+    ]
 
 
 def open_existing(path: Path) -> Any:
