@@ -358,11 +358,13 @@ class ProjectionRunner:
         that file is untouched since, a few events are new and no snapshot is due; None
         to fold and render as always. With no new event the file is not even read."""
         path = export_dir / projection.file_name
-        fresh = self._patchable(projection, stream, path, checkpoint)
-        if fresh is None or checkpoint is None or checkpoint.exported_sha256 is None:
+        if (not isinstance(projection, PatchingProjection) or checkpoint is None
+                or checkpoint.exported_sha256 is None or checkpoint.exported_stat is None):
             return None
-        assert isinstance(projection, PatchingProjection)  # noqa: S101 - _patchable checked
-        sha, stat = checkpoint.exported_sha256, checkpoint.exported_stat or ""
+        fresh = self._patchable(stream, path, checkpoint)
+        if fresh is None:
+            return None
+        sha, stat = checkpoint.exported_sha256, checkpoint.exported_stat
         if not fresh:
             return _Rendered(projection, None, checkpoint.seq, None, 0, 0,
                              patch=_Patch(b"", (), _size_of(stat), sha, stat))
@@ -381,15 +383,11 @@ class ProjectionRunner:
         return _Rendered(projection, None, seq, None, len(events), len(events),
                          patch=_Patch(previous, edits, size, sha, stat))
 
-    def _patchable(
-        self, projection: Projection, stream: str, path: Path, checkpoint: Checkpoint | None
-    ) -> int | None:
-        """How many events are new when the projection's file may be patched: it can be,
-        its stat is the one recorded at its export, few events are new and the checkpoint
-        holds a snapshot that is not due again; None otherwise."""
-        if (not isinstance(projection, PatchingProjection) or checkpoint is None
-                or checkpoint.state_seq is None or checkpoint.exported_stat is None
-                or file_stat(path) != checkpoint.exported_stat):
+    def _patchable(self, stream: str, path: Path, checkpoint: Checkpoint) -> int | None:
+        """How many events are new when the file at `path` may be patched: its stat is the
+        one recorded at its export, few events are new and the checkpoint holds a snapshot
+        that is not due again; None otherwise."""
+        if checkpoint.state_seq is None or file_stat(path) != checkpoint.exported_stat:
             return None
         fresh = self.journal.count(stream, after=checkpoint.seq)
         if (

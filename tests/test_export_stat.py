@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from support import SESSION, tasks_of
+from support import INITIAL, SESSION, seed, tasks_of
 
 from eventstore import Store
 from eventstore import runner as runner_module
@@ -149,8 +149,6 @@ def test_a_patched_export_is_written_in_parts_and_its_sha_recorded(project_dir: 
 
     journal = SQLiteJournal(project_dir / ".evstore" / "journal.db", create=True)
     with Store(journal, projections=DEFAULT, write_file=write) as store:
-        from support import INITIAL, seed
-
         seed(store, SESSION, INITIAL, f"plan/{SESSION}")
         store.project(SESSION)
         for item, status in (("P1.M1.T1.S1", "Complete"), ("P1.M1.T1.S2", "Implementing")):
@@ -223,8 +221,6 @@ def test_a_failed_patched_write_moves_nothing_and_leaves_no_thread(project_dir: 
     journal = SQLiteJournal(project_dir / ".evstore" / "journal.db", create=True)
     policy = RetryPolicy(retries=3, sleep=lambda _: None)
     with Store(journal, projections=DEFAULT, policy=policy, write_file=write) as store:
-        from support import INITIAL, seed
-
         seed(store, SESSION, INITIAL, f"plan/{SESSION}")
         store.project(SESSION)
         before = (_tasks(project_dir).read_bytes(), store.journal.checkpoint("tasks", SESSION))
