@@ -351,6 +351,11 @@ def fmt_value(value: float | None, unit: str) -> str:
     if unit == "s":
         ms = value * 1000
         return f"{ms:,.1f} ms" if ms < 1000 else f"{value:,.2f} s"
+    if unit == "B":  # a size: in the unit that keeps it readable
+        for scale, name in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+            if value >= scale:
+                return f"{value / scale:,.1f} {name}"
+        return f"{value:,.0f} B"
     return f"{value:,.3g} {unit}"
 
 

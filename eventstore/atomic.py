@@ -17,8 +17,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from pathlib import Path
+    from typing import TypeAlias
+
+    # A file's bytes: whole, or as parts written one after another. A big file patched in
+    # a few places is written from its parts, never joined into a second copy first.
+    Content: TypeAlias = bytes | Sequence[bytes | memoryview]
 
 FILE_MODE = 0o644
 DRIFT_TIME = "%Y%m%dT%H%M%SZ"
@@ -30,7 +35,7 @@ def temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
 
 
-def write_atomic(target: Path, data: bytes) -> None:
+def write_atomic(target: Path, data: Content) -> None:
     """Temp file (exclusive) → write → fsync → rename over target → fsync the directory.
 
     On any failure the temp file is removed and the target is untouched; the error
@@ -41,17 +46,18 @@ def write_atomic(target: Path, data: bytes) -> None:
 
 
 def _write_and_rename(
-    target: Path, data: bytes, mode: int, times_ns: tuple[int, int] | None = None
+    target: Path, data: Content, mode: int, times_ns: tuple[int, int] | None = None
 ) -> None:
     tmp = temp_name(target)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         try:
             os.fchmod(fd, mode)  # the umask must not decide who can read the file
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            for part in (data,) if isinstance(data, bytes) else data:
+                view = memoryview(part)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from eventstore.events import Event
     from eventstore.records import StoredEvent
 
+# Bytes start:end of a file replaced by new bytes (a PatchingProjection's answer).
+Edit = tuple[int, int, bytes]
+
 
 @runtime_checkable
 class Projection(Protocol):
@@ -48,10 +51,24 @@ class Projection(Protocol):
 @runtime_checkable
 class PatchingProjection(Projection, Protocol):
     """A projection that can also update its last exported file for a few events without
-    folding its state (the backlog: status changes are one string each). `patch` returns
+    folding its state (the backlog: status changes are one string each). `edits` returns
+    where `previous` changes, sorted and not overlapping ([] when it stays as it is), or
     None whenever it cannot be sure, and the runner folds and renders as always."""
 
-    def patch(self, previous: bytes, events: Sequence[StoredEvent]) -> bytes | None: ...
+    def edits(self, previous: bytes, events: Sequence[StoredEvent]) -> list[Edit] | None: ...
+
+
+def edited(previous: bytes, edits: Sequence[Edit]) -> list[bytes | memoryview]:
+    """The parts of `previous` with `edits` applied, in order: views of `previous` (not
+    copies) between the new bytes. Written one after another they are the new file."""
+    view = memoryview(previous)
+    parts: list[bytes | memoryview] = []
+    at = 0
+    for start, end, value in edits:
+        parts += [view[at:start], value]
+        at = end
+    parts.append(view[at:])
+    return parts
 
 
 @runtime_checkable

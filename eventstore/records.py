@@ -138,7 +138,7 @@ class Checkpoint:
     exported_at: str | None
     event_id: str | None = None  # the event at `seq`, as the journal held it when saved
     state_seq: int | None = None  # the seq `state` is folded to (None: `seq`)
-    exported_stat: str | None = None  # the exported file's size:mtime_ns:inode
+    exported_stat: str | None = None  # the exported file's size:mtime_ns:inode:ctime_ns
 
     @property
     def state_at(self) -> int:

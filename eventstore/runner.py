@@ -11,6 +11,8 @@ import contextlib
 import hashlib
 import secrets
 import shutil
+import stat as stat_mode
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +26,7 @@ from eventstore.events import ErrorRecorded
 from eventstore.logs import get_logger
 from eventstore.persistence import ERRORS_STREAM, Journal
 from eventstore.progress import Progress, reporting
-from eventstore.projection import PatchingProjection, Projection
+from eventstore.projection import PatchingProjection, Projection, edited
 from eventstore.records import Checkpoint, StoredEvent
 from eventstore.retry import RetryPolicy
 
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from pathlib import Path
 
+    from eventstore.atomic import Content
+    from eventstore.projection import Edit
 log = get_logger("evstore.export")
 
 LOCK_NAME = ".evstore.lock"
@@ -44,6 +48,9 @@ Action = Literal["written", "unchanged", "removed", "absent"]
 SNAPSHOT_EVERY = 1000
 # At most this many new events are patched into the last export (PatchingProjection).
 PATCH_AT_MOST = 50
+# From this size on a patched file is hashed on another thread while it is written; below
+# it, starting and joining the thread costs more than the hash (a 100 kB file: 50 µs).
+HASH_ASIDE_FROM = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,22 @@ class ExportResult:
                 "bytes": self.bytes}
 
 
+@dataclass(frozen=True)
+class _Patch:
+    """The new file as the last export (`previous`, as read while its stat vouched for it)
+    with `edits` applied; `previous` is not read at all when there are none."""
+
+    previous: bytes
+    edits: Sequence[Edit]
+    size: int  # of the new file
+    exported_sha256: str  # of the last export, which the file on disk still is
+    exported_stat: str  # its stat, as recorded and as seen before and after reading it
+
+    @property
+    def changed(self) -> bool:
+        return any(self.previous[start:end] != value for start, end, value in self.edits)
+
+
 @dataclass
 class _Rendered:
     projection: Projection
@@ -71,6 +94,7 @@ class _Rendered:
     data: bytes | None
     applied: int  # events folded in this run (from the snapshot)
     fresh: int | None = None  # of those, the ones after the checkpoint's seq (None: all)
+    patch: _Patch | None = None  # instead of `data`: the last export, edited
 
     @property
     def new_events(self) -> int:
@@ -103,14 +127,51 @@ def file_sha256(path: Path) -> str | None:
 
 
 def file_stat(path: Path) -> str | None:
-    """`size:mtime_ns:inode` of a regular file (None when there is none): equal to the one
-    recorded at its export, the file was not written since (any write moves its mtime, a
-    replacement its inode), so its bytes need not be read to know them."""
+    """`size:mtime_ns:inode:ctime_ns` of a regular file (None when there is none): equal to
+    the one recorded at its export, the file was not written since, so its bytes need not
+    be read to know them. Any write moves the mtime and the ctime, a replacement the inode;
+    `os.utime` can put an mtime back, but it moves the ctime, which nothing but the kernel
+    sets. A change of metadata alone (a chmod, a hard link) also moves the ctime: that costs
+    one read of the file, never a wrong answer. What it cannot see (a change in the very
+    tick of the file system's clock as the export's rename): docs/design.md §6."""
     try:
         info = path.stat()
     except OSError:
         return None
-    return f"{info.st_size}:{info.st_mtime_ns}:{info.st_ino}" if path.is_file() else None
+    if not stat_mode.S_ISREG(info.st_mode):
+        return None
+    return f"{info.st_size}:{info.st_mtime_ns}:{info.st_ino}:{info.st_ctime_ns}"
+
+
+def _size_of(stat: str) -> int:
+    return int(stat.split(":", 1)[0])
+
+
+def _digest_parts(digest: Any, parts: Sequence[bytes | memoryview]) -> None:
+    for part in parts:
+        digest.update(part)
+
+
+def _hashing_aside(digest: Any, parts: Sequence[bytes | memoryview]) -> threading.Thread | None:
+    """A thread feeding `parts` to `digest`, started; None when none can be had (a
+    process limit): the caller hashes them itself."""
+    hasher = threading.Thread(target=_digest_parts, args=(digest, parts),
+                              name="evstore-export-sha256", daemon=True)
+    try:
+        hasher.start()
+    except RuntimeError:
+        return None
+    return hasher
+
+
+def _well_formed(edits: Sequence[Edit], size: int) -> bool:
+    """Sorted, apart and within the file: what `edited` needs to make the new file."""
+    at = 0
+    for start, end, _ in edits:
+        if not at <= start <= end <= size:
+            return False
+        at = end
+    return True
 
 
 def _kept_already(path: Path) -> Path | None:
@@ -131,7 +192,7 @@ class ProjectionRunner:
         projections: Sequence[Projection],
         *,
         policy: RetryPolicy | None = None,
-        write_file: Callable[[Path, bytes], None] = write_atomic,
+        write_file: Callable[[Path, Content], None] = write_atomic,
         remove_file: Callable[[Path], bool] = remove_atomic,
         lock_timeout_s: float = 120.0,
     ) -> None:
@@ -292,12 +353,38 @@ class ProjectionRunner:
     ) -> _Rendered | None:
         """The projection's new file made from its last export (PatchingProjection), when
         that file is untouched since, a few events are new and no snapshot is due; None
-        to fold and render as always."""
-        if (not isinstance(projection, PatchingProjection) or checkpoint is None
-                or checkpoint.state_seq is None or checkpoint.exported_stat is None):
-            return None
+        to fold and render as always. With no new event the file is not even read."""
         path = export_dir / projection.file_name
-        if file_stat(path) != checkpoint.exported_stat:
+        if (not isinstance(projection, PatchingProjection) or checkpoint is None
+                or checkpoint.exported_sha256 is None or checkpoint.exported_stat is None):
+            return None
+        fresh = self._patchable(stream, path, checkpoint)
+        if fresh is None:
+            return None
+        sha, stat = checkpoint.exported_sha256, checkpoint.exported_stat
+        if not fresh:
+            return _Rendered(projection, None, checkpoint.seq, None, 0, 0,
+                             patch=_Patch(b"", (), _size_of(stat), sha, stat))
+        events = list(self.journal.scan(stream, after=checkpoint.seq))
+        try:
+            previous = path.read_bytes()
+        except OSError:
+            return None  # the export proper reads it again and says what is wrong
+        # Its stat again: equal, nothing wrote the file while it was read, so these are the
+        # bytes exported (the export then trusts them without hashing what it replaces).
+        edits = projection.edits(previous, events) if file_stat(path) == stat else None
+        if edits is None or not _well_formed(edits, len(previous)):
+            return None
+        size = len(previous) + sum(len(value) - (end - start) for start, end, value in edits)
+        seq = max([checkpoint.seq, *(e.seq for e in events)])
+        return _Rendered(projection, None, seq, None, len(events), len(events),
+                         patch=_Patch(previous, edits, size, sha, stat))
+
+    def _patchable(self, stream: str, path: Path, checkpoint: Checkpoint) -> int | None:
+        """How many events are new when the file at `path` may be patched: its stat is the
+        one recorded at its export, few events are new and the checkpoint holds a snapshot
+        that is not due again; None otherwise."""
+        if checkpoint.state_seq is None or file_stat(path) != checkpoint.exported_stat:
             return None
         fresh = self.journal.count(stream, after=checkpoint.seq)
         if (
@@ -305,15 +392,7 @@ class ProjectionRunner:
             or self.journal.count(stream, after=checkpoint.state_at) >= SNAPSHOT_EVERY
         ):
             return None
-        events = list(self.journal.scan(stream, after=checkpoint.seq)) if fresh else []
-        try:
-            data = projection.patch(path.read_bytes(), events)
-        except OSError:
-            return None  # the export proper reads it again and says what is wrong
-        if data is None:
-            return None
-        seq = max([checkpoint.seq, *(e.seq for e in events)])
-        return _Rendered(projection, None, seq, data, len(events), len(events))
+        return fresh
 
     def _count_fresh(self, rendered: _Rendered, stream: str, checkpoint: Checkpoint | None) -> None:
         """Of the events folded from an older snapshot, the ones the checkpoint had not
@@ -358,42 +437,22 @@ class ProjectionRunner:
     ) -> tuple[ExportResult, Checkpoint | None]:
         projection = rendered.projection
         path = export_dir / projection.file_name
-        last_sha = checkpoint.exported_sha256 if checkpoint else None
         pending = rendered.new_events
-        if (checkpoint is not None and checkpoint.exported_stat is not None and last_sha is not None
-                and file_stat(path) == checkpoint.exported_stat):
-            on_disk: str | None = last_sha  # untouched since its export: no need to read it
+        new_sha: str | None
+        seen: str | None  # the stat that vouched for the bytes on disk
+        if rendered.patch is not None:
+            new_sha, size, action = self._write_patch(path, rendered.patch, pending)
+            seen = rendered.patch.exported_stat
         else:
-            try:
-                on_disk = file_sha256(path)
-            except OSError as exc:
-                # EACCES, EIO, EMFILE reading what is there: fail as a write would.
-                self._fail(exc, path, attempts=1, pending=pending)
-
-        if rendered.data is None:
-            action: Action = "absent"
-            # The file at a projection's path in the session's export dir is the
-            # projection's, whoever wrote it (a batch imported from the orchestrator's own
-            # file, say): left there, a tool would act on what the journal has closed.
-            if on_disk is not None:
-                self._with_retry(lambda: self._remove_file(path), path, pending)
-                action = "removed"
-            new_sha, size = None, 0
-        else:
-            new_sha, size = sha256(rendered.data), len(rendered.data)
-            if on_disk == new_sha:  # already holds exactly these bytes: leave it be
-                action = "unchanged"
-            else:
-                if self.drifted(projection, stream, checkpoint, trusted, on_disk, new_sha):
-                    why = ("exported from events the journal no longer holds" if trusted is None
-                           else "changed outside evstore")
-                    self._keep_drift(path, projection.name, stream, why)
-                data = rendered.data
-                self._with_retry(lambda: self._write_file(path, data), path, pending)
-                action = "written"
+            on_disk, seen = self._on_disk(path, checkpoint, pending)
+            new_sha, size, action = self._write_rendered_data(
+                rendered, path, checkpoint, stream, on_disk, trusted, pending)
+        # The stat recorded is the one that vouched for the bytes: taken before they were
+        # read (or known by it) when they stay, after the write when they are new. A file
+        # changed in between then shows a stat other than the recorded one next time.
+        stat = None if new_sha is None else (seen if action == "unchanged" else file_stat(path))
 
         save = None
-        stat = file_stat(path) if new_sha is not None else None
         if (trusted is None or pending or action != "unchanged"
                 or trusted.exported_sha256 != new_sha or trusted.exported_stat != stat):
             snapshot = (
@@ -422,6 +481,69 @@ class ProjectionRunner:
         return ExportResult(
             stream, projection.name, path, rendered.seq, action, pending, size
         ), save
+
+    def _on_disk(
+        self, path: Path, checkpoint: Checkpoint | None, pending: int
+    ) -> tuple[str | None, str | None]:
+        """(sha256 of the file at `path` or None when there is none, its stat before it
+        was read). A file whose stat is the one recorded at its export is that export: its
+        recorded sha is trusted without reading it (see `file_stat`); any other is read
+        and hashed, so a hand edit is always seen."""
+        seen = file_stat(path)
+        if (checkpoint is not None and checkpoint.exported_stat is not None
+                and checkpoint.exported_sha256 is not None
+                and seen == checkpoint.exported_stat):
+            return checkpoint.exported_sha256, seen
+        try:
+            return file_sha256(path), seen
+        except OSError as exc:
+            # EACCES, EIO, EMFILE reading what is there: fail as a write would.
+            self._fail(exc, path, attempts=1, pending=pending)
+
+    def _write_rendered_data(  # noqa: PLR0913, PLR0917 - one export's facts, passed through
+        self, rendered: _Rendered, path: Path, checkpoint: Checkpoint | None, stream: str,
+        on_disk: str | None, trusted: Checkpoint | None, pending: int,
+    ) -> tuple[str | None, int, Action]:
+        """Write (or remove) the rendered file: (its sha256, its size, what was done)."""
+        projection = rendered.projection
+        if rendered.data is None:
+            # The file at a projection's path in the session's export dir is the
+            # projection's, whoever wrote it (a batch imported from the orchestrator's own
+            # file, say): left there, a tool would act on what the journal has closed.
+            if on_disk is None:
+                return None, 0, "absent"
+            self._with_retry(lambda: self._remove_file(path), path, pending)
+            return None, 0, "removed"
+        new_sha, size = sha256(rendered.data), len(rendered.data)
+        if on_disk == new_sha:  # already holds exactly these bytes: leave it be
+            return new_sha, size, "unchanged"
+        if self.drifted(projection, stream, checkpoint, trusted, on_disk, new_sha):
+            why = ("exported from events the journal no longer holds" if trusted is None
+                   else "changed outside evstore")
+            self._keep_drift(path, projection.name, stream, why)
+        data = rendered.data
+        self._with_retry(lambda: self._write_file(path, data), path, pending)
+        return new_sha, size, "written"
+
+    def _write_patch(self, path: Path, patch: _Patch, pending: int) -> tuple[str, int, Action]:
+        """Write the edited last export: (its sha256, size, what was done). `_patched` saw
+        the file as exported (its stat before and after reading it), so it holds no hand
+        edit to keep and its sha is the one recorded: only the new bytes need hashing. For
+        a big file another thread does that while they are written (sha256, the write and
+        its fsync all release the GIL): it is the one cost here beside the write itself."""
+        if not patch.changed:  # statuses set to what they were, or nothing new
+            return patch.exported_sha256, patch.size, "unchanged"
+        parts = edited(patch.previous, patch.edits)
+        digest = hashlib.sha256()
+        hasher = _hashing_aside(digest, parts) if patch.size >= HASH_ASIDE_FROM else None
+        if hasher is None:
+            _digest_parts(digest, parts)
+        try:
+            self._with_retry(lambda: self._write_file(path, parts), path, pending)
+        finally:
+            if hasher is not None:
+                hasher.join()
+        return digest.hexdigest(), patch.size, "written"
 
     def _now(self) -> datetime:
         # The journal's clock (injectable), so copies are named as the events are timed.

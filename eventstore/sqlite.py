@@ -216,6 +216,10 @@ class SQLiteJournal(Journal):
             if existed and create:
                 self._refuse_damage(conn)  # `init` on a damaged journal must not bless it
             conn.execute(f"PRAGMA synchronous={self.durability.upper()}")
+            # A state snapshot of a big backlog passes through the -wal (~190 MB for 100,000
+            # items); without a limit a long-lived connection (watch, mcp) keeps it that
+            # size after every checkpoint. Set per connection, it writes nothing.
+            conn.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
             mode = self._read_on(conn, lambda: conn.execute("PRAGMA journal_mode").fetchone()[0])
             # Switching to WAL and migrating both write the file: with the first write, in
             # its transaction, so a command refused before it writes leaves every byte.
@@ -735,6 +739,7 @@ _CHAIN_SINCE = 4  # ... the hash chain, checkpoints' event ids and the export di
 _STATES_SINCE = 5  # ... checkpoint states apart from positions
 _LOOKUPS_SINCE = 6  # ... lookup entries for validation
 _DAMAGE_CHECKS = 8
+_WAL_SIZE_LIMIT = 64 * 2**20  # bytes a checkpointed -wal is truncated to
 
 
 def _transient(exc: BaseException) -> bool:

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from datetime import datetime
 
+    from eventstore.atomic import Content
     from eventstore.projection import Projection
     from eventstore.selection import Selection, WorkItem
 
@@ -74,7 +75,7 @@ class Store:
         projections: Sequence[Projection] = (),
         root: Path | None = None,
         policy: RetryPolicy | None = None,
-        write_file: Callable[[Path, bytes], None] | None = None,
+        write_file: Callable[[Path, Content], None] | None = None,
     ) -> None:
         self.journal = journal
         self.projections = tuple(projections)

@@ -22,7 +22,7 @@ from eventstore.events import (
     ItemUpdated,
 )
 from eventstore.jsonfmt import dumps, js_key_order, needs_js_numbers, normalize, normalize_document
-from projections.backlog_patch import patch_statuses, status_changes
+from projections.backlog_patch import status_changes, status_edits
 from projections.backlog_schema import (
     CHILDREN,
     LEVELS,
@@ -34,6 +34,7 @@ from projections.backlog_schema import (
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
+    from eventstore.projection import Edit
     from eventstore.records import StoredEvent
 
 # Which list holds an item's children, by the item's type.
@@ -172,13 +173,11 @@ class TasksProjection:
     def render(self, state: BacklogState) -> bytes | None:
         return None if state.doc is None else dumps(state.doc, js_numbers=state.js_numbers)
 
-    def patch(self, previous: bytes, events: Sequence[StoredEvent]) -> bytes | None:
-        """The file after `events`, made from `previous` (the file as last exported) when
-        they are status changes it can place (projections/backlog_patch.py); None: fold."""
+    def edits(self, previous: bytes, events: Sequence[StoredEvent]) -> list[Edit] | None:
+        """Where `events` change `previous` (the file as last exported) when they are
+        status changes it can place (projections/backlog_patch.py); None: fold."""
         changes = status_changes(events)
-        return (
-            previous if changes == [] else (patch_statuses(previous, changes) if changes else None)
-        )
+        return None if changes is None else status_edits(previous, changes)
 
     def dump_state(self, state: BacklogState) -> bytes:
         if state.unique_ids is None and state.doc is not None:

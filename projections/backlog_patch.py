@@ -18,8 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from eventstore.projection import edited
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from eventstore.projection import Edit
 
 # More changes than this and a full render is as cheap as searching for each.
 MAX_PATCHED_EVENTS = 50
@@ -28,23 +32,25 @@ MAX_PATCHED_EVENTS = 50
 def patch_statuses(previous: bytes, changes: Sequence[tuple[str, str]]) -> bytes | None:
     """`previous` (a tasks.json as evstore writes it) with each (item id, status) applied
     in order; None when any change cannot be placed with certainty."""
+    edits = status_edits(previous, changes)
+    return None if edits is None else b"".join(edited(previous, edits))
+
+
+def status_edits(previous: bytes, changes: Sequence[tuple[str, str]]) -> list[Edit] | None:
+    """Where each (item id, status) changes `previous`: (start, end, new bytes) of each
+    status string, in file order; None when any change cannot be placed with certainty.
+    The caller writes the file from these without joining it (a big file is not copied)."""
     if len(changes) > MAX_PATCHED_EVENTS:
         return None
     wanted = dict(changes)  # the last change of an item is the one that shows
-    spans: list[tuple[int, int, bytes]] = []
+    spans: list[Edit] = []
     for item_id, status in wanted.items():
         found = _status_span(previous, item_id)
         if found is None:
             return None
         spans.append((*found, orjson.dumps(status)))
     spans.sort()
-    parts: list[bytes] = []
-    at = 0
-    for start, end, value in spans:
-        parts += [previous[at:start], value]
-        at = end
-    parts.append(previous[at:])
-    return b"".join(parts)
+    return spans
 
 
 def _status_span(data: bytes, item_id: str) -> tuple[int, int] | None:

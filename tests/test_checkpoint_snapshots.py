@@ -81,7 +81,7 @@ def test_a_file_touched_but_not_changed_is_read_once_and_left(store: Store, proj
     assert tasks.action == "unchanged"
     assert not list(path.parent.glob("tasks.json.drift-*"))
     info = path.stat()
-    stat = f"{info.st_size}:{info.st_mtime_ns}:{info.st_ino}"
+    stat = f"{info.st_size}:{info.st_mtime_ns}:{info.st_ino}:{info.st_ctime_ns}"
     assert store.journal.checkpoint("tasks", SESSION).exported_stat == stat  # type: ignore[union-attr]
 
 
