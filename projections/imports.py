@@ -83,11 +83,24 @@ def check_backlog(doc: Any, *, source: str) -> None:
 
 
 def unknown_statuses(doc: dict[str, Any]) -> dict[str, str]:
+    """Items whose status is outside the vocabulary, by id (the first item of an id, as
+    the index has it): one walk, without building an index nobody keeps."""
     found: dict[str, str] = {}
-    for item_id, (item, _, _) in BacklogState(doc).index.items():
-        status = item.get("status")
-        if status not in STATUSES:
-            found[item_id] = repr(status) if not isinstance(status, str) else status
+    seen: set[str] = set()
+    stack: list[list[Any]] = [doc["backlog"]]
+    while stack:
+        for item in stack.pop():
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                continue
+            item_id = item["id"]
+            if item_id not in seen:
+                seen.add(item_id)
+                status = item.get("status")
+                if status not in STATUSES:
+                    found[item_id] = repr(status) if not isinstance(status, str) else status
+            kids = children_of(item)
+            if kids is not None:
+                stack.append(kids)
     return found
 
 
