@@ -21,7 +21,7 @@ from eventstore.projection import LookupProjection
 from eventstore.records import LookupWrite
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from eventstore.events import Event
     from eventstore.persistence import Journal
@@ -46,12 +46,9 @@ def validate_by_lookup(
     for projection in projections:
         if not _looks_up(projection):
             return None
-        keys: list[str] = []
-        for event in chosen:
-            wanted = projection.lookup_keys(event)
-            if wanted is None:
-                return None
-            keys.extend(wanted)
+        keys = _keys(projection.lookup_keys, chosen)
+        if keys is None:
+            return None
         if projection.keeps_entries:
             needs.append((projection, keys))
     before, after = pending[0].version - 1, pending[-1].version
@@ -95,7 +92,7 @@ def lookup_writes(  # noqa: PLR0913 - the journal, what is appended, and the sta
         name = projection.name
         current = (marks.get((name, session)) == before
                    or journal.lookup(name, session).version == before)
-        touched = _touched(projection, chosen) if current else None
+        touched = _keys(projection.touched_keys, chosen) if current else None
         state = states[name]
         entries = projection.lookup_entries(state, touched)
         if entries is None:  # this state cannot be looked up: validate from it always
@@ -123,11 +120,14 @@ def _looks_up(projection: Projection) -> TypeGuard[LookupProjection]:
     return found
 
 
-def _touched(projection: LookupProjection, chosen: Sequence[Event]) -> list[str] | None:
-    touched: list[str] = []
+def _keys(
+    of: Callable[[Event], Sequence[str] | None], chosen: Sequence[Event]
+) -> list[str] | None:
+    """The keys `of` names for every event of `chosen`; None when it names None for one."""
+    found: list[str] = []
     for event in chosen:
-        keys = projection.touched_keys(event)
+        keys = of(event)
         if keys is None:
             return None
-        touched.extend(keys)
-    return touched
+        found.extend(keys)
+    return found

@@ -168,10 +168,8 @@ class Repairs:
             moved = move_aside(path, lost, refuse=protected)
             problem.outcome = f"moved to {shown(moved)}"
         elif problem.code == BATCH_PROGRESS_CORRUPT:
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                problem.outcome = "gone meanwhile"
+            data = _bytes_still_there(path, problem)
+            if data is None:
                 return
             if batch_progress_defect(data) is None:
                 problem.outcome = "valid again meanwhile: left alone"
@@ -179,10 +177,8 @@ class Repairs:
             moved = move_aside(path, lost, refuse=protected)
             problem.outcome = f"moved to {shown(moved)}"
         elif problem.code == PROJECTION_DRIFT:
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                problem.outcome = "gone meanwhile"
+            data = _bytes_still_there(path, problem)
+            if data is None:
                 return
             name = drift_name(path, self._ctx.clock())
             copy = keep_copy(path, path.parent, name, refuse=protected)
@@ -238,3 +234,12 @@ def _protected(store: Store) -> Callable[[Path], None]:
         refuse_protected(store, [target], what="doctor --fix", protected=owners)
 
     return refuse
+
+
+def _bytes_still_there(path: Path, problem: Problem) -> bytes | None:
+    """The file's bytes now; None, with the outcome said, when it went meanwhile."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        problem.outcome = "gone meanwhile"
+        return None
