@@ -7,7 +7,6 @@ so a machine without psycopg runs every SQLite command.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +20,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from eventstore.persistence import Durability, Journal
+    from eventstore.records import JournalFile
 
 
 def open_journal(  # noqa: PLR0913 - every knob is keyword-only and has a default
@@ -53,26 +53,9 @@ def open_journal(  # noqa: PLR0913 - every knob is keyword-only and has a defaul
                          clock=clock, tool=tool)
 
 
-@dataclass(frozen=True)
-class JournalFile:
-    """What lies at a journal file's path, read without writing anything (`evstore doctor`
-    judges a journal before opening it, which could migrate it): `defect` when it is no
-    database at all (empty, a FIFO, another format), else its schema version, what its
-    integrity check finds, and whether it is another application's database."""
-
-    defect: str | None
-    version: int | None
-    failures: list[str]
-    foreign: bool
-
-
 def inspect_journal_file(path: Path) -> JournalFile:
-    """The journal file at `path` as `JournalFile` (only the SQLite backend keeps one);
-    FileNotFoundError when there is none."""
-    from eventstore.sqlite_file import inspect_sqlite, journal_file_defect  # noqa: PLC0415
+    """The journal file at `path`, read without writing anything (only the SQLite backend
+    keeps one); FileNotFoundError when there is none."""
+    from eventstore.sqlite import SQLiteJournal  # noqa: PLC0415
 
-    defect = journal_file_defect(path, path.stat())
-    if defect is not None:
-        return JournalFile(defect[0], None, [], foreign=False)
-    version, failures, foreign = inspect_sqlite(path)
-    return JournalFile(None, version, failures, foreign)
+    return SQLiteJournal.inspect_file(path)

@@ -170,6 +170,19 @@ class LookupWrite:
 
 
 @dataclass(frozen=True)
+class JournalFile:
+    """What lies at a journal file's path, read without writing anything (`evstore doctor`
+    judges a journal before opening it, which could migrate it): `defect` when it is no
+    database at all (empty, a FIFO, another format), else its schema version, what its
+    integrity check finds, and whether it is another application's database."""
+
+    defect: str | None
+    version: int | None
+    failures: list[str]
+    foreign: bool
+
+
+@dataclass(frozen=True)
 class StreamInfo:
     stream: str
     events: int

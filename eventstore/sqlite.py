@@ -39,6 +39,7 @@ from eventstore.records import (
     CURRENT_SCHEMA,
     AppendResult,
     Checkpoint,
+    JournalFile,
     StoredEvent,
     decode_rows,
     decode_scan_rows,
@@ -51,6 +52,8 @@ from eventstore.sqlite_detach import close_without_checkpoint
 from eventstore.sqlite_file import (
     check_findings,
     check_journal_file,
+    inspect_sqlite,
+    journal_file_defect,
     on_read_only_file_system,
     open_read_only,
     read_failed_during_check,
@@ -714,6 +717,17 @@ class SQLiteJournal(Journal):
         self._with_busy_retry(attempt)
 
     # --- inspection (sqlite-utils on the same connection) -----------------------------
+
+    @staticmethod
+    def inspect_file(path: Path) -> JournalFile:
+        """The file at `path` judged without opening it as a journal (which could migrate
+        it): its header first, then its schema version and integrity through a connection
+        that cannot write. FileNotFoundError when there is none."""
+        defect = journal_file_defect(path, path.stat())
+        if defect is not None:
+            return JournalFile(defect[0], None, [], foreign=False)
+        version, failures, foreign = inspect_sqlite(path)
+        return JournalFile(None, version, failures, foreign)
 
     def integrity_check(self) -> list[str]:
         rows = self._read(lambda: self._conn.execute("PRAGMA integrity_check").fetchall())
