@@ -292,7 +292,21 @@ def _writer(
         _append_batch(store, fd, f"{spec['key']}b{count}", size, items)
         done += size
         count += 1
+        if count == 1 and spec.get("all_under_way"):
+            _all_under_way(spec["all_under_way"], spec["key"], spec["writers"])
     _say(fd, "D")
+
+
+def _all_under_way(folder: str, key: str, writers: int, limit_s: float = 60.0) -> None:
+    """Wait, after this writer's first commit, until every writer has made one: each is
+    then under way at once. SQLite's busy handler sleeps, so a writer that commits fast can
+    hold the lock through its whole run while the others sleep; released only at `go`,
+    how many overlap would be up to the scheduler. Past `limit_s` (a writer that died
+    before its first commit), carry on: the checks after the run say what went wrong."""
+    Path(folder, key).touch()
+    deadline = time.monotonic() + limit_s
+    while len(os.listdir(folder)) < writers and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def _racer(store: Store, spec: dict[str, Any], fd: int, items: list[str]) -> None:
@@ -836,12 +850,15 @@ def concurrent_writers(
     timeout: float = 600,
 ) -> dict[str, Any]:
     """`writers` fresh interpreters append `events_per_writer` events each (singles and
-    batches of 2-12) to one journal, released together; check everything they were told."""
+    batches of 2-12) to one journal, released together and all under way at once (each
+    waits after its first commit for the others' first); check everything they were told."""
     db = new_project(root / "project")
     scratch = root / "writers"
     scratch.mkdir()
     before = read_journal(db)
     go = scratch / "go"
+    under_way = scratch / "under-way"
+    under_way.mkdir()
     rng = random.Random(seed)
     started = time.monotonic()
     with _reaped(
@@ -854,6 +871,8 @@ def concurrent_writers(
                     "key": f"cw{n}",
                     "seed": rng.getrandbits(32),
                     "total": events_per_writer,
+                    "all_under_way": str(under_way),
+                    "writers": writers,
                 },
                 scratch,
                 f"cw{n}",

@@ -36,11 +36,12 @@ def test_eight_writers_8000_events(tmp_path: Path) -> None:
     assert result["batches_partial"] == 0
     assert result["nonzero_exits"] == 0
     assert result["appends"] > 8 * 1000 // 7  # singles and batches: more than 1,142 commits
-    # The writers overlapped: their commits interleave in the journal (one after another
-    # would be 7 switches and one writer under way at a time; a loaded 2-core machine has
-    # given as few as 13).
+    # The writers overlapped: each waits after its first commit until all have made one
+    # (bench/torture.py), so all 8 are under way at once and their commits interleave (one
+    # after another would be 7 switches). Without that wait, SQLite's sleeping busy handler
+    # let a fast writer hold the lock for most of its run on a loaded 2-core machine.
     assert result["writer_switches"] > 8, result
-    assert result["max_writers_under_way"] >= 4, result
+    assert result["max_writers_under_way"] == 8, result
 
 
 def test_expected_version_race_one_winner_per_version(tmp_path: Path) -> None:
