@@ -3,14 +3,15 @@
 A command that appends one status update in a fresh process would otherwise load the
 session's whole folded state (on a 100,000-item backlog, tens of megabytes) to learn that
 one item exists. Projections that implement `LookupProjection` name the few entries an
-event needs; the journal keeps those entries beside the events, with the stream version
-they are current at, written in the same transaction as each append the store validates.
-Entries behind the stream are never trusted: the append then validates from the state as
-always, and rebuilds them from it.
+event needs; the journal keeps those entries beside the events, written in the same
+transaction as each append the store validates, and marked current. Any append that does
+not keep them (a raw journal append, a streamed one, a store without that projection)
+takes the mark off in its own transaction, and unmarked entries are never trusted: the
+append then validates from the state as always, and rebuilds them from it.
 
-An append that changes no entry (a status update: statuses are not entries) still moves
-the version on, one small row; `Marks` remembers the versions this process wrote, so an
-append with the states in memory need not read it back.
+An append that changes no entry (a status update: statuses are not entries) writes
+nothing. `Marks` remembers the stream versions at which this process left entries
+current, so an append with the states in memory need not read the mark back.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from eventstore.projection import Projection
     from eventstore.records import StoredEvent
 
-# (projection, stream) -> the version this process last made its entries current at.
+# (projection, stream) -> the stream version at which this process last left them current.
 Marks = dict[tuple[str, str], int]
 
 
@@ -37,9 +38,8 @@ def validate_by_lookup(
     projections: Iterable[Projection],
     session: str,
     chosen: Sequence[Event],
-    pending: list[StoredEvent],
 ) -> list[LookupWrite] | None:
-    """Validate `chosen` (to be stored as `pending`) from lookup entries, and the writes
+    """Validate `chosen` from lookup entries, and the writes
     that keep the entries current; None when some projection needs its whole state for
     them (or its entries are not current), and nothing was decided."""
     needs: list[tuple[LookupProjection, list[str]]] = []
@@ -51,11 +51,10 @@ def validate_by_lookup(
             return None
         if projection.keeps_entries:
             needs.append((projection, keys))
-    before, after = pending[0].version - 1, pending[-1].version
     read = []
     for projection, keys in needs:
         found = journal.lookup(projection.name, session, keys)
-        if found.version != before:
+        if not found.current:
             return None
         read.append((projection, found.entries))
     writes = []
@@ -66,7 +65,7 @@ def validate_by_lookup(
         changes: dict[str, Any] = {key: value for key, value in entries.items()
                                    if key not in original or original[key] != value}
         changes.update((key, None) for key in original if key not in entries)
-        writes.append(LookupWrite(projection.name, session, after, changes))
+        writes.append(LookupWrite(projection.name, session, changes))
     return writes
 
 
@@ -85,26 +84,26 @@ def lookup_writes(  # noqa: PLR0913 - the journal, what is appended, and the sta
     (known from `marks` without a read when this process made them so), else every entry,
     rebuilt."""
     writes = []
-    before, after = pending[0].version - 1, pending[-1].version
+    before = pending[0].version - 1
     for projection in projections:
         if not _looks_up(projection) or not projection.keeps_entries:
             continue
         name = projection.name
         current = (marks.get((name, session)) == before
-                   or journal.lookup(name, session).version == before)
+                   or journal.lookup(name, session).current)
         touched = _keys(projection.touched_keys, chosen) if current else None
-        state = states[name]
-        entries = projection.lookup_entries(state, touched)
+        entries = projection.lookup_entries(states[name], touched)
         if entries is None:  # this state cannot be looked up: validate from it always
-            writes.append(LookupWrite(name, session, None, {}))
+            writes.append(LookupWrite(name, session, {}, drop=True))
         else:
-            writes.append(LookupWrite(name, session, after, entries, replace=touched is None))
+            writes.append(LookupWrite(name, session, entries, replace=touched is None))
     return writes
 
 
-def marks_of(writes: Sequence[LookupWrite]) -> Marks:
-    """The versions `writes` make entries current at (to remember once they commit)."""
-    return {(w.projection, w.stream): w.version for w in writes if w.version is not None}
+def marks_of(writes: Sequence[LookupWrite], version: int) -> Marks:
+    """The entries `writes` leave current at stream `version` (to remember once they
+    commit)."""
+    return {(w.projection, w.stream): version for w in writes if not w.drop}
 
 
 _LOOKS_UP: dict[type, bool] = {}

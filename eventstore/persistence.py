@@ -47,8 +47,9 @@ ERRORS_STREAM = "_errors"  # cannot collide: session ids start with a letter or 
 # The predicate of schema.sql's partial index events_export_dir, verbatim: SQLite uses a
 # partial index only for a query that repeats its WHERE term.
 EXPORT_DIR_EVENTS = "type IN ('SessionCreated', 'SessionMoved')"
-# The lookup entry that holds the stream version the others are current at: a
-# projection's own keys are never empty.
+# The lookup entry whose presence says the others are current (every append since they
+# were built kept them; any other append removes it): a projection's own keys are never
+# empty.
 MARK_KEY = ""
 
 
@@ -417,10 +418,11 @@ class Journal(ABC):
         return {row[0] for row in rows}
 
     def lookup(self, projection: str, stream: str, keys: Sequence[str] = ()) -> Lookup:
-        """The version and the entries of `keys` of a projection's lookup (schema 6): one
-        read of a few rows on the primary key, however big the stream's state."""
+        """Whether a projection's lookup entries of `stream` are current, and those of
+        `keys` (schema 6): one read of a few rows on the primary key, however big the
+        stream's state."""
         if not self._has_lookups():
-            return Lookup(None, {})
+            return Lookup(current=False, entries={})
         wanted = [MARK_KEY, *dict.fromkeys(keys)]
         rows = self._query(
             "SELECT key, entry FROM lookups WHERE projection = ? AND stream = ? AND key IN"  # noqa: S608 - only "?" marks
@@ -428,10 +430,9 @@ class Journal(ABC):
             projection, stream, *wanted,
         )
         entries = {key: orjson.loads(entry) for key, entry in rows}
-        version = entries.pop(MARK_KEY, None)
-        if version is None:
-            return Lookup(None, {})
-        return Lookup(int(version), entries)
+        if entries.pop(MARK_KEY, None) is None:
+            return Lookup(current=False, entries={})
+        return Lookup(current=True, entries=entries)
 
     def _has_lookups(self) -> bool:
         """Whether the journal has the lookup tables (a backend reading an older schema

@@ -480,7 +480,7 @@ class PostgresJournal(Journal):
         tracking: dict[str, Any] = {"committing": False, "written": None, "result": None,
                                     "tries": 0}
 
-        def attempt() -> AppendResult:  # one transaction, step by step
+        def attempt() -> AppendResult:  # noqa: PLR0915 - one transaction, step by step
             tracking["tries"] += 1
             unsure = tracking["committing"]
             tracking["committing"] = False
@@ -529,6 +529,7 @@ class PostgresJournal(Journal):
                         for offset, (event_type, data, _) in enumerate(chosen_payloads, start=1)
                     ]
                     rows = self._chained(rows, stream, prev_link)
+                    writes = None
                     if check is not None:
                         datas = pending_data(chosen_payloads,
                                              fresh=tracking["tries"] == 1 or decide is not None)
@@ -537,10 +538,10 @@ class PostgresJournal(Journal):
                                         row[4], row[5])
                             for row, data in zip(rows, datas, strict=True)
                         ]
-                        writes = check(head, pending, chosen) or ()
-                        with conn.cursor() as cur:
-                            for sql, params in lookup_statements(writes):
-                                cur.executemany(sql.replace("?", "%s"), params)
+                        writes = check(head, pending, chosen)
+                    with conn.cursor() as cur:
+                        for sql, params in lookup_statements(stream, writes):
+                            cur.executemany(sql.replace("?", "%s"), params)
                     tracking["written"] = [row[4] for row in rows]
                     tracking["result"] = AppendResult(
                         stream=stream,

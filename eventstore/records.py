@@ -147,26 +147,27 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class Lookup:
-    """A projection's lookup entries of one stream (see Journal.lookup): `version` is the
-    stream version they are current at (None: there are none), `entries` those asked for
-    that exist."""
+    """A projection's lookup entries of one stream (see Journal.lookup): whether they are
+    `current` (every append since they were built kept them), and of the keys asked for,
+    those that exist."""
 
-    version: int | None
+    current: bool
     entries: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class LookupWrite:
-    """How an append changes a projection's lookup entries of its stream, written in the
-    append's transaction: each key's new entry (None deletes it; keys are never empty),
-    all others dropped first when `replace`; `version` is the stream version they are then
-    current at (None: drop them all, so the next append rebuilds them)."""
+    """How an append keeps a projection's lookup entries of its stream, written in the
+    append's transaction: each key's new entry (None deletes it; keys are never empty), all
+    others dropped first when `replace` (a rebuild, which also marks them current). No
+    changes is a write too: it says the append kept them (a status update changes none).
+    `drop` removes them all, so the next append rebuilds them."""
 
     projection: str
     stream: str
-    version: int | None
     changes: Mapping[str, Any]
     replace: bool = False
+    drop: bool = False
 
 
 @dataclass(frozen=True)

@@ -514,6 +514,7 @@ class SQLiteJournal(Journal):
                     for offset, (event_type, data, _) in enumerate(chosen_payloads, start=1)
                 ]
                 rows = self._chained(rows, head, prev_link)
+                writes = None
                 if check is not None:
                     datas = pending_data(chosen_payloads,
                                          fresh=tries[0] == 1 or decide is not None)
@@ -522,8 +523,9 @@ class SQLiteJournal(Journal):
                                     row[6], row[7])
                         for i, (row, data) in enumerate(zip(rows, datas, strict=True), start=1)
                     ]
-                    for sql, params in lookup_statements(check(head, pending, chosen) or ()):
-                        conn.executemany(sql, params)
+                    writes = check(head, pending, chosen)
+                for sql, params in lookup_statements(stream, writes):
+                    conn.executemany(sql, params)
                 conn.executemany(
                     "INSERT INTO events (stream, version, type, data, meta, recorded_at,"
                     " event_id, schema_version, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -606,6 +608,8 @@ class SQLiteJournal(Journal):
                      event_id, schema_of[event_type])
                     for offset, (event_type, data, event_id, _) in enumerate(staged, start=1)
                 ), head, prev_link)
+                for sql, params in lookup_statements(stream, None):  # they are not kept
+                    conn.executemany(sql, params)
                 conn.executemany(
                     "INSERT INTO events (stream, version, type, data, meta, recorded_at,"
                     " event_id, schema_version, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

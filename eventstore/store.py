@@ -305,7 +305,7 @@ class Store:
                 raise
             # Only once committed: a mark remembered from a rolled-back append would vouch
             # for entries the journal never got.
-            self._marks.update(marks_of(made))
+            self._marks.update(marks_of(made, result.last_version))
             return result
 
     def _validate(
@@ -320,7 +320,7 @@ class Store:
         key_streams = [(p, (p.name, session)) for p in self.projections]
         if not all(key in self._live for _, key in key_streams):
             # States not in memory (a fresh process): a few lookup entries may do.
-            writes = validate_by_lookup(self.journal, self.projections, session, chosen, pending)
+            writes = validate_by_lookup(self.journal, self.projections, session, chosen)
             if writes is not None:
                 return writes
         states = self._catch_up_all(session, head=head)

@@ -126,26 +126,43 @@ _SAVE_LOOKUP = (
     "INSERT INTO lookups (projection, stream, key, entry) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (projection, stream, key) DO UPDATE SET entry = excluded.entry"
 )
+_UNMARK = "DELETE FROM lookups WHERE stream = ? AND key = ?"
 
 
-def lookup_statements(writes: Sequence[LookupWrite]) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    """(SQL in SQLite's `?` style, its parameter rows) that make `writes`, in order: the
-    usual update is one statement, its entries and the version together."""
+def lookup_statements(
+    stream: str, writes: Sequence[LookupWrite] | None
+) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """(SQL in SQLite's `?` style, its parameter rows) that make `writes` in an append to
+    `stream`, in order, and take the mark off every projection's entries the append did
+    not keep (all of them for an append without a check: `writes` None). A status update
+    that changes no entry costs one statement that changes nothing, hence writes no page."""
     statements: list[tuple[str, list[tuple[Any, ...]]]] = []
     dumps = orjson.dumps
-    for write in writes:
+    kept = []
+    for write in writes or ():
         where = (write.projection, write.stream)
-        if write.replace or write.version is None:
+        if write.drop:
             statements.append((_DROP_LOOKUPS, [where]))
-        if write.version is None:
             continue
+        kept.append(write.projection)
+        if write.replace:
+            statements.append((_DROP_LOOKUPS, [where]))
         deletes = [(*where, key) for key, entry in write.changes.items() if entry is None]
         if deletes and not write.replace:
             statements.append((_DELETE_LOOKUP, deletes))
-        upserts = [(*where, MARK_KEY, str(write.version))]
-        upserts += [(*where, key, dumps(entry).decode())
-                    for key, entry in write.changes.items() if entry is not None]
-        statements.append((_SAVE_LOOKUP, upserts))
+        upserts = [(*where, key, dumps(entry).decode())
+                   for key, entry in write.changes.items() if entry is not None]
+        if write.replace:
+            upserts.append((*where, MARK_KEY, "1"))
+        if upserts:
+            statements.append((_SAVE_LOOKUP, upserts))
+    # Every other projection's entries are behind now: unmarked, they are rebuilt on use.
+    unmark = _UNMARK
+    params: tuple[Any, ...] = (stream, MARK_KEY)
+    if kept:
+        unmark += f" AND projection NOT IN ({','.join('?' * len(kept))})"
+        params += tuple(kept)
+    statements.append((unmark, [params]))
     return statements
 
 

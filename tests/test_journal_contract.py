@@ -811,38 +811,63 @@ def test_a_staged_append_revalidates_when_the_stream_moved(journal: Journal) -> 
 def test_lookup_writes_are_made_in_the_append_transaction(journal: Journal) -> None:
     from eventstore.records import LookupWrite  # noqa: PLC0415
 
-    assert journal.lookup("p", "s", ["a"]) == Lookup(None, {})
+    assert journal.lookup("p", "s", ["a"]) == Lookup(current=False, entries={})
 
-    def keep(head: int, pending: list[Any], chosen: Any) -> list[LookupWrite]:  # noqa: ARG001
-        return [LookupWrite("p", "s", pending[-1].version, {"a": [1, "x"], "b": {"k": None}})]
+    def build(head: int, pending: list[Any], chosen: Any) -> list[LookupWrite]:  # noqa: ARG001
+        return [LookupWrite("p", "s", {"a": [1, "x"], "b": {"k": None}}, replace=True),
+                LookupWrite("q", "s", {"z": 0}, replace=True)]
 
-    journal.append("s", [status()], check=keep)
-    assert journal.lookup("p", "s", ["a", "b", "c"]) == Lookup(1, {"a": [1, "x"], "b": {"k": None}})
-    assert journal.lookup("p", "other", ["a"]) == Lookup(None, {})
+    journal.append("s", [status()], check=build)
+    assert journal.lookup("p", "s", ["a", "b", "c"]) == Lookup(True, {"a": [1, "x"], "b": {"k": None}})
+    assert journal.lookup("p", "other", ["a"]) == Lookup(False, {})
 
     def refuse(head: int, pending: list[Any], chosen: Any) -> list[LookupWrite]:  # noqa: ARG001
         raise InvalidInputError("no")
 
     with pytest.raises(InvalidInputError):
         journal.append("s", [status()], check=refuse)
+    assert journal.lookup("p", "s", ["a"]).current  # a refused append changes nothing
 
     def change(head: int, pending: list[Any], chosen: Any) -> list[LookupWrite]:  # noqa: ARG001
-        return [LookupWrite("p", "s", pending[-1].version, {"a": None, "c": 3})]
+        return [LookupWrite("p", "s", {"a": None, "c": 3}), LookupWrite("q", "s", {})]
 
     journal.append("s", [status()], check=change)
-    assert journal.lookup("p", "s", ["a", "b", "c"]) == Lookup(2, {"b": {"k": None}, "c": 3})
+    assert journal.lookup("p", "s", ["a", "b", "c"]) == Lookup(True, {"b": {"k": None}, "c": 3})
+    assert journal.lookup("q", "s", ["z"]) == Lookup(True, {"z": 0})  # kept, unchanged
 
-    def rebuild(head: int, pending: list[Any], chosen: Any) -> list[LookupWrite]:  # noqa: ARG001
-        return [LookupWrite("p", "s", pending[-1].version, {"d": 4}, replace=True)]
+    def keep_p_only(head: int, pending: list[Any], chosen: Any) -> list[LookupWrite]:  # noqa: ARG001
+        return [LookupWrite("p", "s", {})]
 
-    journal.append("s", [status()], check=rebuild)
-    assert journal.lookup("p", "s", ["a", "b", "c", "d"]) == Lookup(3, {"d": 4})
+    journal.append("s", [status()], check=keep_p_only)
+    assert journal.lookup("p", "s", ["c"]) == Lookup(True, {"c": 3})
+    assert journal.lookup("q", "s", ["z"]) == Lookup(False, {})  # not kept by that append
+
+    journal.append("other", [status()])  # another stream's append leaves these alone
+    assert journal.lookup("p", "s", ["c"]).current
+    journal.append("s", [status()])  # an append without a check keeps none
+    assert journal.lookup("p", "s", ["c"]) == Lookup(False, {})
+
+    journal.append("s", [status()], check=build)
+    assert journal.lookup("p", "s", ["a"]) == Lookup(True, {"a": [1, "x"]})
 
     def drop(head: int, pending: list[Any], chosen: Any) -> list[LookupWrite]:  # noqa: ARG001
-        return [LookupWrite("p", "s", None, {})]
+        return [LookupWrite("p", "s", {}, drop=True)]
 
     journal.append("s", [status()], check=drop)
-    assert journal.lookup("p", "s", ["d"]) == Lookup(None, {})
+    assert journal.lookup("p", "s", ["a"]) == Lookup(False, {})
+
+
+def test_a_staged_append_leaves_lookup_entries_unmarked(journal: Journal) -> None:
+    from eventstore.records import LookupWrite  # noqa: PLC0415
+
+    def build(head: int, pending: list[Any], chosen: Any) -> list[LookupWrite]:  # noqa: ARG001
+        return [LookupWrite("p", "s", {"a": 1}, replace=True)]
+
+    journal.append("s", [status("P0")], check=build)
+    with staged("s", ("P1", None)) as events:
+        events.validated_version = 1
+        journal.append_staged(events)
+    assert journal.lookup("p", "s", ["a"]) == Lookup(False, {})
 
 
 def test_a_retried_append_checks_the_events_as_given_not_as_a_check_left_them(
