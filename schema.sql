@@ -123,12 +123,14 @@ CREATE INDEX events_export_dir ON events (stream, seq)
 -- a few rows instead of the whole folded state. The entry under the empty key is the
 -- stream version the others are current at: behind the stream (an append that did not
 -- keep them), they are not trusted and the next append rebuilds them from the state.
+-- Keyed stream first: an append takes the mark off its stream's entries of every other
+-- projection, `WHERE stream = ? AND key = ''`, a point read of the key, never a scan.
 CREATE TABLE lookups (
     projection TEXT NOT NULL,
     stream     TEXT NOT NULL,
     key        TEXT NOT NULL,
     entry      TEXT NOT NULL,
-    PRIMARY KEY (projection, stream, key)
+    PRIMARY KEY (stream, key, projection)
 ) WITHOUT ROWID;
 
 
@@ -248,5 +250,5 @@ CREATE TABLE lookups (
     stream     text NOT NULL,
     key        text NOT NULL,
     entry      text NOT NULL,
-    PRIMARY KEY (projection, stream, key)
+    PRIMARY KEY (stream, key, projection)
 );

@@ -124,7 +124,7 @@ _DROP_LOOKUPS = "DELETE FROM lookups WHERE projection = ? AND stream = ?"
 _DELETE_LOOKUP = "DELETE FROM lookups WHERE projection = ? AND stream = ? AND key = ?"
 _SAVE_LOOKUP = (
     "INSERT INTO lookups (projection, stream, key, entry) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (projection, stream, key) DO UPDATE SET entry = excluded.entry"
+    " ON CONFLICT (stream, key, projection) DO UPDATE SET entry = excluded.entry"
 )
 _UNMARK = "DELETE FROM lookups WHERE stream = ? AND key = ?"
 
