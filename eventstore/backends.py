@@ -59,3 +59,11 @@ def inspect_journal_file(path: Path) -> JournalFile:
     from eventstore.sqlite import SQLiteJournal  # noqa: PLC0415
 
     return SQLiteJournal.inspect_file(path)
+
+
+def export_dirs_in_file(path: Path) -> dict[str, str]:
+    """Each session's latest export dir in the journal file at `path` (another project's),
+    read without touching it (no migration, no -wal/-shm made); {} when unreadable."""
+    from eventstore.sqlite import SQLiteJournal  # noqa: PLC0415
+
+    return SQLiteJournal.export_dirs_of_file(path)

@@ -18,7 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eventstore.errors import EvstoreError, InvalidInputError
+from eventstore.backends import export_dirs_in_file
+from eventstore.errors import InvalidInputError
 from eventstore.locate import JOURNAL_NAME, STATE_DIR
 
 if TYPE_CHECKING:
@@ -90,25 +91,11 @@ def foreign_owner(store: Store, export_dir: Path) -> tuple[Path, str] | None:
         journal = directory / STATE_DIR / JOURNAL_NAME
         if not journal.is_file() or resolved(journal) == own:
             continue
-        for session, recorded in _export_dirs_in(journal).items():
+        for session, recorded in export_dirs_in_file(journal).items():
             path = Path(recorded)
             if resolved(path if path.is_absolute() else directory / path) == wanted:
                 return journal, session
     return None
-
-
-def _export_dirs_in(journal: Path) -> dict[str, str]:
-    """Each session's latest export dir in another journal, read only; {} when it cannot be
-    read (not a journal, locked, damaged): its own commands will say why."""
-    from eventstore.backends import open_journal  # noqa: PLC0415 - only when another project is near
-
-    try:
-        # Read only: nothing of someone else's journal is migrated, nor any -wal/-shm made
-        # beside one not in use.
-        with open_journal(journal, read_only=True) as other:
-            return other.export_dirs()
-    except (EvstoreError, OSError, ValueError, KeyError, TypeError):
-        return {}
 
 
 def shared_export_dirs(store: Store) -> dict[Path, list[str]]:

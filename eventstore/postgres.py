@@ -162,7 +162,6 @@ class PostgresJournal(Journal):
         self._lock = threading.RLock()
         self._in_tx = False
         self._pipelined: bool | None = None
-        self._recording = False
         self._id: str | None = None
         self._meta_base = {"host": socket.gethostname(), "user": current_user(), "tool": tool}
         self._pg: psycopg.Connection[Any] | None = None
@@ -402,7 +401,7 @@ class PostgresJournal(Journal):
             )
 
         result = policy.call(fn, retryable=self._retryable, on_retry=on_retry)
-        if failures and record and not self._recording:
+        if failures and record:
             self._record_recovered(failures[-1], len(failures), started, operation)
         return result
 

@@ -33,7 +33,7 @@ from eventstore.errors import (
     JournalWriteError,
 )
 from eventstore.logs import get_logger
-from eventstore.persistence import Durability, Journal, outdated_note
+from eventstore.persistence import EXPORT_DIR_EVENTS, Durability, Journal, outdated_note
 from eventstore.progress import Progress, reporting
 from eventstore.records import (
     CURRENT_SCHEMA,
@@ -43,6 +43,7 @@ from eventstore.records import (
     StoredEvent,
     decode_rows,
     decode_scan_rows,
+    export_dir_of_data,
     format_time,
     new_event_id,
     utc_now,
@@ -126,7 +127,6 @@ class SQLiteJournal(Journal):
         # SQLite keeps the pages it did read, so each attempt gets further.
         self._read_retry = read_retry or RetryPolicy(retries=8, base_s=0.01, cap_s=0.2)
         self._lock = threading.RLock()
-        self._recording = False
         self._id: str | None = None
         self._meta_base = {"host": socket.gethostname(), "user": current_user(), "tool": tool}
         self._busy_timeout_ms = busy_timeout_ms
@@ -453,7 +453,7 @@ class SQLiteJournal(Journal):
             )
 
         result = self._busy_retry.call(fn, retryable=_transient, on_retry=on_retry)
-        if failures and not self._recording:
+        if failures:
             self._record_recovered(failures[-1], len(failures), started)
         return result
 
@@ -721,6 +721,29 @@ class SQLiteJournal(Journal):
         self._with_busy_retry(attempt)
 
     # --- inspection (sqlite-utils on the same connection) -----------------------------
+
+    @staticmethod
+    def export_dirs_of_file(path: Path) -> dict[str, str]:
+        """Each session's latest export dir in the journal at `path`, someone else's, read
+        without touching it; {} when it cannot be read (not a journal, locked, damaged):
+        its own commands will say why."""
+        # Without a -wal beside it the file alone holds every commit: read it as immutable,
+        # which creates no -wal/-shm of someone else's journal. In use, it has both already.
+        in_use = path.with_name(path.name + "-wal").exists()
+        mode = "mode=ro" if in_use else "mode=ro&immutable=1"
+        try:
+            con = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, timeout=1.0)
+        except sqlite3.Error:
+            return {}
+        try:
+            rows = con.execute(
+                f"SELECT stream, data FROM events WHERE {EXPORT_DIR_EVENTS} ORDER BY stream, seq"  # noqa: S608 - a constant
+            ).fetchall()
+            return {stream: export_dir_of_data(data) for stream, data in rows}
+        except (sqlite3.Error, ValueError, KeyError, TypeError):
+            return {}
+        finally:
+            con.close()
 
     @staticmethod
     def inspect_file(path: Path) -> JournalFile:
